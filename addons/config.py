@@ -1,0 +1,176 @@
+"""Loads `config.yaml`, keeps it in force, and reloads it when the file changes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from mitmproxy import ctx, exceptions
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from routing.config import Config, ConfigError, load_config, unknown_keys
+from routing.runtime import Runtime
+
+logger = logging.getLogger("cliproxy")
+# watchdog logs every inotify event at debug level, our own log file's writes included.
+logging.getLogger("watchdog").setLevel(logging.INFO)
+
+# Editors save in bursts (truncate, write, rename); wait for the burst to end.
+RELOAD_DEBOUNCE = 0.2
+
+
+def listener_mode(config: Config) -> str:
+    """The mitmproxy mode spec of the local API listener.
+
+    A reverse proxy whose default target is never dialled (and, being `.invalid`, could not
+    be): with `connection_strategy=lazy`
+    every request is either rewritten to a credential's upstream or answered by the proxy.
+    """
+    listen = f"{config.host}:{config.port}" if config.host else str(config.port)
+    return f"reverse:http://cliproxy.invalid@{listen}"
+
+
+class _FileChanged(FileSystemEventHandler):
+    def __init__(self, path: Path, notify) -> None:
+        self.path = path
+        self.notify = notify
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        paths = {event.src_path, getattr(event, "dest_path", "")}
+        if any(p and Path(p).resolve() == self.path for p in paths):
+            self.notify()
+
+
+class ConfigLoader:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.path: Path | None = None
+        self.mode_spec: str | None = None
+        self._observer: Observer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: asyncio.TimerHandle | None = None
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "cliproxy_config",
+            str,
+            "config.yaml",
+            "Path of the cliproxy config.yaml (CLIProxyAPI's format). Edits apply without a restart.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "cliproxy_config" not in updated:
+            return
+        path = Path(ctx.options.cliproxy_config).expanduser().resolve()
+        if path.exists():
+            try:
+                config = load_config(path)
+            except ConfigError as e:
+                raise exceptions.OptionsError(str(e)) from None
+            self._report_ignored(path)
+        else:
+            config = Config()
+            logger.warning(
+                f"cliproxy: no config file at {path}; running on defaults with no credentials. "
+                "Copy config.example.yaml to config.yaml, add API keys, and they apply at once."
+            )
+        self.path = path
+        self._put_in_force(config)
+        if self._loop is not None:
+            self._watch()
+
+    def running(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._watch()
+        config = self.runtime.config
+        proxy_host = ctx.options.listen_host or "*"
+        logger.info(
+            f"cliproxy: API listener on http://{config.host or '*'}:{config.port} "
+            "(OpenAI, Anthropic and Gemini APIs); interception proxy for HTTPS_PROXY on "
+            f"http://{proxy_host}:{ctx.options.listen_port or 8080}"
+        )
+        if not config.credential_count:
+            logger.warning(
+                "cliproxy: no credentials are configured: add gemini-api-key, claude-api-key, "
+                "codex-api-key or openai-compatibility entries to the config file."
+            )
+
+    def done(self) -> None:
+        if self._pending:
+            self._pending.cancel()
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=2)
+            self._observer = None
+
+    # -- applying a config -----------------------------------------------------------------
+
+    def _put_in_force(self, config: Config) -> None:
+        previous = self.runtime.config
+        self.runtime.apply(config)
+        logger.setLevel(logging.DEBUG if config.debug else logging.INFO)
+        mode = listener_mode(config)
+        updates: dict = {}
+        if mode != self.mode_spec:
+            modes = [m for m in ctx.options.mode if m != self.mode_spec]
+            updates["mode"] = [*modes, mode]
+            self.mode_spec = mode
+        if ctx.options.connection_strategy != "lazy":
+            # Nothing may be dialled before the request hook has chosen the upstream.
+            updates["connection_strategy"] = "lazy"
+        if config.debug and not previous.debug:
+            updates["termlog_verbosity"] = "debug"
+        if updates:
+            ctx.options.update(**updates)
+
+    def _report_ignored(self, path: Path) -> None:
+        try:
+            ignored = unknown_keys(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        if ignored:
+            logger.info(f"cliproxy: {path}: keys not supported here, ignored: {', '.join(ignored)}")
+
+    # -- watching the file -----------------------------------------------------------------
+
+    def _watch(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+        assert self.path is not None
+        handler = _FileChanged(self.path, self._changed_from_thread)
+        self._observer = Observer()
+        self._observer.daemon = True
+        self._observer.schedule(handler, str(self.path.parent), recursive=False)
+        self._observer.start()
+
+    def _changed_from_thread(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._schedule_reload)
+
+    def _schedule_reload(self) -> None:
+        if self._pending:
+            self._pending.cancel()
+        assert self._loop is not None
+        self._pending = self._loop.call_later(RELOAD_DEBOUNCE, self._reload)
+
+    def _reload(self) -> None:
+        self._pending = None
+        assert self.path is not None
+        if not self.path.exists():
+            logger.warning(f"cliproxy: {self.path} was removed; keeping the running config")
+            return
+        try:
+            config = load_config(self.path)
+        except ConfigError as e:
+            logger.error(f"cliproxy: config edit rejected, the running config stays in force: {e}")
+            return
+        if config == self.runtime.config:
+            return
+        self._put_in_force(config)
+        self._report_ignored(self.path)
+        logger.info(
+            f"cliproxy: reloaded {self.path}: {config.credential_count} credential(s), "
+            f"routing {config.routing.strategy}"
+        )

@@ -1,0 +1,134 @@
+"""The local API listener: client authentication, endpoint recognition and local answers.
+
+A listener request bound upstream leaves here as a `ClientRequest` handed to the dispatcher.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from mitmproxy import http
+
+from addons.common import reply, reply_error
+from addons.config import ConfigLoader
+from addons.dispatch import Dispatcher
+from routing.endpoints import Endpoint, Kind, client_key, guess_format, match
+from routing.runtime import Runtime
+from routing.upstream import ClientRequest
+from translators.formats import Format
+from translators.listing import ListedModel, anthropic_models, gemini_model, gemini_models, openai_models
+
+logger = logging.getLogger("cliproxy")
+
+_LISTING_FORMATS = {
+    Format.OPENAI_CHAT: (Format.OPENAI_CHAT, Format.OPENAI_RESPONSES),
+    Format.ANTHROPIC: (Format.ANTHROPIC,),
+    Format.GEMINI: (Format.GEMINI,),
+}
+
+
+def _authorized(sent: str | None, allowed: tuple[str, ...]) -> bool:
+    if not allowed:
+        return True
+    if sent is None:
+        return False
+    given = sent.encode()
+    # Compare against every key, without stopping at the first match, in constant time each.
+    return sum(hmac.compare_digest(given, k.encode()) for k in allowed) > 0
+
+
+class ApiListener:
+    def __init__(
+        self, runtime: Runtime, config_loader: ConfigLoader, dispatcher: Dispatcher
+    ) -> None:
+        self.runtime = runtime
+        self.config_loader = config_loader
+        self.dispatcher = dispatcher
+
+    def is_listener_flow(self, flow: http.HTTPFlow) -> bool:
+        mode = flow.client_conn.proxy_mode
+        return mode is not None and mode.full_spec == self.config_loader.mode_spec
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live or not self.is_listener_flow(flow):
+            return
+        req = flow.request
+        headers = {k.lower(): v for k, v in req.headers.items()}
+        path = req.path.split("?", 1)[0]
+        if req.method == "OPTIONS":
+            reply(flow, 204, b"", cors=True)
+            return
+        endpoint = match(req.method, path, headers)
+        fmt = endpoint.format if endpoint else guess_format(path, headers)
+        if not _authorized(client_key(headers, req.query), self.runtime.config.client_keys):
+            reply_error(flow, fmt, 401, "missing or invalid API key for this proxy: send one of its api-keys")
+            return
+        if endpoint is None:
+            reply_error(flow, fmt, 404, f"no such endpoint: {req.method} {path}")
+            return
+        if endpoint.kind is Kind.HEALTH:
+            self._health(flow)
+        elif endpoint.kind is Kind.LIST_MODELS:
+            self._list_models(flow, endpoint)
+        elif endpoint.kind is Kind.GET_MODEL:
+            self._get_model(flow, endpoint)
+        else:
+            if call := self._client_request(flow, endpoint, path, headers):
+                await self.dispatcher.dispatch(flow, call)
+
+    def _health(self, flow: http.HTTPFlow) -> None:
+        count = len(self.runtime.router.credentials)
+        body = {"status": "ok" if count else "no credentials", "credentials": count}
+        reply(flow, 200, json.dumps(body).encode())
+
+    def _models(self, fmt: Format) -> list[ListedModel]:
+        return self.runtime.router.models(_LISTING_FORMATS[fmt])
+
+    def _list_models(self, flow: http.HTTPFlow, endpoint: Endpoint) -> None:
+        models = self._models(endpoint.format)
+        encode = {
+            Format.OPENAI_CHAT: openai_models,
+            Format.ANTHROPIC: anthropic_models,
+            Format.GEMINI: gemini_models,
+        }[endpoint.format]
+        reply(flow, 200, encode(models))
+
+    def _get_model(self, flow: http.HTTPFlow, endpoint: Endpoint) -> None:
+        for m in self._models(Format.GEMINI):
+            if m.id == endpoint.model:
+                reply(flow, 200, json.dumps(gemini_model(m)).encode())
+                return
+        reply_error(flow, Format.GEMINI, 404, f"model {endpoint.model!r} is not offered here")
+
+    def _client_request(
+        self, flow: http.HTTPFlow, endpoint: Endpoint, path: str, headers: dict[str, str]
+    ) -> ClientRequest | None:
+        req = flow.request
+        body = req.raw_content or b""
+        try:
+            parsed = json.loads(body) if body else {}
+        except (ValueError, UnicodeDecodeError) as e:
+            reply_error(flow, endpoint.format, 400, f"the request body is not valid JSON: {e}")
+            return None
+        if not isinstance(parsed, dict):
+            reply_error(flow, endpoint.format, 400, "the request body must be a JSON object")
+            return None
+        model = endpoint.model or parsed.get("model")
+        if not isinstance(model, str) or not model:
+            reply_error(flow, endpoint.format, 400, "the request names no model: set \"model\"")
+            return None
+        stream = endpoint.streams_by_path or parsed.get("stream") is True
+        return ClientRequest(
+            endpoint=endpoint,
+            model=model,
+            stream=stream,
+            method=req.method,
+            path=path,
+            query=tuple(req.query.items(multi=True)),
+            headers=headers,
+            raw_headers=tuple(req.headers.items(multi=True)),
+            body=body,
+            parsed=parsed,
+        )

@@ -1,0 +1,202 @@
+"""The typed model of `config.yaml`, with CLIProxyAPI's key names and meanings.
+
+Keys are kebab-case on disk (`request-retry`) and snake_case in Python (`request_retry`).
+Keys CLIProxyAPI knows but this proxy does not implement are accepted and reported once, so
+that an existing CLIProxyAPI config loads unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_PORT = 8317
+API_KEY_ENV = "CLI_PROXY_API_KEY"
+
+
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=_kebab, populate_by_name=True, extra="ignore", frozen=True
+    )
+
+
+class ModelAlias(_Section):
+    """An upstream model id (`name`) and the id clients use for it (`alias`)."""
+
+    name: str
+    alias: str = ""
+
+
+class _KeyEntryBase(_Section):
+    prefix: str = ""
+    base_url: str = ""
+    proxy_url: str = ""
+    priority: int = 0
+    headers: dict[str, str] = Field(default_factory=dict)
+    models: list[ModelAlias] = Field(default_factory=list)
+    excluded_models: list[str] = Field(default_factory=list)
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_has_no_slashes(cls, v: str) -> str:
+        v = v.strip("/")
+        if "/" in v:
+            raise ValueError("a prefix is one path segment, without '/'")
+        return v
+
+
+class ApiKeyEntry(_KeyEntryBase):
+    """One entry of `gemini-api-key`, `claude-api-key` or `codex-api-key`."""
+
+    api_key: str = Field(min_length=1)
+
+
+class CompatKey(_Section):
+    api_key: str = Field(min_length=1)
+    proxy_url: str = ""
+
+
+class OpenAICompatibility(_KeyEntryBase):
+    """An OpenAI-compatible service (`openai-compatibility` list)."""
+
+    name: str = Field(min_length=1)
+    base_url: str = Field(min_length=1)
+    disabled: bool = False
+    api_key_entries: list[CompatKey] = Field(default_factory=list)
+
+
+class QuotaExceeded(_Section):
+    switch_project: bool = True
+    switch_preview_model: bool = True
+
+
+class RemoteManagement(_Section):
+    allow_remote: bool = False
+    secret_key: str = ""
+    disable_control_panel: bool = False
+
+
+class Routing(_Section):
+    strategy: Literal["round-robin", "fill-first"] = "round-robin"
+
+
+class Config(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(DEFAULT_PORT, ge=1, le=65535)
+    auth_dir: str = "~/.cli-proxy-api"
+    api_keys: list[str] = Field(default_factory=list)
+    debug: bool = False
+    request_retry: int = Field(3, ge=0)
+    max_retry_credentials: int = Field(0, ge=0)
+    max_retry_interval: float = Field(30, ge=0)
+    disable_cooling: bool = False
+    transient_error_cooldown_seconds: float = 0
+    force_model_prefix: bool = False
+    routing: Routing = Routing()
+    quota_exceeded: QuotaExceeded = QuotaExceeded()
+    remote_management: RemoteManagement = RemoteManagement()
+    gemini_api_key: list[ApiKeyEntry] = Field(default_factory=list)
+    claude_api_key: list[ApiKeyEntry] = Field(default_factory=list)
+    codex_api_key: list[ApiKeyEntry] = Field(default_factory=list)
+    openai_compatibility: list[OpenAICompatibility] = Field(default_factory=list)
+    # Not in CLIProxyAPI: vendor host -> base URL, so that tests and corporate gateways can
+    # redirect every upstream, API and OAuth alike.
+    upstream_overrides: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: Any) -> Any:
+        return [] if v is None else v
+
+    @field_validator("upstream_overrides")
+    @classmethod
+    def _overrides_are_urls(cls, v: dict[str, str]) -> dict[str, str]:
+        for host, url in v.items():
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{host}: {url!r} is not an http:// or https:// URL")
+        return {host.lower(): url.rstrip("/") for host, url in v.items()}
+
+    @property
+    def transient_cooldown(self) -> float:
+        """Seconds a credential rests after a 408/5xx (CLIProxyAPI: 0 means 60, negative disables)."""
+        if self.transient_error_cooldown_seconds < 0:
+            return 0.0
+        return self.transient_error_cooldown_seconds or 60.0
+
+    @property
+    def client_keys(self) -> tuple[str, ...]:
+        keys = [k for k in self.api_keys if k]
+        if env_key := os.environ.get(API_KEY_ENV):
+            keys.append(env_key)
+        return tuple(keys)
+
+    @property
+    def credential_count(self) -> int:
+        compat = sum(
+            max(1, len(c.api_key_entries)) for c in self.openai_compatibility if not c.disabled
+        )
+        return len(self.gemini_api_key) + len(self.claude_api_key) + len(self.codex_api_key) + compat
+
+    @property
+    def auth_path(self) -> Path:
+        return Path(self.auth_dir).expanduser()
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the file and the key path."""
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + item)
+    return "".join(parts) or "(top level)"
+
+
+def parse_config(text: str, source: str = "config.yaml") -> Config:
+    """Parse YAML text into a `Config`, or raise `ConfigError` naming `source` and the bad key."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"{source}:{where}: not valid YAML: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys at the top level")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            # Never echo the offending value: it may be a secret.
+            problems.append(f"{_key_path(err['loc'])}: {err['msg']}")
+        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    return parse_config(text, str(path))
+
+
+def unknown_keys(text: str) -> list[str]:
+    """Top-level keys the proxy ignores (CLIProxyAPI features not implemented here)."""
+    data = yaml.safe_load(text) or {}
+    known = {f.alias or name for name, f in Config.model_fields.items()}
+    return sorted(k for k in data if isinstance(k, str) and k not in known)

@@ -1,0 +1,99 @@
+"""Which API a listener request speaks, told from its method, path and headers."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from translators.formats import Format
+
+
+class Kind(enum.Enum):
+    GENERATE = "generate"
+    COUNT_TOKENS = "count_tokens"
+    LIST_MODELS = "list_models"
+    GET_MODEL = "get_model"
+    HEALTH = "health"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    kind: Kind
+    format: Format
+    # Gemini carries the model and the action in the path: /v1beta/models/{model}:{action}
+    model: str | None = None
+    action: str = ""
+    version: str = "v1beta"
+
+    @property
+    def streams_by_path(self) -> bool:
+        return self.action == "streamGenerateContent"
+
+
+_GEMINI_CALL = re.compile(r"^/(v1beta|v1|v1alpha)/models/([^/:]+):([A-Za-z]+)$")
+_GEMINI_MODEL = re.compile(r"^/(v1beta|v1alpha)/models/([^/:]+)$")
+_GEMINI_ACTIONS = {
+    "generateContent": Kind.GENERATE,
+    "streamGenerateContent": Kind.GENERATE,
+    "countTokens": Kind.COUNT_TOKENS,
+}
+
+_POST_ROUTES = {
+    "/v1/chat/completions": Endpoint(Kind.GENERATE, Format.OPENAI_CHAT),
+    "/chat/completions": Endpoint(Kind.GENERATE, Format.OPENAI_CHAT),
+    "/v1/responses": Endpoint(Kind.GENERATE, Format.OPENAI_RESPONSES),
+    "/responses": Endpoint(Kind.GENERATE, Format.OPENAI_RESPONSES),
+    "/v1/messages": Endpoint(Kind.GENERATE, Format.ANTHROPIC),
+    "/v1/messages/count_tokens": Endpoint(Kind.COUNT_TOKENS, Format.ANTHROPIC),
+}
+
+
+def wants_anthropic(headers: Mapping[str, str]) -> bool:
+    """Anthropic clients send `anthropic-version`; Claude Code also identifies by User-Agent."""
+    return "anthropic-version" in headers or headers.get("user-agent", "").startswith("claude-cli")
+
+
+def match(method: str, path: str, headers: Mapping[str, str]) -> Endpoint | None:
+    """The endpoint `path` (without its query) names, or None for an unknown route."""
+    path = path.rstrip("/") or "/"
+    if method == "POST":
+        if endpoint := _POST_ROUTES.get(path):
+            return endpoint
+        if m := _GEMINI_CALL.match(path):
+            version, model, action = m.groups()
+            if kind := _GEMINI_ACTIONS.get(action):
+                return Endpoint(kind, Format.GEMINI, model, action, version)
+        return None
+    if method in ("GET", "HEAD"):
+        if path == "/healthz":
+            return Endpoint(Kind.HEALTH, Format.OPENAI_CHAT)
+        if path == "/v1/models":
+            fmt = Format.ANTHROPIC if wants_anthropic(headers) else Format.OPENAI_CHAT
+            return Endpoint(Kind.LIST_MODELS, fmt)
+        if path in ("/v1beta/models", "/v1alpha/models"):
+            return Endpoint(Kind.LIST_MODELS, Format.GEMINI)
+        if m := _GEMINI_MODEL.match(path):
+            return Endpoint(Kind.GET_MODEL, Format.GEMINI, m.group(2), version=m.group(1))
+    return None
+
+
+def guess_format(path: str, headers: Mapping[str, str]) -> Format:
+    """The error shape to answer in when the route itself is unknown or refused."""
+    if path.startswith(("/v1beta", "/v1alpha")) or "x-goog-api-key" in headers:
+        return Format.GEMINI
+    if path.startswith("/v1/messages") or wants_anthropic(headers):
+        return Format.ANTHROPIC
+    return Format.OPENAI_CHAT
+
+
+def client_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    """The proxy API key a client sent, in any of the ways the official SDKs send one."""
+    if auth := headers.get("authorization"):
+        scheme, _, value = auth.partition(" ")
+        return value.strip() if scheme.lower() == "bearer" else auth.strip()
+    for name in ("x-api-key", "x-goog-api-key"):
+        if value := headers.get(name):
+            return value
+    return query.get("key") or query.get("auth_token")

@@ -1,0 +1,177 @@
+"""From a requested model name to the credentials that can serve it.
+
+The router is rebuilt from the config on every reload; it is immutable, so a request that
+started under the old config keeps a consistent view.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass
+
+from auth.credential import Credential, ModelName
+from routing.config import ApiKeyEntry, Config
+from translators.formats import Format
+from translators.listing import ListedModel
+
+# The wire format each kind of credential speaks upstream.
+PROVIDER_FORMATS = {
+    "claude": Format.ANTHROPIC,
+    "gemini": Format.GEMINI,
+    "codex": Format.OPENAI_RESPONSES,
+    "openai-compatibility": Format.OPENAI_CHAT,
+}
+
+# Without a `models` list, an API key serves every model of its vendor's families
+# (new releases included) and lists these in the model listings.
+_FAMILIES = {
+    "claude": ("claude-*",),
+    "gemini": ("gemini-*", "gemma-*", "learnlm-*"),
+    "codex": ("gpt-*", "o1*", "o3*", "o4*", "codex-*", "chatgpt-*"),
+    "openai-compatibility": ("*",),
+}
+_DEFAULT_LISTING = {
+    "claude": ("claude-opus-4-1", "claude-sonnet-4-5", "claude-haiku-4-5"),
+    "gemini": ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite"),
+    "codex": ("gpt-5", "gpt-5-codex", "gpt-5-mini"),
+    "openai-compatibility": (),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    credential: Credential
+    model: str  # the upstream model id to send
+
+
+class UnknownModel(LookupError):
+    def __init__(self, model: str, hint: str = "") -> None:
+        self.model = model
+        message = f"model {model!r} is not offered by any configured credential"
+        super().__init__(f"{message}; {hint}" if hint else message)
+
+
+def credentials_from_config(config: Config) -> list[Credential]:
+    creds: list[Credential] = []
+
+    def entry(provider: str, source: str, e: ApiKeyEntry) -> Credential:
+        return Credential(
+            provider=provider,
+            source=source,
+            secret=e.api_key,
+            base_url=e.base_url.rstrip("/"),
+            prefix=e.prefix,
+            priority=e.priority,
+            headers=dict(e.headers),
+            models=tuple(ModelName(m.name, m.alias) for m in e.models),
+            excluded_models=tuple(e.excluded_models),
+        )
+
+    for key, provider in (
+        ("gemini_api_key", "gemini"),
+        ("claude_api_key", "claude"),
+        ("codex_api_key", "codex"),
+    ):
+        for i, e in enumerate(getattr(config, key)):
+            creds.append(entry(provider, f"{key.replace('_', '-')}[{i}]", e))
+    for i, svc in enumerate(config.openai_compatibility):
+        if svc.disabled:
+            continue
+        keys = svc.api_key_entries or []
+        for j, k in enumerate(keys):
+            creds.append(
+                Credential(
+                    provider="openai-compatibility",
+                    source=f"openai-compatibility[{i}] {svc.name} key[{j}]",
+                    secret=k.api_key,
+                    base_url=svc.base_url.rstrip("/"),
+                    prefix=svc.prefix,
+                    priority=svc.priority,
+                    headers=dict(svc.headers),
+                    models=tuple(ModelName(m.name, m.alias) for m in svc.models),
+                    excluded_models=tuple(svc.excluded_models),
+                    service=svc.name,
+                )
+            )
+    return creds
+
+
+def _offers(cred: Credential, name: str) -> str | None:
+    """The upstream id under which `cred` serves the client-visible `name`, if it does."""
+    lowered = name.lower()
+    if cred.models:
+        for m in cred.models:
+            if m.public.lower() == lowered or m.name.lower() == lowered:
+                upstream = m.name
+                break
+        else:
+            return None
+    elif any(fnmatch.fnmatchcase(lowered, p) for p in _FAMILIES[cred.provider]):
+        upstream = name
+    else:
+        return None
+    if cred.excludes(name) or cred.excludes(upstream):
+        return None
+    return upstream
+
+
+class Router:
+    def __init__(self, credentials: Iterable[Credential], *, force_model_prefix: bool = False):
+        self.credentials = tuple(credentials)
+        self.force_model_prefix = force_model_prefix
+        self._prefixes = {c.prefix for c in self.credentials if c.prefix}
+
+    def resolve(self, requested: str, fmt: Format) -> list[Route]:
+        """Every route that can serve `requested` for a client speaking `fmt`, in config order.
+
+        Raises `UnknownModel` when none can; its message says why, for the client to read.
+        """
+        routes = list(self._routes(requested))
+        servable = [r for r in routes if PROVIDER_FORMATS[r.credential.provider] is fmt]
+        if servable:
+            return servable
+        if routes:
+            providers = sorted({r.credential.provider for r in routes})
+            raise UnknownModel(
+                requested,
+                f"it is served by {', '.join(providers)} credentials, which speak another API "
+                f"than {fmt.title}; translation between formats is not built yet",
+            )
+        raise UnknownModel(requested, "GET /v1/models lists the models available")
+
+    def _routes(self, requested: str) -> Iterator[Route]:
+        prefix, sep, rest = requested.partition("/")
+        if sep and prefix in self._prefixes:
+            for cred in self.credentials:
+                if cred.prefix == prefix and (upstream := _offers(cred, rest)):
+                    yield Route(cred, upstream)
+            return
+        for cred in self.credentials:
+            if cred.prefix and self.force_model_prefix and cred.prefix != requested:
+                continue
+            if upstream := _offers(cred, requested):
+                yield Route(cred, upstream)
+
+    def models(self, formats: Collection[Format]) -> list[ListedModel]:
+        """The client-visible ids of models served in `formats`, with `prefix/` variants,
+        deduplicated, in config order."""
+        seen: dict[str, ListedModel] = {}
+        for cred in self.credentials:
+            if PROVIDER_FORMATS[cred.provider] not in formats:
+                continue
+            owner = cred.service or cred.provider
+            names = (
+                [m.public for m in cred.models]
+                if cred.models
+                else list(_DEFAULT_LISTING[cred.provider])
+            )
+            for name in names:
+                if cred.excludes(name):
+                    continue
+                ids = [] if (cred.prefix and self.force_model_prefix) else [name]
+                if cred.prefix:
+                    ids.append(f"{cred.prefix}/{name}")
+                for model_id in ids:
+                    seen.setdefault(model_id, ListedModel(model_id, owner))
+        return list(seen.values())

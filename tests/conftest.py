@@ -1,0 +1,149 @@
+"""Shared fixtures: a real `mitmdump -s addons/cliproxy.py` subprocess and fake upstreams."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.fakes.upstream import FakeUpstream
+
+ROOT = Path(__file__).resolve().parent.parent
+ADDON = ROOT / "addons" / "cliproxy.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mitmdump_executable() -> str:
+    # The mitmdump of the interpreter running the tests, so that each Python gets its mitmproxy.
+    candidate = Path(sys.executable).parent / "mitmdump"
+    return str(candidate) if candidate.exists() else shutil.which("mitmdump") or "mitmdump"
+
+
+class Proxy:
+    """A running mitmdump with the cliproxy addon, its config file and its captured output."""
+
+    def __init__(self, workdir: Path, config: dict, confdir: Path, extra_args: tuple[str, ...] = ()):
+        self.workdir = workdir
+        self.config_path = workdir / "config.yaml"
+        self.log_path = workdir / "mitmdump.log"
+        self.port = free_port()
+        self.proxy_port = free_port()
+        self.confdir = confdir
+        self.extra_args = extra_args
+        self.write_config(config)
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def write_config(self, config: dict) -> None:
+        config = {"port": self.port, "host": "127.0.0.1", "auth-dir": str(self.workdir / "auth"), **config}
+        # Write then rename, as editors do, so the watcher never sees a half-written file.
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+        tmp.replace(self.config_path)
+
+    def command(self) -> list[str]:
+        return [
+            mitmdump_executable(),
+            "-s", str(ADDON),
+            "--listen-host", "127.0.0.1",
+            "--listen-port", str(self.proxy_port),
+            "--set", f"confdir={self.confdir}",
+            "--set", f"cliproxy_config={self.config_path}",
+            *self.extra_args,
+        ]
+
+    def start(self, wait: bool = True) -> Proxy:
+        self.log = self.log_path.open("wb")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("CLI_PROXY_API_KEY", None)
+        self.process = subprocess.Popen(
+            self.command(), cwd=self.workdir, stdout=self.log, stderr=subprocess.STDOUT, env=env
+        )
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process and self.process.poll() is not None:
+                raise RuntimeError(f"mitmdump exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError(f"mitmdump did not listen on {self.port}:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_for_output(self, text: str, timeout: float = 10.0, start: int = 0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output()[start:]:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} not in mitmdump output:\n{self.output()[start:]}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if getattr(self, "log", None):
+            self.log.close()
+
+    def get(self, path: str, **kw) -> httpx.Response:
+        return httpx.get(self.base_url + path, timeout=30, **kw)
+
+    def post(self, path: str, **kw) -> httpx.Response:
+        return httpx.post(self.base_url + path, timeout=30, **kw)
+
+
+@pytest.fixture(scope="session")
+def confdir(tmp_path_factory) -> Path:
+    """One mitmproxy confdir (CA) for the whole run: generating a CA per proxy is slow."""
+    return tmp_path_factory.mktemp("mitmproxy-conf")
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as upstream:
+        yield upstream
+
+
+@pytest.fixture
+def make_proxy(tmp_path_factory, confdir):
+    """Start a proxy with a given config; stopped at the end of the test."""
+    started: list[Proxy] = []
+
+    def make(config: dict, *, start: bool = True, extra_args: tuple[str, ...] = ()) -> Proxy:
+        proxy = Proxy(tmp_path_factory.mktemp("proxy"), config, confdir, extra_args)
+        started.append(proxy)
+        return proxy.start() if start else proxy
+
+    yield make
+    for proxy in started:
+        proxy.stop()

@@ -1,0 +1,792 @@
+"""A fake LLM upstream speaking four vendors' wire formats on one local port.
+
+One asyncio HTTP/1.1 server (stdlib only) that answers like OpenAI Chat Completions, OpenAI Responses,
+Anthropic Messages and the Gemini API, closely enough that the official SDKs parse its replies. It is
+used by unit tests (scripted failures, recorded requests) and by benchmarks, so the hot path avoids
+per-request work that is not needed: keep-alive connections, one write per non-stream reply, one
+chunk (and one drain) per stream event.
+
+It runs its own event loop in a daemon thread, so synchronous tests, async tests (with their own
+loop) and a mitmproxy instance under test can all talk to it at once.
+
+Determinism, which tests may rely on:
+* input/prompt tokens = max(1, len(request body) // 4), also what the count-tokens routes return;
+* output/completion tokens = the number of text deltas a stream would have (``stream_events``),
+  for non-stream replies too;
+* a stream's text is ``expected_stream_text(events)``: ``text`` partitioned into ``events``
+  non-empty pieces (repeated first when it is shorter than ``events``).
+
+Per-request overrides (request headers): ``x-fake-events: N``, ``x-fake-event-delay: seconds``,
+``x-fake-latency: seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import itertools
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote
+
+__all__ = ["FakeUpstream", "Recorded", "Vendor", "split_text"]
+
+Vendor = Literal["openai-chat", "openai-responses", "anthropic", "gemini"]
+
+# Request heads beyond this are a client bug, not something to buffer.
+_HEAD_LIMIT = 1 << 20
+_CREATED = 1_700_000_000
+
+# Gemini routes, including Vertex-style prefixes (…/publishers/google/models/m:generateContent).
+_GEMINI_ROUTE = re.compile(r"/models/(?P<model>[^/:]+):(?P<action>generateContent|streamGenerateContent|countTokens)$")
+
+_OPENAI_ERROR_TYPES: dict[int, tuple[str, str | None]] = {
+    400: ("invalid_request_error", None),
+    401: ("authentication_error", "invalid_api_key"),
+    403: ("permission_error", None),
+    404: ("invalid_request_error", "model_not_found"),
+    429: ("rate_limit_error", "rate_limit_exceeded"),
+    500: ("server_error", None),
+    503: ("server_error", "service_unavailable"),
+}
+_ANTHROPIC_ERROR_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    # Anthropic's own overload status is 529; 503 is what proxies map it to, so both mean overloaded.
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+_GEMINI_ERROR_STATUSES: dict[int, str] = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "NOT_IMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+@dataclass
+class Recorded:
+    """One request as the fake received it."""
+
+    method: str
+    path: str  # as sent (not percent-decoded), without the query string
+    query: dict[str, str]
+    headers: dict[str, str]  # names lower-cased; repeated headers joined with ", "
+    body: bytes  # de-chunked
+    api_key: str | None
+    vendor: str  # a Vendor value
+    received_at: float  # time.monotonic() once the body was read
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class _Failure:
+    status: int
+    headers: dict[str, str]
+    body: bytes | None
+    remaining: int | None  # None = until clear()
+
+
+@dataclass
+class _Settings:
+    """Knobs resolved per request (instance defaults, then x-fake-* headers)."""
+
+    events: int
+    event_delay: float
+    latency: float
+
+
+# A stream is a sequence of frames; `delayed` frames (the text deltas) are preceded by event_delay.
+_Frame = tuple[bytes, bool]
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+    frames: Iterator[_Frame] | None = None  # set for streamed (chunked) replies
+
+
+def split_text(text: str, n: int) -> list[str]:
+    """Partition `text` into `n` contiguous, non-empty pieces (repeating it if it is too short)."""
+    n = max(1, n)
+    if not text:
+        return [""] * n
+    if len(text) < n:
+        text = text * -(-n // len(text))
+    size, extra = divmod(len(text), n)
+    pieces: list[str] = []
+    start = 0
+    for i in range(n):
+        end = start + size + (1 if i < extra else 0)
+        pieces.append(text[start:end])
+        start = end
+    return pieces
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _sse(obj: Any, event: str | None = None) -> bytes:
+    data = b"data: " + _dumps(obj) + b"\n\n"
+    return b"event: " + event.encode() + b"\n" + data if event else data
+
+
+def _reason(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def _extract_api_key(headers: dict[str, str], query: dict[str, str]) -> str | None:
+    if "x-api-key" in headers:
+        return headers["x-api-key"]
+    auth = headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    if "x-goog-api-key" in headers:
+        return headers["x-goog-api-key"]
+    return query.get("key")
+
+
+def _classify(path: str, headers: dict[str, str]) -> Vendor:
+    """Which vendor a request is addressed to; also decides the error shape of scripted failures."""
+    if _GEMINI_ROUTE.search(path) or path.startswith("/v1beta") or "x-goog-api-key" in headers:
+        return "gemini"
+    if path.endswith(("/messages", "/messages/count_tokens")) or "anthropic-version" in headers:
+        return "anthropic"
+    if path.endswith("/responses"):
+        return "openai-responses"
+    return "openai-chat"
+
+
+class FakeUpstream:
+    """Fake OpenAI / Anthropic / Gemini upstream on 127.0.0.1, running in a background thread."""
+
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        stream_events: int = 5,
+        event_delay: float = 0.0,
+        text: str = "Hello from the fake upstream",
+    ) -> None:
+        # Plain attributes: tests may change them between requests.
+        self.latency = latency
+        self.stream_events = stream_events
+        self.event_delay = event_delay
+        self.text = text
+        self.base_url = ""
+        self.port = 0
+        self.requests: list[Recorded] = []
+        self.last_event_sent_at: float | None = None
+        self.connections_opened = 0  # lets tests/benchmarks check that clients reuse connections
+        self._failures: dict[str, list[_Failure]] = {}
+        self._lock = threading.Lock()  # fail()/clear() run on the caller's thread, lookups on the loop's
+        self._ids = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> FakeUpstream:
+        if self._thread is not None:
+            raise RuntimeError("FakeUpstream already started")
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(target=loop.run_forever, name="fake-upstream", daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._open(), loop).result(timeout=10)
+        return self
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._close(), loop).result(timeout=10)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+            loop.close()
+            self._loop = self._thread = self._server = None
+
+    def __enter__(self) -> FakeUpstream:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def _open(self) -> None:
+        self._server = await asyncio.start_server(self._serve_connection, "127.0.0.1", 0, limit=_HEAD_LIMIT)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+
+    async def _close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        # Keep-alive connections would otherwise keep Server.wait_closed() (3.12+) waiting forever.
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    # ------------------------------------------------------------------ scripting
+
+    def fail(
+        self,
+        api_key: str,
+        status: int,
+        *,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+        times: int | None = None,
+    ) -> None:
+        """Answer requests carrying `api_key` with `status` and the vendor's error body.
+
+        Failures scripted for the same key queue up: the first applies until it has been used `times`
+        times, then the next one. `times=None` never runs out (until clear()); `times<=0` is a no-op.
+        """
+        if times is not None and times <= 0:
+            return
+        with self._lock:
+            self._failures.setdefault(api_key, []).append(_Failure(status, dict(headers or {}), body, times))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._failures.clear()
+        self.requests.clear()
+        self.last_event_sent_at = None
+
+    def keys_used(self) -> list[str | None]:
+        return [r.api_key for r in self.requests]
+
+    def expected_stream_text(self, events: int | None = None) -> str:
+        """What a stream of `events` deltas (default: stream_events) spells out."""
+        return "".join(split_text(self.text, self.stream_events if events is None else events))
+
+    def _take_failure(self, api_key: str | None) -> _Failure | None:
+        if api_key is None:
+            return None
+        with self._lock:
+            queue = self._failures.get(api_key)
+            if not queue:
+                return None
+            failure = queue[0]
+            if failure.remaining is not None:
+                failure.remaining -= 1
+                if failure.remaining <= 0:
+                    queue.pop(0)
+            return failure
+
+    # ------------------------------------------------------------------ HTTP plumbing
+
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)  # type: ignore[arg-type]
+        self.connections_opened += 1
+        try:
+            while await self._serve_one(reader, writer):
+                pass
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client went away mid-request or mid-stream
+        except asyncio.CancelledError:
+            # stop() cancels open connections. Ending normally matters: on 3.11 asyncio's
+            # client_connected_cb wrapper calls task.exception() and logs a cancelled task as an error.
+            pass
+        finally:
+            self._connections.discard(task)  # type: ignore[arg-type]
+            writer.close()
+
+    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Read one request and answer it; returns whether the connection stays open."""
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return False  # clean close between requests
+        except asyncio.LimitOverrunError:
+            await self._write_reply(writer, _bad_request("Request header too large", 431), False)
+            return False
+        lines = head.lstrip(b"\r\n").decode("latin-1").split("\r\n")
+        try:
+            method, target, version = lines[0].split(" ", 2)
+        except ValueError:
+            await self._write_reply(writer, _bad_request("Malformed request line"), False)
+            return False
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            if not line:
+                continue
+            name, _, value = line.partition(":")
+            name, value = name.strip().lower(), value.strip()
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+
+        if headers.get("expect", "").lower() == "100-continue":
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            body = await _read_chunked(reader)
+        else:
+            length = int(headers.get("content-length") or 0)
+            body = await reader.readexactly(length) if length else b""
+
+        connection = headers.get("connection", "").lower()
+        keep_alive = "close" not in connection and (version != "HTTP/1.0" or "keep-alive" in connection)
+
+        path, _, query_string = target.partition("?")
+        query = dict(parse_qsl(query_string, keep_blank_values=True))
+        vendor = _classify(unquote(path), headers)
+        api_key = _extract_api_key(headers, query)
+        recorded = Recorded(method, path, query, headers, body, api_key, vendor, time.monotonic())
+        self.requests.append(recorded)
+
+        settings = self._settings(headers)
+        failure = self._take_failure(api_key)
+        try:
+            reply = _failure_reply(failure, vendor) if failure else self._route(recorded, settings)
+        except Exception as exc:  # noqa: BLE001 - a malformed body must get a 400, not kill the connection
+            reply = _bad_request(f"fake upstream could not handle the request: {exc!r}")
+        if settings.latency > 0:
+            await asyncio.sleep(settings.latency)
+        await self._write_reply(writer, reply, keep_alive, settings.event_delay)
+        return keep_alive
+
+    def _settings(self, headers: dict[str, str]) -> _Settings:
+        def override(name: str, default: float) -> float:
+            try:
+                return float(headers[name])
+            except (KeyError, ValueError):
+                return default
+
+        return _Settings(
+            events=max(1, int(override("x-fake-events", self.stream_events))),
+            event_delay=override("x-fake-event-delay", self.event_delay),
+            latency=override("x-fake-latency", self.latency),
+        )
+
+    async def _write_reply(
+        self, writer: asyncio.StreamWriter, reply: _Reply, keep_alive: bool, event_delay: float = 0.0
+    ) -> None:
+        head = [f"HTTP/1.1 {reply.status} {_reason(reply.status)}", f"Content-Type: {reply.content_type}"]
+        head += [f"{k}: {v}" for k, v in reply.headers.items()]
+        if not keep_alive:
+            head.append("Connection: close")
+        if reply.frames is None:
+            head.append(f"Content-Length: {len(reply.body)}")
+            writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + reply.body)
+            await writer.drain()
+            return
+        head += ["Transfer-Encoding: chunked", "Cache-Control: no-cache"]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        await writer.drain()
+        for data, delayed in reply.frames:
+            if delayed and event_delay > 0:
+                await asyncio.sleep(event_delay)
+            writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+            await writer.drain()  # each event leaves now, so clients (and proxies) see it incrementally
+            self.last_event_sent_at = time.monotonic()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    # ------------------------------------------------------------------ routes
+
+    def _route(self, req: Recorded, s: _Settings) -> _Reply:
+        path = unquote(req.path)
+        if req.method == "GET":
+            if path.endswith("/models"):
+                return self._list_models(req)
+        elif req.method == "POST":
+            if path.endswith("/chat/completions"):
+                return self._chat(req, s)
+            if path.endswith("/responses"):
+                return self._responses(req, s)
+            if path.endswith("/messages/count_tokens"):
+                return _Reply(200, _dumps({"input_tokens": _input_tokens(req)}))
+            if path.endswith("/messages"):
+                return self._anthropic(req, s)
+            if match := _GEMINI_ROUTE.search(path):
+                return self._gemini(req, s, match["model"], match["action"])
+        return _bad_request(f"Invalid URL ({req.method} {req.path})", 404)
+
+    def _next_id(self, prefix: str) -> str:
+        return f"{prefix}fake{next(self._ids):08d}"
+
+    def _list_models(self, req: Recorded) -> _Reply:
+        if req.vendor == "gemini":
+            models = [
+                {
+                    "name": f"models/{m}",
+                    "version": "001",
+                    "displayName": m,
+                    "inputTokenLimit": 1_048_576,
+                    "outputTokenLimit": 65_536,
+                    "supportedGenerationMethods": ["generateContent", "countTokens"],
+                }
+                for m in ("gemini-2.5-pro", "gemini-2.5-flash")
+            ]
+            return _Reply(200, _dumps({"models": models}))
+        if req.vendor == "anthropic":
+            data = [
+                {"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"}
+                for m in ("claude-sonnet-4-5", "claude-opus-4-1")
+            ]
+            return _Reply(
+                200, _dumps({"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]})
+            )
+        data = [{"id": m, "object": "model", "created": _CREATED, "owned_by": "fake"} for m in ("gpt-4o", "gpt-5")]
+        return _Reply(200, _dumps({"object": "list", "data": data}))
+
+    # --- OpenAI Chat Completions
+
+    def _chat(self, req: Recorded, s: _Settings) -> _Reply:
+        body = req.json()
+        model = body.get("model") or "fake-model"
+        cid = self._next_id("chatcmpl-")
+        usage = _openai_chat_usage(_input_tokens(req), s.events)
+        headers = {"x-request-id": self._next_id("req_")}
+        if not body.get("stream"):
+            completion = {
+                "id": cid,
+                "object": "chat.completion",
+                "created": _CREATED,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": self.text, "refusal": None, "annotations": []},
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                    }
+                ],
+                "usage": usage,
+                "service_tier": "default",
+                "system_fingerprint": "fp_fake",
+            }
+            return _Reply(200, _dumps(completion), headers)
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        pieces = split_text(self.text, s.events)
+
+        def frames() -> Iterator[_Frame]:
+            def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+                obj: dict[str, Any] = {
+                    "id": cid,
+                    "object": "chat.completion.chunk",
+                    "created": _CREATED,
+                    "model": model,
+                    "service_tier": "default",
+                    "system_fingerprint": "fp_fake",
+                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+                }
+                if include_usage:
+                    obj["usage"] = None  # as OpenAI does: every chunk has the key once usage is requested
+                return _sse(obj)
+
+            yield chunk({"role": "assistant", "content": "", "refusal": None}), False
+            for piece in pieces:
+                yield chunk({"content": piece}), True
+            yield chunk({}, "stop"), False
+            if include_usage:
+                yield _sse(
+                    {
+                        "id": cid,
+                        "object": "chat.completion.chunk",
+                        "created": _CREATED,
+                        "model": model,
+                        "service_tier": "default",
+                        "system_fingerprint": "fp_fake",
+                        "choices": [],
+                        "usage": usage,
+                    }
+                ), False
+            yield b"data: [DONE]\n\n", False
+
+        return _Reply(200, headers=headers, content_type="text/event-stream; charset=utf-8", frames=frames())
+
+    # --- OpenAI Responses
+
+    def _responses(self, req: Recorded, s: _Settings) -> _Reply:
+        body = req.json()
+        rid = self._next_id("resp_")
+        mid = self._next_id("msg_")
+        input_tokens = _input_tokens(req)
+        headers = {"x-request-id": self._next_id("req_")}
+
+        def response(status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None) -> dict[str, Any]:
+            return {
+                "id": rid,
+                "object": "response",
+                "created_at": float(_CREATED),
+                "status": status,
+                "background": False,
+                "completed_at": float(_CREATED) if status == "completed" else None,
+                "error": None,
+                "incomplete_details": None,
+                "instructions": body.get("instructions"),
+                "max_output_tokens": body.get("max_output_tokens"),
+                "max_tool_calls": None,
+                "model": body.get("model") or "fake-model",
+                "output": output,
+                "parallel_tool_calls": True,
+                "previous_response_id": body.get("previous_response_id"),
+                "prompt_cache_key": None,
+                "reasoning": {"effort": None, "summary": None},
+                "safety_identifier": None,
+                "service_tier": "default",
+                "store": body.get("store", True),
+                "temperature": 1.0,
+                "text": {"format": {"type": "text"}, "verbosity": "medium"},
+                "tool_choice": "auto",
+                "tools": [],
+                "top_logprobs": 0,
+                "top_p": 1.0,
+                "truncation": "disabled",
+                "usage": usage,
+                "user": None,
+                "metadata": {},
+            }
+
+        def part(text: str) -> dict[str, Any]:
+            return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+        def message(status: str, content: list[dict[str, Any]]) -> dict[str, Any]:
+            return {"type": "message", "id": mid, "role": "assistant", "status": status, "content": content}
+
+        usage = {
+            "input_tokens": input_tokens,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": s.events,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": input_tokens + s.events,
+        }
+        if not body.get("stream"):
+            done = response("completed", [message("completed", [part(self.text)])], usage)
+            return _Reply(200, _dumps(done), headers)
+
+        pieces = split_text(self.text, s.events)
+        full = "".join(pieces)
+
+        def frames() -> Iterator[_Frame]:
+            seq = itertools.count()
+
+            def event(type_: str, **fields: Any) -> bytes:
+                return _sse({"type": type_, "sequence_number": next(seq), **fields}, event=type_)
+
+            where = {"item_id": mid, "output_index": 0, "content_index": 0}
+            yield event("response.created", response=response("in_progress", [], None)), False
+            yield event("response.in_progress", response=response("in_progress", [], None)), False
+            yield event("response.output_item.added", output_index=0, item=message("in_progress", [])), False
+            yield event("response.content_part.added", **where, part=part("")), False
+            for piece in pieces:
+                yield event("response.output_text.delta", **where, delta=piece, logprobs=[]), True
+            yield event("response.output_text.done", **where, text=full, logprobs=[]), False
+            yield event("response.content_part.done", **where, part=part(full)), False
+            done_item = message("completed", [part(full)])
+            yield event("response.output_item.done", output_index=0, item=done_item), False
+            yield event("response.completed", response=response("completed", [done_item], usage)), False
+
+        return _Reply(200, headers=headers, content_type="text/event-stream; charset=utf-8", frames=frames())
+
+    # --- Anthropic Messages
+
+    def _anthropic(self, req: Recorded, s: _Settings) -> _Reply:
+        body = req.json()
+        model = body.get("model") or "fake-model"
+        input_tokens = _input_tokens(req)
+        headers = {"request-id": self._next_id("req_")}
+
+        def message(content: list[dict[str, Any]], stop_reason: str | None, output_tokens: int) -> dict[str, Any]:
+            return {
+                "id": self._next_id("msg_"),
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": content,
+                "stop_reason": stop_reason,
+                "stop_sequence": None,
+                "usage": {
+                    "input_tokens": input_tokens,
+                    "output_tokens": output_tokens,
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 0,
+                    "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+                    "service_tier": "standard",
+                },
+            }
+
+        if not body.get("stream"):
+            done = message([{"type": "text", "text": self.text, "citations": None}], "end_turn", s.events)
+            return _Reply(200, _dumps(done), headers)
+
+        pieces = split_text(self.text, s.events)
+
+        def frames() -> Iterator[_Frame]:
+            def event(type_: str, **fields: Any) -> bytes:
+                return _sse({"type": type_, **fields}, event=type_)
+
+            yield event("message_start", message=message([], None, 1)), False
+            yield event("content_block_start", index=0, content_block={"type": "text", "text": ""}), False
+            yield event("ping"), False
+            for piece in pieces:
+                yield event("content_block_delta", index=0, delta={"type": "text_delta", "text": piece}), True
+            yield event("content_block_stop", index=0), False
+            yield event(
+                "message_delta",
+                delta={"stop_reason": "end_turn", "stop_sequence": None},
+                usage={
+                    "input_tokens": input_tokens,
+                    "output_tokens": s.events,
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 0,
+                },
+            ), False
+            yield event("message_stop"), False
+
+        return _Reply(200, headers=headers, content_type="text/event-stream; charset=utf-8", frames=frames())
+
+    # --- Gemini
+
+    def _gemini(self, req: Recorded, s: _Settings, model: str, action: str) -> _Reply:
+        input_tokens = _input_tokens(req)
+        if action == "countTokens":
+            return _Reply(200, _dumps({"totalTokens": input_tokens}))
+        response_id = self._next_id("")
+        usage = {
+            "promptTokenCount": input_tokens,
+            "candidatesTokenCount": s.events,
+            "totalTokenCount": input_tokens + s.events,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": input_tokens}],
+        }
+
+        def chunk(text: str, last: bool) -> dict[str, Any]:
+            candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
+            obj: dict[str, Any] = {"candidates": [candidate]}
+            if last:
+                candidate["finishReason"] = "STOP"
+                obj["usageMetadata"] = usage
+            obj["modelVersion"] = model
+            obj["responseId"] = response_id
+            return obj
+
+        if action == "generateContent":
+            return _Reply(200, _dumps(chunk(self.text, True)), content_type="application/json; charset=UTF-8")
+
+        pieces = split_text(self.text, s.events)
+        last = len(pieces) - 1
+        if req.query.get("alt") == "sse":
+
+            def sse_frames() -> Iterator[_Frame]:
+                for i, piece in enumerate(pieces):
+                    yield b"data: " + _dumps(chunk(piece, i == last)) + b"\r\n\r\n", True
+
+            return _Reply(200, content_type="text/event-stream", frames=sse_frames())
+
+        # Without alt=sse Google streams one JSON array, element by element.
+        def array_frames() -> Iterator[_Frame]:
+            for i, piece in enumerate(pieces):
+                yield (b"[" if i == 0 else b"\n,") + _dumps(chunk(piece, i == last)), True
+            yield b"\n]", False
+
+        return _Reply(200, content_type="application/json; charset=UTF-8", frames=array_frames())
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    parts: list[bytes] = []
+    while True:
+        size_line = await reader.readuntil(b"\r\n")
+        size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+        if size == 0:
+            while await reader.readuntil(b"\r\n") != b"\r\n":
+                pass  # trailers carry nothing the fake needs
+            return b"".join(parts)
+        parts.append(await reader.readexactly(size))
+        await reader.readexactly(2)
+
+
+def _input_tokens(req: Recorded) -> int:
+    return max(1, len(req.body) // 4)
+
+
+def _openai_chat_usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def _openai_error(message: str, type_: str, code: str | None = None) -> bytes:
+    return _dumps({"error": {"message": message, "type": type_, "param": None, "code": code}})
+
+
+def _bad_request(message: str, status: int = 400) -> _Reply:
+    return _Reply(status, _openai_error(message, "invalid_request_error"))
+
+
+def _openai_status_error(message: str, status: int) -> bytes:
+    fallback = ("server_error" if status >= 500 else "invalid_request_error", None)
+    type_, code = _OPENAI_ERROR_TYPES.get(status, fallback)
+    return _openai_error(message, type_, code)
+
+
+def _failure_reply(failure: _Failure, vendor: str) -> _Reply:
+    status = failure.status
+    message = f"Scripted failure: {status} {_reason(status)}"
+    headers = dict(failure.headers)
+    if failure.body is not None:
+        return _Reply(status, failure.body, headers)
+    if vendor == "anthropic":
+        type_ = _ANTHROPIC_ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        body = {"type": "error", "error": {"type": type_, "message": message}, "request_id": "req_fake_error"}
+        return _Reply(status, _dumps(body), {"request-id": "req_fake_error", **headers})
+    if vendor == "gemini":
+        error: dict[str, Any] = {
+            "code": status,
+            "message": message,
+            "status": _GEMINI_ERROR_STATUSES.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION"),
+        }
+        retry_after = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+        if retry_after is not None and retry_after.isdigit():
+            # Google carries the retry hint in the body, which is where Gemini clients look for it.
+            error["details"] = [
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_after}s"}
+            ]
+        return _Reply(status, _dumps({"error": error}), headers, "application/json; charset=UTF-8")
+    return _Reply(status, _openai_status_error(message, status), {"x-request-id": "req_fake_error", **headers})

@@ -1,0 +1,58 @@
+"""Model listings in the shape of each API's `models` endpoint."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+# A fixed timestamp: listings must not change from one call to the next.
+_CREATED = 1_735_689_600  # 2025-01-01T00:00:00Z
+
+
+@dataclass(frozen=True, slots=True)
+class ListedModel:
+    id: str
+    owned_by: str
+
+
+def openai_models(models: Iterable[ListedModel]) -> bytes:
+    data = [
+        {"id": m.id, "object": "model", "created": _CREATED, "owned_by": m.owned_by}
+        for m in models
+    ]
+    return json.dumps({"object": "list", "data": data}).encode()
+
+
+def anthropic_models(models: Iterable[ListedModel]) -> bytes:
+    data = [
+        {
+            "type": "model",
+            "id": m.id,
+            "display_name": m.id,
+            "created_at": "2025-01-01T00:00:00Z",
+        }
+        for m in models
+    ]
+    return json.dumps(
+        {
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+    ).encode()
+
+
+def gemini_model(m: ListedModel) -> dict:
+    return {
+        "name": f"models/{m.id}",
+        "version": "001",
+        "displayName": m.id,
+        "description": f"{m.id}, served by cliproxy ({m.owned_by})",
+        "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
+    }
+
+
+def gemini_models(models: Iterable[ListedModel]) -> bytes:
+    return json.dumps({"models": [gemini_model(m) for m in models]}).encode()
