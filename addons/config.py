@@ -25,8 +25,8 @@ def listener_mode(config: Config) -> str:
     """The mitmproxy mode spec of the local API listener.
 
     A reverse proxy whose default target is never dialled (and, being `.invalid`, could not
-    be): with `connection_strategy=lazy`
-    every request is either rewritten to a credential's upstream or answered by the proxy.
+    be): with `connection_strategy=lazy` every request is either rewritten to a credential's
+    upstream or answered by the proxy.
     """
     listen = f"{config.host}:{config.port}" if config.host else str(config.port)
     return f"reverse:http://cliproxy.invalid@{listen}"
