@@ -83,6 +83,10 @@ class ConfigLoader:
 
     def running(self) -> None:
         self._loop = asyncio.get_running_loop()
+        # mitmproxy 12 loads scripts after it has started its servers, so the listener mode we
+        # added in `configure` is not served yet. Re-announcing the modes now that the proxy
+        # server is running makes it start whatever is missing (a no-op on mitmproxy 11).
+        ctx.options.update(mode=list(ctx.options.mode))
         self._watch()
         config = self.runtime.config
         proxy_host = ctx.options.listen_host or "*"

@@ -33,7 +33,7 @@ class Endpoint:
 
 
 _GEMINI_CALL = re.compile(r"^/(v1beta|v1|v1alpha)/models/([^/:]+):([A-Za-z]+)$")
-_GEMINI_MODEL = re.compile(r"^/(v1beta|v1alpha)/models/([^/:]+)$")
+_GEMINI_MODEL = re.compile(r"^/(v1beta|v1|v1alpha)/models/([^/:]+)$")
 _GEMINI_ACTIONS = {
     "generateContent": Kind.GENERATE,
     "streamGenerateContent": Kind.GENERATE,
@@ -55,6 +55,11 @@ def wants_anthropic(headers: Mapping[str, str]) -> bool:
     return "anthropic-version" in headers or headers.get("user-agent", "").startswith("claude-cli")
 
 
+def speaks_gemini(headers: Mapping[str, str]) -> bool:
+    """google-genai (3.x) calls `/v1/models` too; its headers tell it from OpenAI's SDK."""
+    return "x-goog-api-key" in headers or "x-goog-api-client" in headers
+
+
 def match(method: str, path: str, headers: Mapping[str, str]) -> Endpoint | None:
     """The endpoint `path` (without its query) names, or None for an unknown route."""
     path = path.rstrip("/") or "/"
@@ -69,19 +74,21 @@ def match(method: str, path: str, headers: Mapping[str, str]) -> Endpoint | None
     if method in ("GET", "HEAD"):
         if path == "/healthz":
             return Endpoint(Kind.HEALTH, Format.OPENAI_CHAT)
+        if path in ("/v1beta/models", "/v1alpha/models") or (
+            path == "/v1/models" and speaks_gemini(headers)
+        ):
+            return Endpoint(Kind.LIST_MODELS, Format.GEMINI)
         if path == "/v1/models":
             fmt = Format.ANTHROPIC if wants_anthropic(headers) else Format.OPENAI_CHAT
             return Endpoint(Kind.LIST_MODELS, fmt)
-        if path in ("/v1beta/models", "/v1alpha/models"):
-            return Endpoint(Kind.LIST_MODELS, Format.GEMINI)
-        if m := _GEMINI_MODEL.match(path):
+        if (m := _GEMINI_MODEL.match(path)) and (m.group(1) != "v1" or speaks_gemini(headers)):
             return Endpoint(Kind.GET_MODEL, Format.GEMINI, m.group(2), version=m.group(1))
     return None
 
 
 def guess_format(path: str, headers: Mapping[str, str]) -> Format:
     """The error shape to answer in when the route itself is unknown or refused."""
-    if path.startswith(("/v1beta", "/v1alpha")) or "x-goog-api-key" in headers:
+    if path.startswith(("/v1beta", "/v1alpha")) or speaks_gemini(headers):
         return Format.GEMINI
     if path.startswith("/v1/messages") or wants_anthropic(headers):
         return Format.ANTHROPIC

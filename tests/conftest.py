@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -9,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -134,9 +135,8 @@ def fake() -> Iterator[FakeUpstream]:
         yield upstream
 
 
-@pytest.fixture
-def make_proxy(tmp_path_factory, confdir):
-    """Start a proxy with a given config; stopped at the end of the test."""
+@contextlib.contextmanager
+def _proxies(tmp_path_factory, confdir) -> Iterator[Callable[..., Proxy]]:
     started: list[Proxy] = []
 
     def make(config: dict, *, start: bool = True, extra_args: tuple[str, ...] = ()) -> Proxy:
@@ -144,6 +144,30 @@ def make_proxy(tmp_path_factory, confdir):
         started.append(proxy)
         return proxy.start() if start else proxy
 
-    yield make
-    for proxy in started:
-        proxy.stop()
+    try:
+        yield make
+    finally:
+        for proxy in started:
+            proxy.stop()
+
+
+@pytest.fixture
+def make_proxy(tmp_path_factory, confdir):
+    """Start a proxy with a given config; stopped at the end of the test."""
+    with _proxies(tmp_path_factory, confdir) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def make_module_proxy(tmp_path_factory, confdir):
+    """Like `make_proxy`, for a proxy shared by a module's tests."""
+    with _proxies(tmp_path_factory, confdir) as make:
+        yield make
+
+
+def vendor_overrides(fake: FakeUpstream) -> dict[str, str]:
+    """`upstream-overrides` sending every vendor API host to the fake."""
+    return {
+        host: fake.base_url
+        for host in ("api.anthropic.com", "api.openai.com", "generativelanguage.googleapis.com")
+    }

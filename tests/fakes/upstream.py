@@ -790,3 +790,53 @@ def _failure_reply(failure: _Failure, vendor: str) -> _Reply:
             ]
         return _Reply(status, _dumps({"error": error}), headers, "application/json; charset=UTF-8")
     return _Reply(status, _openai_status_error(message, status), {"x-request-id": "req_fake_error", **headers})
+
+
+if __name__ == "__main__":
+    # A fake in its own process (for benchmarks, so that it shares no GIL with the client or the
+    # proxy under test): `python -m tests.fakes.upstream --latency 0.02`. Prints its base URL on
+    # one line, then serves until SIGINT or SIGTERM.
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.fakes.upstream",
+        description="Serve the fake OpenAI / Anthropic / Gemini upstream on 127.0.0.1 until killed.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (default 0: a free one)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds to wait before each reply (default 0)")
+    parser.add_argument("--events", type=int, default=5, help="text deltas per stream (default 5)")
+    parser.add_argument("--event-delay", type=float, default=0.0, help="seconds before each text delta (default 0)")
+    parser.add_argument(
+        "--record", action="store_true", help="keep every request in memory, as tests do (off: a long run would grow)"
+    )
+    args = parser.parse_args()
+
+    class _Forgetful(list):
+        def append(self, item: Any) -> None:
+            pass
+
+    class _ServedFake(FakeUpstream):
+        async def _open(self) -> None:
+            # FakeUpstream._open, on the chosen port and with a backlog for hundreds of simultaneous connects.
+            self._server = await asyncio.start_server(
+                self._serve_connection, "127.0.0.1", args.port, limit=_HEAD_LIMIT, backlog=4096
+            )
+            self.port = self._server.sockets[0].getsockname()[1]
+            self.base_url = f"http://127.0.0.1:{self.port}"
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _exit)
+    signal.signal(signal.SIGINT, _exit)
+    fake = _ServedFake(latency=args.latency, stream_events=args.events, event_delay=args.event_delay)
+    if not args.record:
+        fake.requests = _Forgetful()
+    fake.start()
+    print(fake.base_url, flush=True)
+    try:
+        while True:
+            signal.pause()
+    finally:
+        fake.stop()
