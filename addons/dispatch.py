@@ -44,6 +44,7 @@ _TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=60.0)
 class Exchange:
     """One client request's journey across credentials."""
 
+    flow: http.HTTPFlow
     client: ClientRequest
     routes: list[Route]
     route: Route | None = None
@@ -79,7 +80,7 @@ class Dispatcher:
         except UnknownModel as e:
             reply_error(flow, fmt, 404, str(e), code="model_not_found")
             return
-        ex = Exchange(client, routes)
+        ex = Exchange(flow, client, routes)
         route = self._pick(ex)
         config = self.runtime.config
         if route is None and config.request_retry > 0:
@@ -175,6 +176,13 @@ class Dispatcher:
         ex.overhead += time.perf_counter() - started
         if flow.response is not None and not flow.response.stream:
             flow.response.headers[OVERHEAD_HEADER] = f"{ex.overhead * 1000:.2f}"
+
+    def server_connect_error(self, data) -> None:
+        # mitmproxy's own `error` hooks (the console dump among them) run before ours: hide the
+        # credential from them as soon as the connection is known to have failed.
+        for ex in self._exchanges.values():
+            if ex.flow.client_conn.id == data.client.id:
+                self._hide_secrets(ex.flow, ex)
 
     def error(self, flow: http.HTTPFlow) -> None:
         ex = self._exchanges.pop(flow.id, None)

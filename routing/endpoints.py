@@ -32,7 +32,7 @@ class Endpoint:
         return self.action == "streamGenerateContent"
 
 
-_GEMINI_CALL = re.compile(r"^/(v1beta|v1|v1alpha)/models/([^/:]+):([A-Za-z]+)$")
+_GEMINI_CALL = re.compile(r"^/(v1beta|v1|v1alpha)/models/([^:]+):([A-Za-z]+)$")
 _GEMINI_MODEL = re.compile(r"^/(v1beta|v1|v1alpha)/models/([^/:]+)$")
 _GEMINI_ACTIONS = {
     "generateContent": Kind.GENERATE,
