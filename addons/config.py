@@ -10,7 +10,7 @@ from mitmproxy import ctx, exceptions
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from routing.config import Config, ConfigError, load_config, unknown_keys
+from routing.config import EXAMPLE_CLIENT_KEY, Config, ConfigError, load_config, unknown_keys
 from routing.runtime import Runtime
 
 logger = logging.getLogger("cliproxy")
@@ -115,6 +115,11 @@ class ConfigLoader:
         previous = self.runtime.config
         self.runtime.apply(config)
         logger.setLevel(logging.DEBUG if config.debug else logging.INFO)
+        if EXAMPLE_CLIENT_KEY in config.api_keys:
+            logger.warning(
+                "cliproxy: api-keys still holds the example key from config.example.yaml, which "
+                "anyone can read: replace it with a long random string."
+            )
         mode = listener_mode(config)
         updates: dict = {}
         if mode != self.mode_spec:

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 DEFAULT_PORT = 8317
 API_KEY_ENV = "CLI_PROXY_API_KEY"
+# The client key config.example.yaml ships with: public, so never a real protection.
+EXAMPLE_CLIENT_KEY = "change-me-to-a-long-random-string"
 
 
 def _kebab(name: str) -> str:
