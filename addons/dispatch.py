@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 import httpx
 from mitmproxy import http
 
-from addons.common import reply_error
+from addons.common import reply, reply_error
+from routing import legs
+from routing.legs import Leg
 from routing.router import Route, UnknownModel
 from routing.runtime import Runtime
-from routing.upstream import CLIENT_AUTH_HEADERS, ClientRequest, UpstreamTarget, header_list, target
-from translators.errors import retry_hint
-from translators.formats import Format
-from translators.passthrough import replace_model
+from routing.upstream import CLIENT_AUTH_HEADERS, ClientRequest, header_list
+from translators.errors import error_body, retry_hint
+from translators.translate import TranslationError
 
 logger = logging.getLogger("cliproxy")
 
@@ -47,7 +48,7 @@ class Exchange:
     flow: http.HTTPFlow
     client: ClientRequest
     routes: list[Route]
-    route: Route | None = None
+    leg: Leg | None = None
     tried: set[str] = field(default_factory=set)
     attempts: int = 0
     overhead: float = 0.0  # seconds spent in the proxy's own code, upstream waits excluded
@@ -76,7 +77,7 @@ class Dispatcher:
         started = time.perf_counter()
         fmt = client.endpoint.format
         try:
-            routes = self.runtime.router.resolve(client.model, fmt)
+            routes = self.runtime.router.resolve(client.model)
         except UnknownModel as e:
             reply_error(flow, fmt, 404, str(e), code="model_not_found")
             return
@@ -93,8 +94,17 @@ class Dispatcher:
         if route is None:
             self._reply_cooling(flow, ex)
             return
-        self._rewrite(flow, ex, route)
-        self._exchanges[flow.id] = ex
+        try:
+            leg = self._leg(ex, route)
+        except TranslationError as e:
+            reply_error(flow, fmt, 400, str(e))
+            return
+        if leg.local_answer is not None:
+            reply(flow, 200, leg.local_answer)
+        else:
+            self._rewrite(flow, leg)
+            self._exchanges[flow.id] = ex
+        self._annotate(flow, ex)
         ex.overhead += time.perf_counter() - started
 
     def _pick(self, ex: Exchange) -> Route | None:
@@ -109,35 +119,30 @@ class Dispatcher:
         candidates = [(r.credential, r.model) for r in ex.routes]
         return self.runtime.pool.pick(candidates, ex.client.model).retry_after
 
-    def _body(self, client: ClientRequest, route: Route) -> bytes:
-        if client.endpoint.format is Format.GEMINI or client.parsed is None:
-            return client.body  # Gemini names the model in the path
-        return replace_model(client.body, client.parsed, route.model)
-
-    def _target(self, ex: Exchange, route: Route) -> UpstreamTarget:
-        ex.route = route
+    def _leg(self, ex: Exchange, route: Route) -> Leg:
         ex.attempts += 1
         ex.tried.add(route.credential.id)
-        t = target(route.credential, ex.client, route.model, self.runtime.config.upstream_overrides)
-        ex.secrets = tuple(t.auth_headers)
-        return t
+        ex.leg = legs.plan(ex.client, route, self.runtime.config.upstream_overrides)
+        ex.secrets = tuple(ex.leg.target.auth_headers)
+        return ex.leg
 
-    def _rewrite(self, flow: http.HTTPFlow, ex: Exchange, route: Route) -> None:
-        t = self._target(ex, route)
+    def _rewrite(self, flow: http.HTTPFlow, leg: Leg) -> None:
         req = flow.request
-        if req.url != t.url:
-            req.url = t.url
+        if req.url != leg.target.url:
+            req.url = leg.target.url
         headers = req.headers
         for name in CLIENT_AUTH_HEADERS:
             if name in headers:
                 del headers[name]
-        for name, value in (*t.auth_headers.items(), *t.extra_headers.items()):
+        for name, value in (
+            *legs.request_headers(leg).items(),
+            *leg.target.auth_headers.items(),
+            *leg.target.extra_headers.items(),
+        ):
             headers[name] = value
-        body = self._body(ex.client, route)
-        if body is not ex.client.body:
-            req.raw_content = body
-            headers["content-length"] = str(len(body))
-        self._annotate(flow, ex)
+        if leg.body is not req.raw_content:
+            req.raw_content = leg.body
+            headers["content-length"] = str(len(leg.body))
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -147,9 +152,15 @@ class Dispatcher:
             return
         started = time.perf_counter()
         self._hide_secrets(flow, ex)
-        assert flow.response is not None
-        if ex.client.stream and flow.response.status_code < 300:
-            flow.response.stream = True
+        response = flow.response
+        assert response is not None and ex.leg is not None
+        if ex.client.stream and response.status_code < 300:
+            if ex.leg.translated:
+                response.stream = legs.stream_translator(ex.leg, ex.client)
+                response.headers["content-type"] = legs.stream_content_type(ex.client)
+                response.headers.pop("content-length", None)
+            else:
+                response.stream = True
         ex.overhead += time.perf_counter() - started
         flow.response.headers[OVERHEAD_HEADER] = f"{ex.overhead * 1000:.2f}"
 
@@ -159,19 +170,25 @@ class Dispatcher:
             return
         started = time.perf_counter()
         status = flow.response.status_code
-        assert ex.route is not None
+        leg = ex.leg
+        assert leg is not None
         if status in _ROTATE:
             hint = retry_hint(flow.response.headers, flow.response.raw_content or b"")
-            self._failed(ex, ex.route, status, hint)
+            self._failed(ex, leg.route, status, hint)
             ex.overhead += time.perf_counter() - started
             replacement = await self._failover(ex, status)
             started = time.perf_counter()
-            if replacement is None:
-                self._reply_cooling(flow, ex, keep_if_none_cooling=True)
-            else:
+            if replacement is not None:
                 flow.response = replacement
-        elif status < 400:
-            self.runtime.pool.succeeded(ex.route.credential, ex.route.model)
+            elif self._soonest_recovery(ex) is not None:
+                self._reply_cooling(flow, ex)
+            else:
+                self._to_client(flow, ex)  # nothing is cooling: the upstream's error says most
+        else:
+            if status < 400:
+                self.runtime.pool.succeeded(leg.route.credential, leg.route.model)
+            if not flow.response.stream:
+                self._to_client(flow, ex)
         self._annotate(flow, ex)
         ex.overhead += time.perf_counter() - started
         if flow.response is not None and not flow.response.stream:
@@ -186,11 +203,11 @@ class Dispatcher:
 
     def error(self, flow: http.HTTPFlow) -> None:
         ex = self._exchanges.pop(flow.id, None)
-        if ex is None or ex.route is None:
+        if ex is None or ex.leg is None:
             return
         self._hide_secrets(flow, ex)
         # mitmproxy has already answered the client (502); the next request goes elsewhere.
-        self._failed(ex, ex.route, 0, None)
+        self._failed(ex, ex.leg.route, 0, None)
         self._annotate(flow, ex)
 
     # -- failover --------------------------------------------------------------------------
@@ -227,7 +244,13 @@ class Dispatcher:
                 continue
             assert route is not None
             in_round += 1
-            response = await self._send(ex, route)
+            try:
+                leg = self._leg(ex, route)
+            except TranslationError as e:
+                return self._error_response(ex, 400, str(e))
+            if leg.local_answer is not None:
+                return http.Response.make(200, leg.local_answer, {"content-type": "application/json"})
+            response = await self._send(ex, leg)
             if response is None:
                 status = 502
                 continue
@@ -235,14 +258,14 @@ class Dispatcher:
             if status not in _ROTATE:
                 if status < 400:
                     self.runtime.pool.succeeded(route.credential, route.model)
-                return response
+                return self._converted(ex, response)
             self._failed(ex, route, status, retry_hint(response.headers, response.raw_content or b""))
-            last = response
+            last = self._converted(ex, response)
 
-    async def _send(self, ex: Exchange, route: Route) -> http.Response | None:
-        t = self._target(ex, route)
-        body = self._body(ex.client, route)
-        headers = header_list(ex.client.raw_headers, t, len(body))
+    async def _send(self, ex: Exchange, leg: Leg) -> http.Response | None:
+        t, route = leg.target, leg.route
+        headers = header_list(ex.client.raw_headers, t, legs.request_headers(leg), len(leg.body))
+        body = leg.body
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=_TIMEOUT, follow_redirects=False)
         started = time.time()
@@ -269,23 +292,46 @@ class Dispatcher:
             time.time(),
         )
 
-    def _reply_cooling(
-        self, flow: http.HTTPFlow, ex: Exchange, *, keep_if_none_cooling: bool = False
-    ) -> None:
-        wait = self._soonest_recovery(ex)
-        if wait is None:
-            if keep_if_none_cooling:
-                return  # nothing is cooling: the upstream's own error says the most
-            wait = 0.0
-        fmt = ex.client.endpoint.format
+    def _reply_cooling(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        wait = self._soonest_recovery(ex) or 0.0
         reply_error(
             flow,
-            fmt,
+            ex.client.endpoint.format,
             429,
             f"all credentials for model {ex.client.model!r} are cooling down; "
             f"retry in {max(1, round(wait))}s",
             code="model_cooldown",
             retry_after=wait,
+        )
+
+    # -- answering in the client's format ------------------------------------------------------
+
+    def _to_client(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        assert flow.response is not None
+        flow.response = self._converted(ex, flow.response)
+
+    def _converted(self, ex: Exchange, response: http.Response) -> http.Response:
+        """A complete upstream response, translated for the client when the leg translates."""
+        leg = ex.leg
+        if leg is None or not leg.translated:
+            return response
+        try:
+            content_type, body = legs.whole_response(
+                leg, ex.client, response.status_code, response.content or b""
+            )
+        except ValueError as e:
+            logger.warning(f"cliproxy: {leg.route.credential.label}: unreadable upstream answer: {e}")
+            return self._error_response(
+                ex, 502, f"the upstream's answer could not be translated ({type(e).__name__})"
+            )
+        response.headers.pop("content-encoding", None)
+        response.headers["content-type"] = content_type
+        response.content = body
+        return response
+
+    def _error_response(self, ex: Exchange, status: int, message: str) -> http.Response:
+        return http.Response.make(
+            status, error_body(ex.client.endpoint.format, status, message), {"content-type": "application/json"}
         )
 
     # -- traceability ----------------------------------------------------------------------
@@ -297,17 +343,17 @@ class Dispatcher:
                 flow.request.headers[name] = _mask(flow.request.headers[name])
 
     def _annotate(self, flow: http.HTTPFlow, ex: Exchange) -> None:
-        route = ex.route
-        if route is None:
+        leg = ex.leg
+        if leg is None:
             return
-        cred = route.credential
+        route, cred = leg.route, leg.route.credential
         info = {
             "provider": cred.service or cred.provider,
             "credential": cred.label,
             "model": ex.client.model,
             "upstream_model": route.model,
             "attempts": ex.attempts,
-            "translation": f"none ({ex.client.endpoint.format.value} passthrough)",
+            "translation": leg.description,
         }
         flow.metadata[ANNOTATION] = info
         flow.comment = (

@@ -18,16 +18,9 @@ from routing.endpoints import Endpoint, Kind, client_key, guess_format, match
 from routing.runtime import Runtime
 from routing.upstream import ClientRequest
 from translators.formats import Format
-from translators.listing import ListedModel, anthropic_models, gemini_model, gemini_models, openai_models
+from translators.listing import anthropic_models, gemini_model, gemini_models, openai_models
 
 logger = logging.getLogger("cliproxy")
-
-_LISTING_FORMATS = {
-    Format.OPENAI_CHAT: (Format.OPENAI_CHAT, Format.OPENAI_RESPONSES),
-    Format.ANTHROPIC: (Format.ANTHROPIC,),
-    Format.GEMINI: (Format.GEMINI,),
-}
-
 
 def _authorized(sent: str | None, allowed: tuple[str, ...]) -> bool:
     if not allowed:
@@ -54,6 +47,15 @@ class ApiListener:
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live or not self.is_listener_flow(flow):
             return
+        try:
+            await self._serve(flow)
+        except Exception as e:
+            # Left alone, the flow would go to the listener's never-dialled default target.
+            logger.exception("cliproxy: internal error while routing a request")
+            fmt = guess_format(flow.request.path, {k.lower(): v for k, v in flow.request.headers.items()})
+            reply_error(flow, fmt, 500, f"internal error in cliproxy ({type(e).__name__}); see the proxy's log")
+
+    async def _serve(self, flow: http.HTTPFlow) -> None:
         req = flow.request
         headers = {k.lower(): v for k, v in req.headers.items()}
         path = req.path.split("?", 1)[0]
@@ -83,11 +85,8 @@ class ApiListener:
         body = {"status": "ok" if count else "no credentials", "credentials": count}
         reply(flow, 200, json.dumps(body).encode())
 
-    def _models(self, fmt: Format) -> list[ListedModel]:
-        return self.runtime.router.models(_LISTING_FORMATS[fmt])
-
     def _list_models(self, flow: http.HTTPFlow, endpoint: Endpoint) -> None:
-        models = self._models(endpoint.format)
+        models = self.runtime.router.models()
         encode = {
             Format.OPENAI_CHAT: openai_models,
             Format.ANTHROPIC: anthropic_models,
@@ -96,7 +95,7 @@ class ApiListener:
         reply(flow, 200, encode(models))
 
     def _get_model(self, flow: http.HTTPFlow, endpoint: Endpoint) -> None:
-        for m in self._models(Format.GEMINI):
+        for m in self.runtime.router.models():
             if m.id == endpoint.model:
                 reply(flow, 200, json.dumps(gemini_model(m)).encode())
                 return

@@ -45,6 +45,8 @@ class Credential:
     @property
     def label(self) -> str:
         """How logs and mitmweb name this credential: never more than the last 4 characters."""
+        if not self.secret:
+            return f"{self.source} (no key)"
         tail = self.secret[-4:] if len(self.secret) >= 12 else "****"
         return f"{self.source} (…{tail})"
 

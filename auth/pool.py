@@ -155,7 +155,10 @@ class Pool:
         if self.transient_cooldown <= 0:
             return 0.0
         reason = f"HTTP {status}" if status else "connection failed"
-        self._model_cooldowns[key] = Cooldown(now + self.transient_cooldown, reason)
+        previous = self._model_cooldowns.get(key)
+        # An outage between two 429s does not reset the quota backoff.
+        level = previous.level if previous else 0
+        self._model_cooldowns[key] = Cooldown(now + self.transient_cooldown, reason, level)
         return self.transient_cooldown
 
     def forget(self, keep_ids: set[str]) -> None:

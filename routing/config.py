@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_PORT = 8317
 API_KEY_ENV = "CLI_PROXY_API_KEY"
@@ -26,8 +26,21 @@ def _kebab(name: str) -> str:
 
 class _Section(BaseModel):
     model_config = ConfigDict(
-        alias_generator=_kebab, populate_by_name=True, extra="ignore", frozen=True
+        alias_generator=_kebab,
+        populate_by_name=True,
+        extra="ignore",
+        frozen=True,
+        # YAML reads an unquoted numeric key (`api-key: 123456`) as a number.
+        coerce_numbers_to_str=True,
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_default(cls, data: Any) -> Any:
+        # A key whose entries are all commented out is YAML null; CLIProxyAPI reads it as empty.
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
 
 
 class ModelAlias(_Section):
@@ -67,12 +80,21 @@ class CompatKey(_Section):
 
 
 class OpenAICompatibility(_KeyEntryBase):
-    """An OpenAI-compatible service (`openai-compatibility` list)."""
+    """An OpenAI-compatible service (`openai-compatibility` list). Without any key it is one
+    keyless credential (a local server, say)."""
 
     name: str = Field(min_length=1)
     base_url: str = Field(min_length=1)
     disabled: bool = False
     api_key_entries: list[CompatKey] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_api_keys(cls, data: Any) -> Any:
+        # Older CLIProxyAPI configs list plain `api-keys` here.
+        if isinstance(data, dict) and data.get("api-keys") and not data.get("api-key-entries"):
+            return {**data, "api-key-entries": [{"api-key": k} for k in data["api-keys"]]}
+        return data
 
 
 class QuotaExceeded(_Section):
@@ -87,7 +109,13 @@ class RemoteManagement(_Section):
 
 
 class Routing(_Section):
-    strategy: Literal["round-robin", "fill-first"] = "round-robin"
+    # CLIProxyAPI's weighted-round-robin is accepted and served as round-robin (weights are
+    # not implemented).
+    strategy: Literal["round-robin", "fill-first", "weighted-round-robin"] = "round-robin"
+
+    @property
+    def pool_strategy(self) -> Literal["round-robin", "fill-first"]:
+        return "fill-first" if self.strategy == "fill-first" else "round-robin"
 
 
 class Config(_Section):
@@ -112,11 +140,6 @@ class Config(_Section):
     # Not in CLIProxyAPI: vendor host -> base URL, so that tests and corporate gateways can
     # redirect every upstream, API and OAuth alike.
     upstream_overrides: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("api_keys", mode="before")
-    @classmethod
-    def _none_is_empty(cls, v: Any) -> Any:
-        return [] if v is None else v
 
     @field_validator("upstream_overrides")
     @classmethod

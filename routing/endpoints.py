@@ -32,8 +32,9 @@ class Endpoint:
         return self.action == "streamGenerateContent"
 
 
+# The model may carry a `prefix/` (work/gemini-2.5-pro).
 _GEMINI_CALL = re.compile(r"^/(v1beta|v1|v1alpha)/models/([^:]+):([A-Za-z]+)$")
-_GEMINI_MODEL = re.compile(r"^/(v1beta|v1|v1alpha)/models/([^/:]+)$")
+_GEMINI_MODEL = re.compile(r"^/(v1beta|v1|v1alpha)/models/([^:]+)$")
 _GEMINI_ACTIONS = {
     "generateContent": Kind.GENERATE,
     "streamGenerateContent": Kind.GENERATE,

@@ -7,13 +7,14 @@ started under the old config keeps a consistent view.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from auth.credential import Credential, ModelName
 from routing.config import ApiKeyEntry, Config
 from translators.formats import Format
 from translators.listing import ListedModel
+from translators.reasoning import split_suffix
 
 # The wire format each kind of credential speaks upstream.
 PROVIDER_FORMATS = {
@@ -78,13 +79,13 @@ def credentials_from_config(config: Config) -> list[Credential]:
     for i, svc in enumerate(config.openai_compatibility):
         if svc.disabled:
             continue
-        keys = svc.api_key_entries or []
-        for j, k in enumerate(keys):
+        keys = [k.api_key for k in svc.api_key_entries] or [""]
+        for j, key in enumerate(keys):
             creds.append(
                 Credential(
                     provider="openai-compatibility",
                     source=f"openai-compatibility[{i}] {svc.name} key[{j}]",
-                    secret=k.api_key,
+                    secret=key,
                     base_url=svc.base_url.rstrip("/"),
                     prefix=svc.prefix,
                     priority=svc.priority,
@@ -95,6 +96,11 @@ def credentials_from_config(config: Config) -> list[Credential]:
                 )
             )
     return creds
+
+
+def _split_reasoning_suffix(model: str) -> tuple[str, str]:
+    base, reasoning = split_suffix(model)
+    return (base, model[len(base):]) if reasoning is not None else (model, "")
 
 
 def _offers(cred: Credential, name: str) -> str | None:
@@ -122,23 +128,17 @@ class Router:
         self.force_model_prefix = force_model_prefix
         self._prefixes = {c.prefix for c in self.credentials if c.prefix}
 
-    def resolve(self, requested: str, fmt: Format) -> list[Route]:
-        """Every route that can serve `requested` for a client speaking `fmt`, in config order.
+    def resolve(self, requested: str) -> list[Route]:
+        """Every route that can serve `requested`, whatever API its credential speaks, in
+        config order. A `(high)` / `(16384)` reasoning suffix rides along to the upstream id.
 
         Raises `UnknownModel` when none can; its message says why, for the client to read.
         """
-        routes = list(self._routes(requested))
-        servable = [r for r in routes if PROVIDER_FORMATS[r.credential.provider] is fmt]
-        if servable:
-            return servable
-        if routes:
-            providers = sorted({r.credential.provider for r in routes})
-            raise UnknownModel(
-                requested,
-                f"it is served by {', '.join(providers)} credentials, which speak another API "
-                f"than {fmt.title}; translation between formats is not built yet",
-            )
-        raise UnknownModel(requested, "GET /v1/models lists the models available")
+        base, suffix = _split_reasoning_suffix(requested)
+        routes = [Route(r.credential, r.model + suffix) for r in self._routes(base)]
+        if not routes:
+            raise UnknownModel(requested, "GET /v1/models lists the models available")
+        return routes
 
     def _routes(self, requested: str) -> Iterator[Route]:
         prefix, sep, rest = requested.partition("/")
@@ -153,21 +153,18 @@ class Router:
             if upstream := _offers(cred, requested):
                 yield Route(cred, upstream)
 
-    def models(self, formats: Collection[Format]) -> list[ListedModel]:
-        """The client-visible ids of models served in `formats`, with `prefix/` variants,
-        deduplicated, in config order."""
+    def models(self) -> list[ListedModel]:
+        """Every client-visible model id, with `prefix/` variants, deduplicated, in config order."""
         seen: dict[str, ListedModel] = {}
         for cred in self.credentials:
-            if PROVIDER_FORMATS[cred.provider] not in formats:
-                continue
             owner = cred.service or cred.provider
             names = (
-                [m.public for m in cred.models]
+                [(m.public, m.name) for m in cred.models]
                 if cred.models
-                else list(_DEFAULT_LISTING[cred.provider])
+                else [(n, n) for n in _DEFAULT_LISTING[cred.provider]]
             )
-            for name in names:
-                if cred.excludes(name):
+            for name, upstream in names:
+                if cred.excludes(name) or cred.excludes(upstream):
                     continue
                 ids = [] if (cred.prefix and self.force_model_prefix) else [name]
                 if cred.prefix:

@@ -20,7 +20,7 @@ class Runtime:
         credentials = credentials_from_config(config)
         self.router = Router(credentials, force_model_prefix=config.force_model_prefix)
         self.pool.configure(
-            config.routing.strategy,
+            config.routing.pool_strategy,
             disable_cooling=config.disable_cooling,
             transient_cooldown=config.transient_cooldown,
         )

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from auth.credential import Credential
-from routing.endpoints import Endpoint
+from routing.endpoints import Endpoint, Kind
 from translators.formats import Format
 
 DEFAULT_BASE_URLS = {
@@ -20,6 +20,21 @@ DEFAULT_BASE_URLS = {
 # they never travel upstream.
 CLIENT_AUTH_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
 _CLIENT_AUTH_QUERY = ("key", "auth_token")
+_HOP_BY_HOP = frozenset(
+    {
+        "host",
+        "content-length",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-connection",
+        "proxy-authorization",
+        "proxy-authenticate",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,18 +73,33 @@ def redirect(url: str, overrides: Mapping[str, str]) -> str:
     return urllib.parse.urlunsplit((target.scheme, target.netloc, path, parts.query, ""))
 
 
-def _upstream_path(cred: Credential, client: ClientRequest, model: str) -> str:
+def _upstream_path(
+    client: ClientRequest, model: str, upstream: Format
+) -> tuple[str, list[tuple[str, str]]]:
+    """Path and query on the upstream. Same format: the client's own, only the model and its
+    credential swapped. Another format: that format's endpoint for the same kind of call."""
     ep = client.endpoint
-    if ep.format is Format.GEMINI:
-        return f"/{ep.version}/models/{model}:{ep.action}"
-    if ep.format is Format.ANTHROPIC:
-        return client.path
-    if ep.format is Format.OPENAI_RESPONSES:
-        return "/responses"
-    return "/chat/completions"
+    counting = ep.kind is Kind.COUNT_TOKENS
+    if upstream is ep.format:
+        query = [(k, v) for k, v in client.query if k not in _CLIENT_AUTH_QUERY]
+        version, action = ep.version, ep.action
+    else:
+        query, version = [], "v1beta"
+        action = "countTokens" if counting else "generateContent"
+        if client.stream and not counting and upstream is Format.GEMINI:
+            action, query = "streamGenerateContent", [("alt", "sse")]
+    if upstream is Format.GEMINI:
+        return f"/{version}/models/{model}:{action}", query
+    if upstream is Format.ANTHROPIC:
+        return ("/v1/messages/count_tokens" if counting else "/v1/messages"), query
+    if upstream is Format.OPENAI_RESPONSES:
+        return "/responses", query
+    return "/chat/completions", query
 
 
 def _auth_headers(cred: Credential) -> dict[str, str]:
+    if not cred.secret:
+        return {}
     if cred.provider == "claude":
         return {"x-api-key": cred.secret}
     if cred.provider == "gemini":
@@ -91,11 +121,15 @@ def _extra_headers(cred: Credential, client_headers: Mapping[str, str]) -> dict[
 
 
 def target(
-    cred: Credential, client: ClientRequest, model: str, overrides: Mapping[str, str]
+    cred: Credential,
+    client: ClientRequest,
+    model: str,
+    upstream: Format,
+    overrides: Mapping[str, str],
 ) -> UpstreamTarget:
     base = cred.base_url or DEFAULT_BASE_URLS.get(cred.provider, "")
-    query = [(k, v) for k, v in client.query if k not in _CLIENT_AUTH_QUERY]
-    url = base + _upstream_path(cred, client, model)
+    path, query = _upstream_path(client, model, upstream)
+    url = base + path
     if query:
         url += "?" + urllib.parse.urlencode(query)
     return UpstreamTarget(
@@ -104,12 +138,23 @@ def target(
 
 
 def header_list(
-    client_headers: Sequence[tuple[str, str]], t: UpstreamTarget, body_length: int
+    client_headers: Sequence[tuple[str, str]],
+    t: UpstreamTarget,
+    translation_headers: Mapping[str, str],
+    body_length: int,
 ) -> list[tuple[str, str]]:
     """The full header list for an attempt the proxy sends itself (a retry through httpx)."""
-    replaced = {*CLIENT_AUTH_HEADERS, *(h.lower() for h in t.extra_headers)}
-    skip = {"host", "content-length", "connection", "keep-alive", "transfer-encoding", *replaced}
+    replaced = {*CLIENT_AUTH_HEADERS, *(h.lower() for h in (*t.extra_headers, *translation_headers))}
+    # RFC 9110 7.6.1: hop-by-hop headers, and those the Connection header names, stay here.
+    named = {
+        token.strip().lower()
+        for name, value in client_headers
+        if name.lower() == "connection"
+        for token in value.split(",")
+    }
+    skip = {*_HOP_BY_HOP, *named, *replaced}
     headers = [(k, v) for k, v in client_headers if k.lower() not in skip]
+    headers.extend(translation_headers.items())
     headers.extend(t.auth_headers.items())
     headers.extend(t.extra_headers.items())
     headers.append(("content-length", str(body_length)))

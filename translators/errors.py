@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import json
+import math
 import time
 from collections.abc import Mapping
 
@@ -32,6 +34,7 @@ _ANTHROPIC_TYPES = {
     502: "api_error",
     503: "overloaded_error",
     504: "timeout_error",
+    529: "overloaded_error",
 }
 
 _GOOGLE_STATUS = {
@@ -82,32 +85,46 @@ def error_body(
     return json.dumps({"error": err}).encode()
 
 
+def _finite(value: float) -> float | None:
+    # float() accepts "nan" and "inf"; neither is a wait.
+    return value if math.isfinite(value) and value >= 0 else None
+
+
 def _seconds(duration: str) -> float | None:
     # Google's protobuf Duration in JSON: "30s", "1.5s"
     if duration.endswith("s"):
         try:
-            return float(duration[:-1])
+            return _finite(float(duration[:-1]))
         except ValueError:
             return None
     return None
+
+
+def _http_date(value: str) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # the asctime form carries no zone, and HTTP dates are UTC
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, when.timestamp() - time.time())
 
 
 def retry_hint(headers: Mapping[str, str], body: bytes) -> float | None:
     """Seconds the upstream asks us to wait before the next try, from any vendor's hint."""
     if value := headers.get("retry-after-ms"):
         try:
-            return float(value) / 1000
+            if (ms := _finite(float(value))) is not None:
+                return ms / 1000
         except ValueError:
             pass
     if value := headers.get("retry-after"):
         try:
-            return float(value)
+            if (seconds := _finite(float(value))) is not None:
+                return seconds
         except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-                return max(0.0, when.timestamp() - time.time())
-            except (TypeError, ValueError):
-                pass
+            if (seconds := _http_date(value)) is not None:
+                return seconds
     if not body or len(body) > 65536:
         return None
     try:
@@ -118,11 +135,16 @@ def retry_hint(headers: Mapping[str, str], body: bytes) -> float | None:
     if not isinstance(error, dict):
         return None
     # Codex usage limits
-    if isinstance(error.get("resets_in_seconds"), (int, float)):
-        return float(error["resets_in_seconds"])
+    resets = error.get("resets_in_seconds")
+    if isinstance(resets, (int, float)) and not isinstance(resets, bool):
+        return _finite(float(resets))
     # Gemini: google.rpc.RetryInfo in the error details
-    for detail in error.get("details") or ():
-        if isinstance(detail, dict) and detail.get("@type", "").endswith("google.rpc.RetryInfo"):
-            if isinstance(delay := detail.get("retryDelay"), str):
-                return _seconds(delay)
+    details = error.get("details")
+    for detail in details if isinstance(details, list) else ():
+        if not isinstance(detail, dict) or not isinstance(detail.get("@type"), str):
+            continue
+        if detail["@type"].endswith("google.rpc.RetryInfo") and isinstance(
+            delay := detail.get("retryDelay"), str
+        ):
+            return _seconds(delay)
     return None

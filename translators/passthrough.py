@@ -18,14 +18,16 @@ def replace_model(body: bytes, parsed: dict, model: str) -> bytes:
         return body
     wanted = {**parsed, "model": model}
     if isinstance(old, str):
-        pattern = re.compile(rb'("model"\s*:\s*)' + re.escape(json.dumps(old).encode()))
-        edited, count = pattern.subn(
-            lambda m: m.group(1) + json.dumps(model).encode(), body, count=1
-        )
-        if count:
-            try:
-                if json.loads(edited) == wanted:
-                    return edited
-            except ValueError:
-                pass
-    return json.dumps(wanted, ensure_ascii=False, separators=(",", ":")).encode()
+        # The old value as the client may have spelled it: escaped or raw UTF-8.
+        for spelling in {json.dumps(old), json.dumps(old, ensure_ascii=False)}:
+            pattern = re.compile(rb'("model"\s*:\s*)' + re.escape(spelling.encode("utf-8", "surrogatepass")))
+            replacement = json.dumps(model, ensure_ascii=False).encode("utf-8", "surrogatepass")
+            edited, count = pattern.subn(lambda m: m.group(1) + replacement, body, count=1)
+            if count:
+                try:
+                    if json.loads(edited) == wanted:
+                        return edited
+                except ValueError:
+                    pass
+    # ASCII escapes keep lone surrogates (valid in JSON text) encodable.
+    return json.dumps(wanted, separators=(",", ":")).encode()

@@ -1,0 +1,999 @@
+"""Anthropic Messages (`POST /v1/messages`) to and from the canonical model.
+
+Decoding is faithful: whatever the canonical model can hold is kept, the rest (cache_control,
+citations, server tools and their result blocks, file-id sources) is dropped.
+
+Encoding builds a body the Messages API accepts, which takes more than renaming fields:
+
+- `max_tokens` defaults to `DEFAULT_MAX_TOKENS` (8192): the API requires it, other formats don't.
+- Empty text blocks are dropped, messages left empty too, and same-role neighbours merged
+  (400 "text content blocks must be non-empty").
+- `tool_result` blocks go first in their user message, as the API requires.
+- Tool ids outside `^[a-zA-Z0-9_-]+$` are rewritten by `sanitize_tool_id`, results alike
+  (400 "tool_use.id: String should match pattern").
+- Thinking blocks of another origin, or without a signature, are dropped
+  (400 "Invalid `signature` in `thinking` block").
+- `n > 1` raises ValueError: one completion per request.
+- temperature is clamped to [0, 1] (the API's range); top_p is dropped when temperature is set
+  (newer models reject both at once).
+- Whitespace-only stop sequences are dropped, and metadata keeps only `user_id` (the API
+  rejects the rest).
+- A json_schema response format becomes `output_config.format`; json_object has no equivalent.
+
+Reasoning (`_thinking`):
+- budget 0 / effort "none" -> `{"type": "disabled"}`.
+- Models that take adaptive thinking (Opus/Sonnet 4.6 and later, Mythos; Opus 4.7+ reject budgets):
+  `{"type": "adaptive"}` plus `output_config.effort` (minimal -> low, auto -> omitted).
+- Other models: `{"type": "enabled", "budget_tokens": b}` with b >= 1024 (auto -> the medium budget).
+  Without a client `max_tokens`, max_tokens = min(b + 8192, 64000) so the answer keeps room; the
+  budget is then clamped below max_tokens, and when a client's own max_tokens leaves no room for
+  the 1024 minimum, thinking is not requested at all (the client's output cap wins).
+- With thinking on: temperature dropped unless 1, top_k dropped, top_p dropped below 0.95, a forced
+  tool_choice (any / tool) downgraded to auto.
+- Thinking is not requested when the turn continues a tool loop whose assistant message does not
+  start with a (valid, Anthropic-signed) thinking block: the API would reject the request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from typing import Any
+
+from translators.canonical import (
+    BlockStart,
+    BlockStop,
+    Delta,
+    Event,
+    Finish,
+    Image,
+    Message,
+    Part,
+    Reasoning,
+    Request,
+    Response,
+    ResponseFormat,
+    Start,
+    StopReason,
+    StreamError,
+    Text,
+    Thinking,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    ToolResult,
+    Usage,
+)
+from translators.codec import Codec
+from translators.formats import Format
+from translators.reasoning import budget_of, effort_of, effort_to_budget
+from translators.sse import SSEReader, sse_bytes
+
+ORIGIN = Format.ANTHROPIC.value
+
+DEFAULT_MAX_TOKENS = 8192
+MIN_THINKING_BUDGET = 1024
+# The largest output of the models that still take budgets (Sonnet 4.x, Haiku 4.5); only used
+# when we choose max_tokens ourselves.
+MAX_CHOSEN_MAX_TOKENS = 64000
+
+_STOP_REASONS_IN = {
+    "end_turn": StopReason.END,
+    "stop_sequence": StopReason.STOP_SEQUENCE,
+    "max_tokens": StopReason.MAX_TOKENS,
+    "model_context_window_exceeded": StopReason.MAX_TOKENS,
+    "tool_use": StopReason.TOOL_USE,
+    "refusal": StopReason.REFUSAL,
+    "pause_turn": StopReason.END,  # no canonical equivalent; the turn did end for now
+}
+
+_STOP_REASONS_OUT = {
+    StopReason.END: "end_turn",
+    StopReason.STOP_SEQUENCE: "stop_sequence",
+    StopReason.MAX_TOKENS: "max_tokens",
+    StopReason.TOOL_USE: "tool_use",
+    StopReason.REFUSAL: "refusal",
+    StopReason.ERROR: "end_turn",  # Anthropic has no error stop reason
+}
+
+_ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+_ERROR_TYPES = {
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+_EFFORTS_OUT = {
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "xhigh",
+    "max": "max",
+}
+
+_TOOL_ID = re.compile(r"[a-zA-Z0-9_-]+")
+_NOT_TOOL_ID = re.compile(r"[^a-zA-Z0-9_-]")
+_MODEL_VERSION = re.compile(r"(?:opus|sonnet|haiku)-(\d+)(?:[-.](\d{1,2})(?!\d))?")
+
+
+def sanitize_tool_id(call_id: str) -> str:
+    """`call_id` if Anthropic accepts it, else a deterministic valid id unique to it."""
+    if _TOOL_ID.fullmatch(call_id):
+        return call_id
+    digest = hashlib.sha256(call_id.encode()).hexdigest()[:16]
+    cleaned = _NOT_TOOL_ID.sub("_", call_id)[:48].strip("_")
+    return f"{cleaned}_{digest}" if cleaned else f"toolu_{digest}"
+
+
+def _response_tool_id(call_id: str | None, message_id: str, position: int) -> str:
+    # Upstreams without call ids (Gemini) still need distinct ids for the client to answer.
+    if call_id:
+        return sanitize_tool_id(call_id)
+    return sanitize_tool_id(f"toolu_{message_id}_{position}")
+
+
+# -- usage and small shapes ---------------------------------------------------------------------
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def decode_usage(usage: dict[str, Any]) -> Usage:
+    read = _int(usage.get("cache_read_input_tokens"))
+    write = _int(usage.get("cache_creation_input_tokens"))
+    details = usage.get("output_tokens_details")
+    return Usage(
+        # Anthropic's input_tokens excludes cached tokens; canonical counts the whole prompt.
+        input_tokens=_int(usage.get("input_tokens")) + read + write,
+        output_tokens=_int(usage.get("output_tokens")),
+        cached_tokens=read,
+        cache_write_tokens=write,
+        reasoning_tokens=_int(details.get("thinking_tokens")) if isinstance(details, dict) else 0,
+    )
+
+
+def encode_usage(usage: Usage) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "input_tokens": max(0, usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens),
+        "output_tokens": usage.output_tokens,
+        "cache_creation_input_tokens": usage.cache_write_tokens,
+        "cache_read_input_tokens": usage.cached_tokens,
+    }
+    if usage.reasoning_tokens:
+        out["output_tokens_details"] = {"thinking_tokens": usage.reasoning_tokens}
+    return out
+
+
+def _arguments(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value or "{}")
+        except ValueError:
+            return {"_raw": value}
+        return parsed if isinstance(parsed, dict) else {"_raw": value}
+    return {} if value is None else {"_raw": json.dumps(value)}
+
+
+def _signature(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+# -- requests: decode ---------------------------------------------------------------------------
+
+
+def _decode_media(block: dict[str, Any]) -> Text | Image | None:
+    """An image or document block; documents ride as `Image` with their media type."""
+    source = block.get("source")
+    if not isinstance(source, dict):
+        return None
+    kind = source.get("type")
+    document = block.get("type") == "document"
+    if kind == "base64":
+        default = "application/pdf" if document else ""
+        return Image(media_type=source.get("media_type") or default, data=source.get("data") or "")
+    if kind == "url":
+        default = "application/pdf" if document else ""
+        return Image(media_type=source.get("media_type") or default, url=source.get("url") or "")
+    if kind == "text" and document and source.get("data"):
+        return Text(source["data"])
+    return None  # file ids, content sources: nothing canonical to hold them
+
+
+def _decode_result_content(content: Any) -> list[Text | Image]:
+    if isinstance(content, str):
+        return [Text(content)] if content else []
+    parts: list[Text | Image] = []
+    for block in content or ():
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text":
+            if block.get("text"):
+                parts.append(Text(block["text"]))
+        elif block.get("type") in ("image", "document"):
+            if (media := _decode_media(block)) is not None:
+                parts.append(media)
+    return parts
+
+
+def _decode_block(block: dict[str, Any], names: dict[str, str]) -> Part | None:
+    kind = block.get("type")
+    if kind == "text":
+        return Text(block["text"]) if block.get("text") else None
+    if kind in ("image", "document"):
+        return _decode_media(block)
+    if kind == "thinking":
+        return Thinking(
+            text=block.get("thinking") or "", signature=_signature(block.get("signature")), origin=ORIGIN
+        )
+    if kind == "redacted_thinking":
+        return Thinking(signature=_signature(block.get("data")), origin=ORIGIN, redacted=True)
+    if kind == "tool_use":
+        call_id = str(block.get("id") or "")
+        names[call_id] = block.get("name") or ""
+        return ToolCall(call_id, block.get("name") or "", _arguments(block.get("input")))
+    if kind == "tool_result":
+        call_id = str(block.get("tool_use_id") or "")
+        return ToolResult(
+            call_id=call_id,
+            content=_decode_result_content(block.get("content")),
+            is_error=bool(block.get("is_error")),
+            name=names.get(call_id),
+        )
+    return None
+
+
+def _decode_messages(messages: Any) -> list[Message]:
+    names: dict[str, str] = {}  # tool_use id -> tool name, for results (Gemini links by name)
+    out: list[Message] = []
+    for message in messages or ():
+        role = "assistant" if message.get("role") == "assistant" else "user"
+        content = message.get("content")
+        if isinstance(content, str):
+            parts: list[Part] = [Text(content)] if content else []
+        else:
+            parts = [
+                part
+                for block in content or ()
+                if isinstance(block, dict) and (part := _decode_block(block, names)) is not None
+            ]
+        out.append(Message(role=role, parts=parts))
+    return out
+
+
+def _decode_system(system: Any) -> list[Text]:
+    if isinstance(system, str):
+        return [Text(system)] if system else []
+    return [
+        Text(block["text"])
+        for block in system or ()
+        if isinstance(block, dict) and block.get("type") == "text" and block.get("text")
+    ]
+
+
+def _decode_tools(tools: Any) -> list[Tool]:
+    # Server tools (web search, code execution...) have a `type` other than "custom" and no
+    # canonical equivalent.
+    return [
+        Tool(
+            name=tool.get("name") or "",
+            description=tool.get("description") or "",
+            parameters=tool.get("input_schema") or {},
+        )
+        for tool in tools or ()
+        if isinstance(tool, dict) and tool.get("type") in (None, "custom") and "input_schema" in tool
+    ]
+
+
+def _decode_tool_choice(choice: Any) -> ToolChoice | None:
+    if not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "none", "tool"):
+        return None
+    disable = choice.get("disable_parallel_tool_use")
+    return ToolChoice(
+        mode=choice["type"],
+        name=choice.get("name") if choice["type"] == "tool" else None,
+        parallel=None if disable is None else not disable,
+    )
+
+
+def _decode_reasoning(thinking: Any, output_config: dict[str, Any]) -> Reasoning | None:
+    effort = output_config.get("effort") if isinstance(output_config.get("effort"), str) else None
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if kind == "enabled":
+        return Reasoning(effort=effort, budget=_int(thinking.get("budget_tokens")))
+    if kind == "disabled":
+        return Reasoning(budget=0)
+    if kind == "adaptive":
+        return Reasoning(effort=effort or "auto")
+    if effort:
+        return Reasoning(effort=effort)
+    return None
+
+
+def _decode_response_format(
+    body: dict[str, Any], output_config: dict[str, Any]
+) -> ResponseFormat | None:
+    # GA `output_config.format`, or the structured-outputs beta's top-level `output_format`.
+    fmt = output_config.get("format") or body.get("output_format")
+    if not isinstance(fmt, dict):
+        return None
+    if fmt.get("type") == "json_schema" and isinstance(fmt.get("schema"), dict):
+        return ResponseFormat(type="json_schema", schema=fmt["schema"])
+    return None
+
+
+def decode_request(body: dict[str, Any]) -> Request:
+    output_config = body.get("output_config") if isinstance(body.get("output_config"), dict) else {}
+    stop = body.get("stop_sequences")
+    metadata = body.get("metadata")
+    return Request(
+        model=body.get("model") or "",
+        messages=_decode_messages(body.get("messages")),
+        system=_decode_system(body.get("system")),
+        tools=_decode_tools(body.get("tools")),
+        tool_choice=_decode_tool_choice(body.get("tool_choice")),
+        max_tokens=body.get("max_tokens"),
+        temperature=body.get("temperature"),
+        top_p=body.get("top_p"),
+        top_k=body.get("top_k"),
+        stop=[s for s in stop if isinstance(s, str)] if isinstance(stop, list) else [],
+        stream=bool(body.get("stream")),
+        reasoning=_decode_reasoning(body.get("thinking"), output_config),
+        response_format=_decode_response_format(body, output_config),
+        metadata=dict(metadata) if isinstance(metadata, dict) else {},
+    )
+
+
+# -- requests: encode ---------------------------------------------------------------------------
+
+
+def _encode_media(image: Image) -> dict[str, Any] | None:
+    media_type = image.media_type or ""
+    if image.data is not None:
+        if media_type.startswith("image/"):
+            source = {"type": "base64", "media_type": media_type, "data": image.data}
+            return {"type": "image", "source": source}
+        if media_type == "application/pdf":
+            source = {"type": "base64", "media_type": media_type, "data": image.data}
+            return {"type": "document", "source": source}
+        if media_type.startswith("text/"):
+            try:
+                text = base64.b64decode(image.data, validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                return None
+            source = {"type": "text", "media_type": "text/plain", "data": text}
+            return {"type": "document", "source": source}
+        return None  # Anthropic takes images, PDFs and plain text only
+    if image.url:
+        if media_type == "application/pdf" or (not media_type and image.url.lower().endswith(".pdf")):
+            return {"type": "document", "source": {"type": "url", "url": image.url}}
+        return {"type": "image", "source": {"type": "url", "url": image.url}}
+    return None
+
+
+def _encode_result_content(content: list[Text | Image]) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for part in content:
+        if isinstance(part, Text):
+            if part.text:
+                blocks.append({"type": "text", "text": part.text})
+        elif (block := _encode_media(part)) is not None:
+            blocks.append(block)
+    return blocks
+
+
+def _encode_thinking(part: Thinking) -> dict[str, Any] | None:
+    if part.origin != ORIGIN or not part.signature:
+        return None
+    if part.redacted:
+        return {"type": "redacted_thinking", "data": part.signature}
+    return {"type": "thinking", "thinking": part.text, "signature": part.signature}
+
+
+def _encode_part(part: Part, role: str) -> dict[str, Any] | None:
+    if isinstance(part, Text):
+        return {"type": "text", "text": part.text} if part.text else None
+    if isinstance(part, Image):
+        return _encode_media(part)
+    if isinstance(part, Thinking):
+        return _encode_thinking(part) if role == "assistant" else None
+    if isinstance(part, ToolCall):
+        call_id = sanitize_tool_id(part.id)
+        return {"type": "tool_use", "id": call_id, "name": part.name, "input": part.arguments}
+    if isinstance(part, ToolResult):
+        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": sanitize_tool_id(part.call_id)}
+        if content := _encode_result_content(part.content):
+            block["content"] = content
+        if part.is_error:
+            block["is_error"] = True
+        return block
+    return None
+
+
+def _encode_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        blocks = [
+            block for part in message.parts if (block := _encode_part(part, message.role)) is not None
+        ]
+        if not blocks:
+            continue
+        if out and out[-1]["role"] == message.role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": message.role, "content": blocks})
+    for message in out:
+        content = message["content"]
+        if message["role"] == "user" and any(b["type"] == "tool_result" for b in content):
+            results = [b for b in content if b["type"] == "tool_result"]
+            message["content"] = results + [b for b in content if b["type"] != "tool_result"]
+    return out
+
+
+def _adaptive_model(model: str) -> bool:
+    """Models that take `thinking: {type: "adaptive"}` (4.6 and later; Opus 4.7+ take nothing else)."""
+    name = model.lower()
+    if "mythos" in name:
+        return True
+    m = _MODEL_VERSION.search(name)
+    if not m:
+        return False
+    major, minor = int(m.group(1)), int(m.group(2) or 0)
+    return (major, minor) >= (4, 6)
+
+
+def _tool_loop_without_thinking(messages: list[dict[str, Any]]) -> bool:
+    """True if the last assistant turn is answered by tool results but starts without thinking.
+
+    With thinking on, the API rejects that ("a final `assistant` message must start with a
+    thinking block"); it happens when the history came from another provider.
+    """
+    for i in range(len(messages) - 1, -1, -1):
+        message = messages[i]
+        if message["role"] != "assistant":
+            continue
+        content = message["content"]
+        if not any(b["type"] == "tool_use" for b in content) or i + 1 == len(messages):
+            return False
+        answered = any(b["type"] == "tool_result" for b in messages[i + 1]["content"])
+        return answered and content[0]["type"] not in ("thinking", "redacted_thinking")
+    return False
+
+
+def _thinking(
+    req: Request, messages: list[dict[str, Any]]
+) -> tuple[dict[str, Any] | None, str | None, int]:
+    """The `thinking` object, the `output_config.effort` and `max_tokens` to send."""
+    max_tokens = req.max_tokens
+    reasoning = req.reasoning
+    budget = budget_of(reasoning) if reasoning is not None else None
+    if reasoning is None or budget is None:
+        return None, None, max_tokens if max_tokens is not None else DEFAULT_MAX_TOKENS
+    if budget == 0:
+        return {"type": "disabled"}, None, max_tokens if max_tokens is not None else DEFAULT_MAX_TOKENS
+    if _tool_loop_without_thinking(messages):
+        return None, None, max_tokens if max_tokens is not None else DEFAULT_MAX_TOKENS
+    if _adaptive_model(req.model):
+        effort = effort_of(reasoning) or "auto"
+        if max_tokens is None:
+            room = effort_to_budget("high" if effort == "auto" else effort)
+            max_tokens = min(room + DEFAULT_MAX_TOKENS, MAX_CHOSEN_MAX_TOKENS)
+        return {"type": "adaptive"}, _EFFORTS_OUT.get(effort), max_tokens
+    if budget < 0:
+        budget = effort_to_budget("medium")
+    budget = max(budget, MIN_THINKING_BUDGET)
+    if max_tokens is None:
+        max_tokens = min(budget + DEFAULT_MAX_TOKENS, MAX_CHOSEN_MAX_TOKENS)
+    budget = min(budget, max_tokens - 1)
+    if budget < MIN_THINKING_BUDGET:
+        return None, None, max_tokens
+    return {"type": "enabled", "budget_tokens": budget}, None, max_tokens
+
+
+def _encode_tool(tool: Tool) -> dict[str, Any]:
+    schema = tool.parameters or {"type": "object", "properties": {}}
+    if "type" not in schema:
+        schema = {"type": "object", **schema}
+    out: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        out["description"] = tool.description
+    out["input_schema"] = schema
+    return out
+
+
+def _encode_tool_choice(choice: ToolChoice, thinking_on: bool) -> dict[str, Any]:
+    mode = choice.mode
+    if mode == "tool" and not choice.name:
+        mode = "any"
+    if thinking_on and mode in ("any", "tool"):
+        mode = "auto"  # forced tool use is rejected with thinking on
+    out: dict[str, Any] = {"type": mode}
+    if mode == "tool":
+        out["name"] = choice.name
+    if choice.parallel is False and mode != "none":
+        out["disable_parallel_tool_use"] = True
+    return out
+
+
+def encode_request(req: Request) -> dict[str, Any]:
+    if req.n is not None and req.n > 1:
+        raise ValueError("Anthropic Messages returns one choice per request: n > 1 is not supported")
+    messages = _encode_messages(req.messages)
+    thinking, effort, max_tokens = _thinking(req, messages)
+    thinking_on = thinking is not None and thinking["type"] != "disabled"
+
+    body: dict[str, Any] = {"model": req.model, "max_tokens": max_tokens, "messages": messages}
+    if system := [{"type": "text", "text": t.text} for t in req.system if t.text]:
+        body["system"] = system
+    if req.tools:
+        body["tools"] = [_encode_tool(tool) for tool in req.tools]
+        if req.tool_choice is not None:
+            body["tool_choice"] = _encode_tool_choice(req.tool_choice, thinking_on)
+    if thinking is not None:
+        body["thinking"] = thinking
+
+    temperature = req.temperature
+    if temperature is not None:
+        temperature = min(max(float(temperature), 0.0), 1.0)
+    top_p, top_k = req.top_p, req.top_k
+    if thinking_on:
+        temperature = temperature if temperature == 1.0 else None
+        top_k = None
+        top_p = top_p if top_p is not None and top_p >= 0.95 else None
+    if temperature is not None:
+        body["temperature"] = temperature
+        top_p = None
+    if top_p is not None:
+        body["top_p"] = top_p
+    if top_k is not None:
+        body["top_k"] = top_k
+
+    if stop := [s for s in req.stop if s.strip()]:
+        body["stop_sequences"] = stop
+    if req.stream:
+        body["stream"] = True
+    if isinstance(user_id := req.metadata.get("user_id"), str):
+        body["metadata"] = {"user_id": user_id}
+
+    output_config: dict[str, Any] = {}
+    if effort is not None:
+        output_config["effort"] = effort
+    fmt = req.response_format
+    if fmt is not None and fmt.type == "json_schema" and fmt.schema is not None:
+        output_config["format"] = {"type": "json_schema", "schema": fmt.schema}
+    if output_config:
+        body["output_config"] = output_config
+    return body
+
+
+# -- responses ----------------------------------------------------------------------------------
+
+
+def decode_response(body: dict[str, Any]) -> Response:
+    parts: list[Text | Thinking | ToolCall] = []
+    for block in body.get("content") or ():
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text":
+            parts.append(Text(block.get("text") or ""))
+        elif kind == "thinking":
+            signature = _signature(block.get("signature"))
+            parts.append(Thinking(text=block.get("thinking") or "", signature=signature, origin=ORIGIN))
+        elif kind == "redacted_thinking":
+            parts.append(Thinking(signature=_signature(block.get("data")), origin=ORIGIN, redacted=True))
+        elif kind == "tool_use":
+            call_id = str(block.get("id") or "")
+            parts.append(ToolCall(call_id, block.get("name") or "", _arguments(block.get("input"))))
+    stop_reason = _STOP_REASONS_IN.get(body.get("stop_reason") or "end_turn", StopReason.END)
+    usage = body.get("usage")
+    return Response(
+        id=body.get("id") or "",
+        model=body.get("model") or "",
+        parts=parts,
+        stop_reason=stop_reason,
+        stop_sequence=body.get("stop_sequence") if stop_reason is StopReason.STOP_SEQUENCE else None,
+        usage=decode_usage(usage) if isinstance(usage, dict) else Usage(),
+    )
+
+
+def _stop_reason_out(reason: StopReason, saw_tool_call: bool) -> str:
+    # A tool call wins over a plain stop: clients run tools only on "tool_use".
+    if saw_tool_call and reason in (StopReason.END, StopReason.ERROR):
+        return "tool_use"
+    return _STOP_REASONS_OUT[reason]
+
+
+def encode_response(resp: Response) -> dict[str, Any]:
+    content: list[dict[str, Any]] = []
+    calls = 0
+    for part in resp.parts:
+        if isinstance(part, Text):
+            if part.text:
+                content.append({"type": "text", "text": part.text})
+        elif isinstance(part, Thinking):
+            if (block := _encode_thinking(part)) is not None:
+                content.append(block)
+            elif not part.redacted and part.text:
+                # Another provider's reasoning: shown, but with no signature to replay.
+                content.append({"type": "thinking", "thinking": part.text, "signature": ""})
+        elif isinstance(part, ToolCall):
+            call_id = _response_tool_id(part.id, resp.id, calls)
+            calls += 1
+            content.append(
+                {"type": "tool_use", "id": call_id, "name": part.name, "input": part.arguments}
+            )
+    stop_reason = _stop_reason_out(resp.stop_reason, calls > 0)
+    return {
+        "id": resp.id,
+        "type": "message",
+        "role": "assistant",
+        "model": resp.model,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": resp.stop_sequence if stop_reason == "stop_sequence" else None,
+        "usage": encode_usage(resp.usage),
+    }
+
+
+def error_message(parsed: Any) -> str | None:
+    if not isinstance(parsed, dict):
+        return None
+    error = parsed.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return error["message"]
+    return None
+
+
+# -- streams: decode ----------------------------------------------------------------------------
+
+
+class StreamDecoder:
+    """Anthropic SSE bytes -> canonical events."""
+
+    __slots__ = (
+        "_reader",
+        "_started",
+        "_done",
+        "_next",
+        "_open",
+        "_upstream_open",
+        "_usage",
+        "_stop_reason",
+        "_stop_sequence",
+    )
+
+    def __init__(self) -> None:
+        self._reader = SSEReader()
+        self._started = False
+        self._done = False
+        self._next = 0  # next canonical block index
+        self._open: int | None = None  # canonical index of the open block
+        self._upstream_open: int | None = None  # its upstream index
+        self._usage: dict[str, Any] = {}  # raw upstream usage, message_delta values overriding
+        self._stop_reason: str | None = None
+        self._stop_sequence: str | None = None
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        events: list[Event] = []
+        for sse in self._reader.feed(chunk):
+            if not self._done:
+                self._event(sse.event, sse.data, events)
+        return events
+
+    def close(self) -> list[Event]:
+        events: list[Event] = []
+        for sse in self._reader.close():
+            if not self._done:
+                self._event(sse.event, sse.data, events)
+        if not self._done:
+            self._done = True
+            self._close_block(events)
+            events.append(StreamError("upstream stream ended early", 502))
+        return events
+
+    def _close_block(self, events: list[Event]) -> None:
+        if self._open is not None:
+            events.append(BlockStop(self._open))
+            self._open = self._upstream_open = None
+
+    def _ensure_started(self, events: list[Event]) -> None:
+        if not self._started:
+            self._started = True
+            events.append(Start(id="", model=""))
+
+    def _event(self, name: str, data: str, events: list[Event]) -> None:
+        if not data or data == "[DONE]":
+            return
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            return
+        if not isinstance(payload, dict):
+            return
+        kind = payload.get("type") or name
+        if kind == "content_block_delta":
+            self._delta(payload, events)
+        elif kind == "content_block_start":
+            self._block_start(payload, events)
+        elif kind == "content_block_stop":
+            if self._open is not None and payload.get("index") == self._upstream_open:
+                self._close_block(events)
+        elif kind == "message_start":
+            self._message_start(payload, events)
+        elif kind == "message_delta":
+            delta = payload.get("delta") or {}
+            self._stop_reason = delta.get("stop_reason") or self._stop_reason
+            self._stop_sequence = delta.get("stop_sequence") or self._stop_sequence
+            for key, value in (payload.get("usage") or {}).items():
+                if value is not None:
+                    self._usage[key] = value
+        elif kind == "message_stop":
+            self._ensure_started(events)
+            self._close_block(events)
+            self._done = True
+            reason = _STOP_REASONS_IN.get(self._stop_reason or "end_turn", StopReason.END)
+            sequence = self._stop_sequence if reason is StopReason.STOP_SEQUENCE else None
+            usage = decode_usage(self._usage) if self._usage else None
+            events.append(Finish(stop_reason=reason, usage=usage, stop_sequence=sequence))
+        elif kind == "error":
+            error = payload.get("error") if isinstance(payload.get("error"), dict) else {}
+            self._done = True
+            self._close_block(events)
+            message = error.get("message") or "upstream stream error"
+            events.append(StreamError(str(message), _ERROR_STATUS.get(error.get("type"), 500)))
+        # ping and unknown events carry nothing canonical
+
+    def _message_start(self, payload: dict[str, Any], events: list[Event]) -> None:
+        if self._started:
+            return
+        self._started = True
+        message = payload.get("message") or {}
+        usage = message.get("usage")
+        start_usage = None
+        if isinstance(usage, dict):
+            self._usage.update({k: v for k, v in usage.items() if v is not None})
+            start_usage = decode_usage(usage)
+            start_usage.output_tokens = 0  # the start's output count is a placeholder
+        events.append(
+            Start(id=message.get("id") or "", model=message.get("model") or "", usage=start_usage)
+        )
+
+    def _block_start(self, payload: dict[str, Any], events: list[Event]) -> None:
+        self._ensure_started(events)
+        self._close_block(events)
+        block = payload.get("content_block") or {}
+        kind = block.get("type")
+        index = self._next
+        if kind == "text":
+            events.append(BlockStart(index, "text"))
+            if block.get("text"):
+                events.append(Delta(index, text=block["text"]))
+        elif kind == "thinking":
+            events.append(BlockStart(index, "thinking"))
+            if block.get("thinking"):
+                events.append(Delta(index, text=block["thinking"]))
+            if signature := _signature(block.get("signature")):
+                events.append(Delta(index, signature=signature))
+        elif kind == "tool_use":
+            call_id, name = block.get("id") or "", block.get("name") or ""
+            events.append(BlockStart(index, "tool_call", id=call_id, name=name))
+            if block.get("input"):
+                arguments = json.dumps(block["input"], ensure_ascii=False, separators=(",", ":"))
+                events.append(Delta(index, arguments=arguments))
+        else:
+            # redacted_thinking (stream events cannot mark a block redacted), server tool blocks
+            return
+        self._next += 1
+        self._open, self._upstream_open = index, payload.get("index")
+
+    def _delta(self, payload: dict[str, Any], events: list[Event]) -> None:
+        if self._open is None or payload.get("index") != self._upstream_open:
+            return
+        delta = payload.get("delta") or {}
+        kind = delta.get("type")
+        if kind == "text_delta":
+            if text := delta.get("text"):
+                events.append(Delta(self._open, text=text))
+        elif kind == "thinking_delta":
+            if text := delta.get("thinking"):
+                events.append(Delta(self._open, text=text))
+        elif kind == "input_json_delta":
+            if partial := delta.get("partial_json"):
+                events.append(Delta(self._open, arguments=partial))
+        elif kind == "signature_delta":
+            if signature := _signature(delta.get("signature")):
+                events.append(Delta(self._open, signature=signature))
+
+
+# -- streams: encode ----------------------------------------------------------------------------
+
+
+_EMPTY_TEXT = {"type": "text", "text": ""}
+_EMPTY_THINKING = {"type": "thinking", "thinking": "", "signature": ""}
+
+
+def _frame(data: dict[str, Any]) -> bytes:
+    return sse_bytes(data, data["type"])
+
+
+class StreamEncoder:
+    """Canonical events -> the Anthropic SSE stream a Messages client expects."""
+
+    __slots__ = (
+        "_model",
+        "_id",
+        "_started",
+        "_done",
+        "_next",
+        "_open",
+        "_open_kind",
+        "_own",
+        "_signature",
+        "_calls",
+    )
+
+    def __init__(self, request: Request, sse: bool = True) -> None:
+        # Anthropic streams are always SSE; `sse` only matters to Gemini.
+        self._model = request.model
+        self._id = ""
+        self._started = False
+        self._done = False
+        self._next = 0  # next client-side content index
+        self._open: int | None = None  # canonical index of the open block
+        self._open_kind = ""
+        self._own: int | None = None  # its client index; None for a text block not yet begun
+        self._signature: str | None = None
+        self._calls = 0
+
+    def encode(self, event: Event) -> bytes:
+        if self._done:
+            return b""
+        if isinstance(event, Delta):
+            return self._delta(event)
+        if isinstance(event, BlockStart):
+            return self._start() + self._stop_block() + self._block_start(event)
+        if isinstance(event, BlockStop):
+            return self._stop_block() if event.index == self._open else b""
+        if isinstance(event, Start):
+            return self._start(event)
+        if isinstance(event, Finish):
+            return self._start() + self._stop_block() + self._finish(event)
+        if isinstance(event, StreamError):
+            return self._error(event.message, event.status)
+        return b""
+
+    def close(self) -> bytes:
+        if self._done:
+            return b""
+        # Ending without Finish would look like a silent truncation: report it as an error.
+        return self._error("upstream stream ended early", 502)
+
+    def _start(self, event: Start | None = None) -> bytes:
+        if self._started:
+            return b""
+        self._started = True
+        if event is not None:
+            self._id = event.id
+        usage = encode_usage(event.usage if event is not None and event.usage is not None else Usage())
+        message = {
+            "id": self._id,
+            "type": "message",
+            "role": "assistant",
+            "model": (event.model if event is not None else "") or self._model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": usage,
+        }
+        return _frame({"type": "message_start", "message": message})
+
+    def _open_block(self, content_block: dict[str, Any]) -> bytes:
+        self._own = self._next
+        self._next += 1
+        start = {"type": "content_block_start", "index": self._own, "content_block": content_block}
+        return _frame(start)
+
+    def _block_start(self, event: BlockStart) -> bytes:
+        self._open, self._open_kind, self._signature = event.index, event.kind, None
+        self._own = None
+        if event.kind != "tool_call":
+            # Begun at their first content, so that empty blocks never reach the client.
+            return b""
+        call_id = _response_tool_id(event.id, self._id, self._calls)
+        self._calls += 1
+        block = {"type": "tool_use", "id": call_id, "name": event.name or "", "input": {}}
+        return self._open_block(block)
+
+    def _delta(self, event: Delta) -> bytes:
+        if event.index != self._open:
+            return b""
+        kind = self._open_kind
+        if kind == "text":
+            if not event.text:
+                return b""
+            out = self._open_block(_EMPTY_TEXT) if self._own is None else b""
+            delta: dict[str, Any] = {"type": "text_delta", "text": event.text}
+        elif kind == "thinking":
+            if event.signature:
+                self._signature = event.signature  # sent last, as Anthropic does
+            if not event.text:
+                return b""
+            out = self._open_block(_EMPTY_THINKING) if self._own is None else b""
+            delta = {"type": "thinking_delta", "thinking": event.text}
+        else:
+            if not event.arguments:
+                return b""  # tool-call signatures have no place in tool_use
+            out, delta = b"", {"type": "input_json_delta", "partial_json": event.arguments}
+        return out + _frame({"type": "content_block_delta", "index": self._own, "delta": delta})
+
+    def _stop_block(self) -> bytes:
+        if self._open is None:
+            return b""
+        own, signature = self._own, self._signature
+        out = b""
+        if own is None and signature:
+            out = self._open_block(_EMPTY_THINKING)  # thinking with a signature only
+            own = self._own
+        self._open, self._own, self._signature = None, None, None
+        if own is None:
+            return b""
+        if signature:
+            delta = {"type": "signature_delta", "signature": signature}
+            out += _frame({"type": "content_block_delta", "index": own, "delta": delta})
+        return out + _frame({"type": "content_block_stop", "index": own})
+
+    def _finish(self, event: Finish) -> bytes:
+        self._done = True
+        stop_reason = _stop_reason_out(event.stop_reason, self._calls > 0)
+        delta = {
+            "stop_reason": stop_reason,
+            "stop_sequence": event.stop_sequence if stop_reason == "stop_sequence" else None,
+        }
+        usage = encode_usage(event.usage) if event.usage is not None else {"output_tokens": 0}
+        message_delta = _frame({"type": "message_delta", "delta": delta, "usage": usage})
+        return message_delta + _frame({"type": "message_stop"})
+
+    def _error(self, message: str, status: int) -> bytes:
+        self._done = True
+        error = {"type": _ERROR_TYPES.get(status, "api_error"), "message": message}
+        return _frame({"type": "error", "error": error})
+
+
+def stream_decoder() -> StreamDecoder:
+    return StreamDecoder()
+
+
+def stream_encoder(request: Request, sse: bool = True) -> StreamEncoder:
+    return StreamEncoder(request, sse)
+
+
+CODEC = Codec(
+    format=Format.ANTHROPIC,
+    decode_request=decode_request,
+    encode_request=encode_request,
+    decode_response=decode_response,
+    encode_response=encode_response,
+    stream_decoder=stream_decoder,
+    stream_encoder=stream_encoder,
+    error_message=error_message,
+)

@@ -1,0 +1,926 @@
+"""OpenAI Chat Completions (`/v1/chat/completions`) to and from the canonical model.
+
+Mapping decisions that are not forced by the wire format:
+
+- System and developer messages, wherever they appear, become `Request.system` in order; going
+  out they are one leading `system` message (texts joined by a blank line), which every
+  OpenAI-compatible server accepts.
+- Consecutive `tool` messages become one user message of `ToolResult`s, and the user message that
+  follows them joins that same message, after the results. Going out, each `ToolResult` becomes its
+  own `tool` message right after the assistant turn, before the user's own text. Chat tool messages
+  carry text only, so images of a tool result go in the user message that follows them.
+- Chat has no error flag on tool results: `is_error` is dropped going out and False coming in.
+- Reasoning: `reasoning_content` (the de-facto extension of DeepSeek, vLLM, SGLang) is decoded
+  as `Thinking` with `origin="openai-chat"`. Going upstream, thinking is sent back as
+  `reasoning_content` only when it came from a chat-format server (that origin): the servers that
+  produce it read it, while OpenAI itself rejects unknown message fields. Signatures have no place
+  in chat and are dropped. Responses and streams to a chat client carry thinking as
+  `reasoning_content`.
+- `reasoning_effort` <-> `Reasoning.effort`; a budget is turned into an effort with the shared
+  table, and "auto" is left to the server's default.
+- `max_completion_tokens` (or the deprecated `max_tokens`) <-> `max_tokens`; going out
+  `max_completion_tokens`, which reasoning models require.
+- Tool-call ids pass through when OpenAI would accept them (1-40 characters); others become
+  `call_<sha256 prefix>`, the same for the call and its result.
+- `n > 1` cannot be carried by the one-choice canonical response: `encode_request` refuses it.
+- Parameters without a canonical field (seed, penalties, logit_bias, logprobs, user, metadata,
+  store, service_tier, ...) are not carried. Content that cannot be carried without changing the
+  answer (audio input, files by id, custom tools, legacy `functions`) raises `ValueError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from translators.canonical import (
+    BlockStart,
+    BlockStop,
+    Delta,
+    Event,
+    Finish,
+    Image,
+    Message,
+    Part,
+    Reasoning,
+    Request,
+    Response,
+    ResponseFormat,
+    Start,
+    StopReason,
+    StreamError,
+    Text,
+    Thinking,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    ToolResult,
+    Usage,
+)
+from translators.codec import Codec
+from translators.errors import error_body
+from translators.formats import Format
+from translators.reasoning import effort_of
+from translators.sse import SSEEvent, SSEReader
+
+ORIGIN = Format.OPENAI_CHAT.value
+
+_DATA_URL = re.compile(r"^data:([^;,]+)(;[^,]*)?;base64,(.*)$", re.DOTALL)
+
+# Enough to label the common kinds of linked file; anything else stays "" (unknown).
+_EXTENSION_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".pdf": "application/pdf",
+}
+
+_MAX_TOOL_CALL_ID = 40  # OpenAI: "Expected a string with maximum length 40"
+
+_FINISH_REASONS = {
+    "stop": StopReason.END,
+    "length": StopReason.MAX_TOKENS,
+    "tool_calls": StopReason.TOOL_USE,
+    "function_call": StopReason.TOOL_USE,
+    "content_filter": StopReason.REFUSAL,
+}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+# -- shared pieces ---------------------------------------------------------------------------
+
+
+def parse_arguments(arguments: Any) -> dict[str, Any]:
+    """A tool call's JSON-string arguments as an object; what is not an object is kept raw."""
+    if isinstance(arguments, dict):  # some servers send an object already
+        return arguments
+    if not isinstance(arguments, str) or not arguments.strip():
+        return {}
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        return {"_raw": arguments}
+    return value if isinstance(value, dict) else {"_raw": arguments}
+
+
+def dump_arguments(arguments: dict[str, Any]) -> str:
+    raw = arguments.get("_raw")
+    if len(arguments) == 1 and isinstance(raw, str):
+        return raw
+    return _dumps(arguments)
+
+
+def chat_tool_call_id(call_id: str) -> str:
+    """`call_id` if OpenAI accepts it, else a stable replacement of acceptable length."""
+    if 0 < len(call_id) <= _MAX_TOOL_CALL_ID:
+        return call_id
+    return "call_" + hashlib.sha256(call_id.encode()).hexdigest()[:32]
+
+
+def _media_type_of_url(url: str) -> str:
+    path = url.split("?", 1)[0].split("#", 1)[0].lower()
+    dot = path.rfind(".")
+    return _EXTENSION_TYPES.get(path[dot:], "") if dot >= 0 else ""
+
+
+def _image_from_url(url: str) -> Image:
+    if m := _DATA_URL.match(url):
+        return Image(media_type=m.group(1), data=m.group(3))
+    return Image(media_type=_media_type_of_url(url), url=url)
+
+
+def _decode_usage(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    prompt = raw.get("prompt_tokens_details") or {}
+    completion = raw.get("completion_tokens_details") or {}
+    return Usage(
+        input_tokens=raw.get("prompt_tokens") or 0,
+        output_tokens=raw.get("completion_tokens") or 0,
+        cached_tokens=prompt.get("cached_tokens") or 0,
+        cache_write_tokens=prompt.get("cache_write_tokens") or 0,
+        reasoning_tokens=completion.get("reasoning_tokens") or 0,
+    )
+
+
+def _encode_usage(usage: Usage) -> dict[str, Any]:
+    prompt_details: dict[str, int] = {"cached_tokens": usage.cached_tokens}
+    if usage.cache_write_tokens:
+        prompt_details["cache_write_tokens"] = usage.cache_write_tokens
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.input_tokens + usage.output_tokens,
+        "prompt_tokens_details": prompt_details,
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    }
+
+
+def _stop_reason(finish_reason: Any, tool_used: bool) -> StopReason:
+    reason = _FINISH_REASONS.get(finish_reason, StopReason.END)
+    # Some servers end a tool-calling turn with "stop"; the calls are what the client acts on.
+    if tool_used and reason is StopReason.END:
+        return StopReason.TOOL_USE
+    return reason
+
+
+def _finish_reason(stop_reason: StopReason, tool_used: bool) -> str:
+    if stop_reason is StopReason.MAX_TOKENS:
+        return "length"
+    if stop_reason is StopReason.REFUSAL:
+        return "content_filter"
+    # A tool call wins over "stop": clients only run the tools on "tool_calls".
+    return "tool_calls" if tool_used else "stop"
+
+
+# -- requests: chat -> canonical ---------------------------------------------------------------
+
+
+def decode_request(body: dict[str, Any]) -> Request:
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise ValueError("'messages' must be a list")
+    if body.get("functions") or body.get("function_call"):
+        raise ValueError("legacy 'functions' / 'function_call' are not supported; use 'tools'")
+    system, decoded = _decode_messages(messages)
+    tool_choice, tools = _decode_tool_choice(body.get("tool_choice"), _decode_tools(body.get("tools") or []))
+    if (parallel := body.get("parallel_tool_calls")) is not None and tools:
+        tool_choice = tool_choice or ToolChoice()
+        tool_choice.parallel = bool(parallel)
+    stop = body.get("stop")
+    max_tokens = body.get("max_completion_tokens")
+    if max_tokens is None:
+        max_tokens = body.get("max_tokens")
+    effort = body.get("reasoning_effort")
+    stream_options = body.get("stream_options") or {}
+    return Request(
+        model=body.get("model") or "",
+        messages=decoded,
+        system=system,
+        tools=tools,
+        tool_choice=tool_choice,
+        max_tokens=max_tokens,
+        temperature=body.get("temperature"),
+        top_p=body.get("top_p"),
+        top_k=body.get("top_k"),  # not OpenAI's, but vLLM-style servers take it
+        stop=[stop] if isinstance(stop, str) else list(stop or []),
+        stream=bool(body.get("stream")),
+        reasoning=Reasoning(effort=effort) if isinstance(effort, str) else None,
+        response_format=_decode_response_format(body.get("response_format")),
+        n=body.get("n"),
+        stream_usage=bool(body.get("stream") and stream_options.get("include_usage")),
+    )
+
+
+def _decode_messages(messages: list[Any]) -> tuple[list[Text], list[Message]]:
+    system: list[Text] = []
+    out: list[Message] = []
+    # The user message made of tool results that the next tool result or user content joins.
+    results: Message | None = None
+    names: dict[str, str] = {}  # tool-call id -> tool name, for ToolResult.name
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise ValueError(f"messages[{index}] must be an object")
+        role = message.get("role")
+        if role in ("system", "developer"):
+            system.extend(p for p in _decode_content(message.get("content")) if isinstance(p, Text))
+        elif role == "user":
+            parts = _decode_content(message.get("content"))
+            if results is not None:
+                results.parts.extend(parts)
+            elif parts:
+                out.append(Message("user", parts))
+            results = None
+        elif role == "assistant":
+            results = None
+            assistant = _decode_assistant(message)
+            for part in assistant.parts:
+                if isinstance(part, ToolCall):
+                    names[part.id] = part.name
+            if assistant.parts:
+                out.append(assistant)
+        elif role == "tool":
+            call_id = message.get("tool_call_id") or ""
+            content = _decode_content(message.get("content"))
+            result = ToolResult(call_id=call_id, content=content, name=names.get(call_id))
+            if results is None:
+                results = Message("user", [])
+                out.append(results)
+            results.parts.append(result)
+        elif role == "function":
+            raise ValueError("legacy 'function' messages are not supported; use 'tool' messages")
+        else:
+            raise ValueError(f"messages[{index}]: unsupported role {role!r}")
+    return system, out
+
+
+def _decode_content(content: Any) -> list[Text | Image]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [Text(content)] if content else []
+    if not isinstance(content, list):
+        raise ValueError("message content must be a string or a list of parts")
+    parts: list[Text | Image] = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            if text := part.get("text"):
+                parts.append(Text(text))
+        elif kind == "refusal":
+            if text := part.get("refusal"):
+                parts.append(Text(text))
+        elif kind == "image_url":
+            image_url = part.get("image_url")
+            url = image_url.get("url") if isinstance(image_url, dict) else image_url
+            if not isinstance(url, str) or not url:
+                raise ValueError("image_url part without a url")
+            parts.append(_image_from_url(url))
+        elif kind == "file":
+            parts.append(_decode_file(part.get("file") or {}))
+        else:
+            raise ValueError(f"content parts of type {kind!r} cannot be translated")
+    return parts
+
+
+def _decode_file(file: dict[str, Any]) -> Image:
+    # The canonical model has no file part: an inline file travels as an Image of its media type.
+    data = file.get("file_data")
+    if not isinstance(data, str) or not data:
+        raise ValueError("file parts referring to an uploaded file_id cannot be translated")
+    if m := _DATA_URL.match(data):
+        return Image(media_type=m.group(1), data=m.group(3))
+    filename = file.get("filename") or ""
+    return Image(media_type=_media_type_of_url(filename) or "application/pdf", data=data)
+
+
+def _decode_assistant(message: dict[str, Any]) -> Message:
+    parts: list[Part] = []
+    reasoning = message.get("reasoning_content")
+    if not isinstance(reasoning, str):
+        reasoning = message.get("reasoning")  # OpenRouter's name for it
+    if isinstance(reasoning, str) and reasoning:
+        parts.append(Thinking(text=reasoning, origin=ORIGIN))
+    parts.extend(_decode_content(message.get("content")))
+    if isinstance(refusal := message.get("refusal"), str) and refusal:
+        parts.append(Text(refusal))
+    parts.extend(_decode_tool_calls(message.get("tool_calls") or []))
+    return Message("assistant", parts)
+
+
+def _decode_tool_calls(tool_calls: list[Any]) -> list[ToolCall]:
+    calls: list[ToolCall] = []
+    for call in tool_calls:
+        if call.get("type", "function") != "function":
+            raise ValueError(f"tool calls of type {call.get('type')!r} cannot be translated")
+        function = call.get("function") or {}
+        calls.append(
+            ToolCall(
+                id=call.get("id") or "",
+                name=function.get("name") or "",
+                arguments=parse_arguments(function.get("arguments")),
+            )
+        )
+    return calls
+
+
+def _decode_tools(tools: list[Any]) -> list[Tool]:
+    decoded: list[Tool] = []
+    for tool in tools:
+        if tool.get("type", "function") != "function":
+            raise ValueError(f"tools of type {tool.get('type')!r} cannot be translated")
+        function = tool.get("function") or {}
+        decoded.append(
+            Tool(
+                name=function.get("name") or "",
+                description=function.get("description") or "",
+                parameters=function.get("parameters") or {},
+            )
+        )
+    return decoded
+
+
+def _decode_tool_choice(raw: Any, tools: list[Tool]) -> tuple[ToolChoice | None, list[Tool]]:
+    if raw is None:
+        return None, tools
+    if raw in ("none", "auto"):
+        return ToolChoice(raw), tools
+    if raw == "required":
+        return ToolChoice("any"), tools
+    if isinstance(raw, dict):
+        if raw.get("type") == "function":
+            return ToolChoice("tool", name=(raw.get("function") or {}).get("name")), tools
+        if raw.get("type") == "allowed_tools":
+            # Only the listed tools may be called: offering only those has the same effect.
+            allowed = raw.get("allowed_tools") or {}
+            names = {(t.get("function") or {}).get("name") for t in allowed.get("tools") or []}
+            mode = "any" if allowed.get("mode") == "required" else "auto"
+            return ToolChoice(mode), [t for t in tools if t.name in names]
+    raise ValueError(f"unsupported tool_choice {raw!r}")
+
+
+def _decode_response_format(raw: Any) -> ResponseFormat | None:
+    if not isinstance(raw, dict):
+        return None
+    kind = raw.get("type")
+    if kind == "json_schema":
+        spec = raw.get("json_schema") or {}
+        return ResponseFormat(
+            "json_schema", schema=spec.get("schema"), name=spec.get("name"), strict=spec.get("strict")
+        )
+    if kind == "json_object":
+        return ResponseFormat("json_object")
+    if kind == "text":
+        return ResponseFormat("text")
+    raise ValueError(f"unsupported response_format type {kind!r}")
+
+
+# -- requests: canonical -> chat ---------------------------------------------------------------
+
+
+def encode_request(request: Request) -> dict[str, Any]:
+    if request.n is not None and request.n > 1:
+        raise ValueError("n > 1 is not supported when translating between API formats")
+    messages: list[dict[str, Any]] = []
+    if request.system:
+        messages.append({"role": "system", "content": "\n\n".join(t.text for t in request.system)})
+    for message in request.messages:
+        if message.role == "assistant":
+            if encoded := _encode_assistant(message):
+                messages.append(encoded)
+        else:
+            messages.extend(_encode_user(message))
+    body: dict[str, Any] = {"model": request.model, "messages": messages}
+    if request.max_tokens is not None:
+        body["max_completion_tokens"] = request.max_tokens
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.stop:
+        body["stop"] = list(request.stop)
+    # OpenAI rejects tool_choice and parallel_tool_calls without tools.
+    if request.tools:
+        body["tools"] = [_encode_tool(t) for t in request.tools]
+        if (choice := request.tool_choice) is not None:
+            if encoded_choice := _encode_tool_choice(choice):
+                body["tool_choice"] = encoded_choice
+            if choice.parallel is not None:
+                body["parallel_tool_calls"] = choice.parallel
+    if request.reasoning is not None:
+        effort = effort_of(request.reasoning)
+        if effort and effort != "auto":
+            body["reasoning_effort"] = effort
+    if (fmt := request.response_format) is not None:
+        body["response_format"] = _encode_response_format(fmt)
+    if request.stream:
+        body["stream"] = True
+        # Without it the upstream never reports usage on a stream.
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def _encode_part(part: Text | Image) -> dict[str, Any]:
+    if isinstance(part, Text):
+        return {"type": "text", "text": part.text}
+    media_type = part.media_type or "image/png"
+    if part.data is not None and not media_type.startswith("image/"):
+        return {
+            "type": "file",
+            "file": {"file_data": f"data:{media_type};base64,{part.data}", "filename": _filename(media_type)},
+        }
+    url = f"data:{media_type};base64,{part.data}" if part.data is not None else part.url or ""
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _filename(media_type: str) -> str:
+    for extension, known in _EXTENSION_TYPES.items():
+        if known == media_type:
+            return "file" + extension
+    return "file"
+
+
+def _encode_user(message: Message) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    content: list[Text | Image] = []
+    for part in message.parts:
+        if isinstance(part, ToolResult):
+            texts = [p.text for p in part.content if isinstance(p, Text)]
+            out.append(
+                {"role": "tool", "tool_call_id": chat_tool_call_id(part.call_id), "content": "\n".join(texts)}
+            )
+            # Tool messages carry text only; the images follow in the user message.
+            content.extend(p for p in part.content if isinstance(p, Image))
+    content.extend(p for p in message.parts if isinstance(p, Image) or (isinstance(p, Text) and p.text))
+    if len(content) == 1 and isinstance(content[0], Text):
+        out.append({"role": "user", "content": content[0].text})
+    elif content:
+        out.append({"role": "user", "content": [_encode_part(p) for p in content]})
+    return out
+
+
+def _encode_assistant(message: Message) -> dict[str, Any] | None:
+    texts = [p.text for p in message.parts if isinstance(p, Text) and p.text]
+    reasoning = "".join(
+        p.text for p in message.parts if isinstance(p, Thinking) and p.origin == ORIGIN and not p.redacted
+    )
+    calls = [
+        {
+            "id": chat_tool_call_id(p.id),
+            "type": "function",
+            "function": {"name": p.name, "arguments": dump_arguments(p.arguments)},
+        }
+        for p in message.parts
+        if isinstance(p, ToolCall)
+    ]
+    if not texts and not calls and not reasoning:
+        return None
+    # Joined as a streamed answer's text blocks would reach a chat client: back to back.
+    encoded: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
+    if reasoning:
+        encoded["reasoning_content"] = reasoning
+    if calls:
+        encoded["tool_calls"] = calls
+    elif encoded["content"] is None:
+        encoded["content"] = ""  # null content is only allowed beside tool_calls
+    return encoded
+
+
+def _encode_tool(tool: Tool) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        function["description"] = tool.description
+    function["parameters"] = tool.parameters or {"type": "object", "properties": {}}
+    return {"type": "function", "function": function}
+
+
+def _encode_tool_choice(choice: ToolChoice) -> str | dict[str, Any] | None:
+    if choice.mode == "tool" and choice.name:
+        return {"type": "function", "function": {"name": choice.name}}
+    return {"auto": "auto", "any": "required", "none": "none"}.get(choice.mode)
+
+
+def _encode_response_format(fmt: ResponseFormat) -> dict[str, Any]:
+    if fmt.type != "json_schema":
+        return {"type": fmt.type}
+    spec: dict[str, Any] = {"name": fmt.name or "response", "schema": fmt.schema or {}}
+    if fmt.strict is not None:
+        spec["strict"] = fmt.strict
+    return {"type": "json_schema", "json_schema": spec}
+
+
+# -- whole responses -------------------------------------------------------------------------
+
+
+def decode_response(body: dict[str, Any]) -> Response:
+    choices = body.get("choices") or []
+    choice = choices[0] if choices else {}
+    parts: list[Text | Thinking | ToolCall] = []
+    finish = choice.get("finish_reason")
+    refused = False
+    if isinstance(message := choice.get("message"), dict):
+        decoded = _decode_assistant(message)
+        parts = [p for p in decoded.parts if isinstance(p, (Text, Thinking, ToolCall))]
+        refused = bool(message.get("refusal"))
+    tool_used = any(isinstance(p, ToolCall) for p in parts)
+    stop_reason = _stop_reason(finish, tool_used)
+    if refused and stop_reason is StopReason.END:
+        stop_reason = StopReason.REFUSAL
+    return Response(
+        id=body.get("id") or "",
+        model=body.get("model") or "",
+        parts=parts,
+        stop_reason=stop_reason,
+        usage=_decode_usage(body.get("usage")) or Usage(),
+        created=body.get("created") or 0,
+    )
+
+
+def encode_response(response: Response) -> dict[str, Any]:
+    texts = [p.text for p in response.parts if isinstance(p, Text)]
+    reasoning = "".join(p.text for p in response.parts if isinstance(p, Thinking) and not p.redacted)
+    calls = [
+        {"id": p.id, "type": "function", "function": {"name": p.name, "arguments": dump_arguments(p.arguments)}}
+        for p in response.parts
+        if isinstance(p, ToolCall)
+    ]
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None, "refusal": None}
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    if calls:
+        message["tool_calls"] = calls
+    return {
+        "id": response.id,
+        "object": "chat.completion",
+        "created": response.created or int(time.time()),
+        "model": response.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": _finish_reason(response.stop_reason, bool(calls)),
+                "logprobs": None,
+            }
+        ],
+        "usage": _encode_usage(response.usage),
+    }
+
+
+# -- streams: chat -> canonical ----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Call:
+    """A streamed tool call, keyed by its `index` in `delta.tool_calls`."""
+
+    key: int
+    id: str = ""
+    name: str = ""
+    block: int = -1  # canonical block index once started
+    pending: list[str] = field(default_factory=list)  # argument fragments before the start
+
+
+class ChatStreamDecoder:
+    """Chat completion chunks in, canonical events out.
+
+    Tool calls are keyed on `index`; a call's block starts once its name is known and either its id
+    or some arguments have arrived (a few servers send the id on a later fragment). The Finish waits
+    for the usage-only chunk, `[DONE]` or the end of the stream, since usage follows finish_reason.
+    """
+
+    def __init__(self) -> None:
+        self._reader = SSEReader()
+        self._started = False
+        self._done = False  # Finish or StreamError sent
+        self._id = ""
+        self._next_block = 0
+        self._block = -1  # the open block, -1 if none
+        self._kind: str | None = None  # its kind
+        self._calls: dict[int, _Call] = {}
+        self._call: _Call | None = None  # the open or not yet started tool call
+        self._tool_used = False
+        self._refused = False
+        self._finish_reason: str | None = None
+        self._usage: Usage | None = None
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        events: list[Event] = []
+        if not self._done:
+            for sse in self._reader.feed(chunk):
+                self._handle(sse, events)
+                if self._done:
+                    break
+        return events
+
+    def close(self) -> list[Event]:
+        events: list[Event] = []
+        if self._done:
+            return events
+        for sse in self._reader.close():
+            self._handle(sse, events)
+            if self._done:
+                return events
+        if self._finish_reason is not None:
+            self._finish(events)
+        else:
+            self._fail("upstream stream ended early", 500, events)
+        return events
+
+    # -- frames
+
+    def _handle(self, sse: SSEEvent, events: list[Event]) -> None:
+        data = sse.data.strip()
+        if data == "[DONE]":
+            if self._started:
+                self._finish(events)
+            else:
+                self._fail("upstream stream ended early", 500, events)
+            return
+        if not data:
+            return
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            if sse.event == "error":
+                self._fail(data, 500, events)
+            return  # not JSON: nothing a chat client could use either
+        if not isinstance(chunk, dict):
+            return
+        choices = chunk.get("choices")
+        usage = _decode_usage(chunk.get("usage"))
+        if sse.event == "error" or chunk.get("error"):
+            message = error_message(chunk) or chunk.get("message")
+            if not isinstance(message, str) or not message:
+                message = "upstream error"
+            self._fail(message, _error_status(chunk), events)
+            return
+        if not choices and usage is None:
+            return  # e.g. Azure's leading prompt_filter_results chunk, which has no id or model yet
+        if not self._started:
+            self._started = True
+            self._id = chunk.get("id") or ""
+            events.append(Start(id=self._id, model=chunk.get("model") or "", created=chunk.get("created") or 0))
+        if usage is not None:
+            self._usage = usage
+        if not choices:
+            # The usage-only chunk (`choices: []`) comes after the finish chunk.
+            if usage is not None and self._finish_reason is not None:
+                self._finish(events)
+            return
+        for choice in choices:
+            if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                self._choice(choice, events)
+
+    def _choice(self, choice: dict[str, Any], events: list[Event]) -> None:
+        delta = choice.get("delta") or {}
+        reasoning = delta.get("reasoning_content")
+        if reasoning is None:
+            reasoning = delta.get("reasoning")  # OpenRouter
+        if isinstance(reasoning, str) and reasoning:
+            self._text("thinking", reasoning, events)
+        if isinstance(content := delta.get("content"), str) and content:
+            self._text("text", content, events)
+        if isinstance(refusal := delta.get("refusal"), str) and refusal:
+            self._refused = True
+            self._text("text", refusal, events)
+        for fragment in delta.get("tool_calls") or ():
+            if isinstance(fragment, dict):
+                self._tool_fragment(fragment, events)
+                if self._done:
+                    return
+        if finish := choice.get("finish_reason"):
+            self._finish_reason = finish
+            self._close_block(events)
+
+    def _text(self, kind: str, text: str, events: list[Event]) -> None:
+        if self._kind != kind:
+            self._close_block(events)
+            self._open(kind, events)
+        events.append(Delta(self._block, text=text))
+
+    def _tool_fragment(self, fragment: dict[str, Any], events: list[Event]) -> None:
+        function = fragment.get("function") or {}
+        call_id = fragment.get("id")
+        name = function.get("name")
+        arguments = function.get("arguments")
+        key = fragment.get("index")
+        if not isinstance(key, int):
+            key = self._key_without_index(call_id)
+        call = self._calls.get(key)
+        if call is None:
+            self._close_block(events)
+            call = self._calls[key] = _Call(key)
+            self._call = call
+        elif call is not self._call:
+            if arguments:
+                # Canonical blocks cannot interleave; better an error than a tool run with half its arguments.
+                self._fail("upstream interleaved the arguments of parallel tool calls", 500, events)
+            return
+        if isinstance(call_id, str) and call_id and not call.id:
+            call.id = call_id
+        if isinstance(name, str) and name and not call.name:
+            call.name = name
+        if isinstance(arguments, str) and arguments:
+            if call.block >= 0:
+                events.append(Delta(call.block, arguments=arguments))
+            else:
+                call.pending.append(arguments)
+        if call.block < 0 and call.name and (call.id or call.pending):
+            self._start_call(call, events)
+
+    def _key_without_index(self, call_id: Any) -> int:
+        # Servers that omit `index`: a new id starts a new call, anything else continues the last one.
+        if call_id:
+            for call in self._calls.values():
+                if call.id == call_id:
+                    return call.key
+        if call_id or self._call is None:
+            return max(self._calls, default=-1) + 1
+        return self._call.key
+
+    def _start_call(self, call: _Call, events: list[Event]) -> None:
+        call.block = self._next_block
+        self._next_block += 1
+        self._block, self._kind = call.block, "tool_call"
+        self._tool_used = True
+        call_id = call.id or f"call_{self._id}_{call.key}"
+        events.append(BlockStart(call.block, "tool_call", id=call_id, name=call.name))
+        if call.pending:
+            events.append(Delta(call.block, arguments="".join(call.pending)))
+            call.pending.clear()
+
+    def _open(self, kind: str, events: list[Event]) -> None:
+        self._block, self._kind = self._next_block, kind
+        self._next_block += 1
+        events.append(BlockStart(self._block, kind))  # type: ignore[arg-type]
+
+    def _close_block(self, events: list[Event]) -> None:
+        if self._call is not None and self._call.block < 0:
+            self._start_call(self._call, events)  # what arrived of it, even without a name
+        self._call = None
+        if self._kind is not None:
+            events.append(BlockStop(self._block))
+            self._kind = None
+            self._block = -1
+
+    def _finish(self, events: list[Event]) -> None:
+        self._close_block(events)
+        stop_reason = _stop_reason(self._finish_reason, self._tool_used)
+        if self._refused and stop_reason is StopReason.END:
+            stop_reason = StopReason.REFUSAL
+        events.append(Finish(stop_reason, usage=self._usage))
+        self._done = True
+
+    def _fail(self, message: str, status: int, events: list[Event]) -> None:
+        self._call = None  # an unstarted call is not worth starting now
+        self._close_block(events)
+        events.append(StreamError(message, status))
+        self._done = True
+
+
+def _error_status(chunk: dict[str, Any]) -> int:
+    error = chunk.get("error")
+    if isinstance(error, dict):
+        for key in ("status", "code"):
+            value = error.get(key)
+            if isinstance(value, int) and 400 <= value <= 599:
+                return value
+    return 500
+
+
+# -- streams: canonical -> chat ----------------------------------------------------------------
+
+
+class ChatStreamEncoder:
+    """Canonical events in, `chat.completion.chunk` frames out, ending with `data: [DONE]`.
+
+    Every chunk shares the id, created and model of the Start; their JSON prefix is built once.
+    A mid-stream error is a `data: {"error": {...}}` frame (the SDK raises on it) followed by
+    `[DONE]`, so that clients waiting for the terminator stop too.
+    """
+
+    def __init__(self, request: Request, sse: bool = True) -> None:
+        # Chat streams are always SSE; `sse` only matters to Gemini.
+        self._usage_wanted = request.stream_usage
+        self._prefix = b""
+        self._suffix = b',"usage":null}\n\n' if request.stream_usage else b"}\n\n"
+        self._started = False
+        self._done = False
+        self._kind: str | None = None  # kind of the open block
+        self._tool_index = -1  # chat index of the open tool call
+        self._tool_calls = 0
+
+    def encode(self, event: Event) -> bytes:
+        if self._done:
+            return b""
+        if isinstance(event, StreamError):
+            return self._error(event.message, event.status)
+        out = b""
+        if not self._started:
+            start = event if isinstance(event, Start) else Start(id="", model="")
+            out = self._start(start)
+            if isinstance(event, Start):
+                return out
+        if isinstance(event, Delta):
+            return out + self._delta(event)
+        if isinstance(event, BlockStart):
+            self._kind = event.kind
+            if event.kind != "tool_call":
+                return out
+            self._tool_index = self._tool_calls
+            self._tool_calls += 1
+            header = {
+                "index": self._tool_index,
+                "id": event.id or "",
+                "type": "function",
+                "function": {"name": event.name or "", "arguments": ""},
+            }
+            return out + self._chunk({"tool_calls": [header]})
+        if isinstance(event, BlockStop):
+            self._kind = None
+            return out
+        if isinstance(event, Finish):
+            return out + self._finish(event)
+        return out
+
+    def close(self) -> bytes:
+        if self._done:
+            return b""
+        return self._error("upstream stream ended early", 502)
+
+    def _start(self, start: Start) -> bytes:
+        self._started = True
+        created = start.created or int(time.time())
+        self._prefix = (
+            f'data: {{"id":{_dumps(start.id)},"object":"chat.completion.chunk",'
+            f'"created":{created},"model":{_dumps(start.model)},"choices":'
+        ).encode()
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def _delta(self, delta: Delta) -> bytes:
+        if self._kind == "text" and delta.text:
+            return self._chunk({"content": delta.text})
+        if self._kind == "thinking" and delta.text:
+            return self._chunk({"reasoning_content": delta.text})
+        if self._kind == "tool_call" and delta.arguments:
+            fragment = {"index": self._tool_index, "function": {"arguments": delta.arguments}}
+            return self._chunk({"tool_calls": [fragment]})
+        return b""  # signatures have no place in chat
+
+    def _finish(self, finish: Finish) -> bytes:
+        self._done = True
+        reason = _finish_reason(finish.stop_reason, self._tool_calls > 0)
+        out = self._chunk({}, reason)
+        if self._usage_wanted:
+            usage = _dumps(_encode_usage(finish.usage or Usage())).encode()
+            out += self._prefix + b'[],"usage":' + usage + b"}\n\n"
+        return out + b"data: [DONE]\n\n"
+
+    def _error(self, message: str, status: int) -> bytes:
+        self._done = True
+        return b"data: " + error_body(Format.OPENAI_CHAT, status, message) + b"\n\ndata: [DONE]\n\n"
+
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return self._prefix + b"[" + _dumps(choice).encode() + b"]" + self._suffix
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+def error_message(parsed: Any) -> str | None:
+    if isinstance(parsed, list) and parsed:
+        parsed = parsed[0]
+    if not isinstance(parsed, dict):
+        return None
+    error = parsed.get("error")
+    if isinstance(error, str) and error:
+        return error
+    if isinstance(error, dict):
+        message = error.get("message")
+        if isinstance(message, str) and message:
+            return message
+        if isinstance(code := error.get("code") or error.get("type"), str) and code:
+            return code
+    return None
+
+
+CODEC = Codec(
+    format=Format.OPENAI_CHAT,
+    decode_request=decode_request,
+    encode_request=encode_request,
+    decode_response=decode_response,
+    encode_response=encode_response,
+    stream_decoder=ChatStreamDecoder,
+    stream_encoder=ChatStreamEncoder,
+    error_message=error_message,
+)

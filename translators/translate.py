@@ -1,0 +1,184 @@
+"""Translation between any two formats through the canonical model.
+
+Same-format traffic never comes here: it passes through byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from translators.canonical import (
+    BlockStart,
+    BlockStop,
+    Delta,
+    Event,
+    Finish,
+    Request,
+    Response,
+    Start,
+    StopReason,
+    StreamError,
+    Text,
+    Thinking,
+    ToolCall,
+)
+from translators.codec import codec
+from translators.formats import Format
+from translators.reasoning import split_suffix
+
+
+class TranslationError(ValueError):
+    """A request the target format cannot express without changing the answer (a 400)."""
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def decode_request(fmt: Format, body: dict[str, Any], model: str, stream: bool) -> Request:
+    """The client's request in canonical form, with the routed upstream `model`.
+
+    A `model(high)` / `model(16384)` suffix becomes the reasoning request, unless the body
+    already asks for reasoning itself.
+    """
+    request = codec(fmt).decode_request(body)
+    base, reasoning = split_suffix(model)
+    request.model = base
+    request.stream = stream
+    if reasoning is not None and request.reasoning is None:
+        request.reasoning = reasoning
+    return request
+
+
+def encode_request(fmt: Format, request: Request) -> bytes:
+    try:
+        return _dumps(codec(fmt).encode_request(request))
+    except ValueError as e:
+        raise TranslationError(str(e)) from None
+
+
+def translate_response(upstream: Format, client: Format, body: bytes) -> bytes:
+    response = codec(upstream).decode_response(json.loads(body))
+    return _dumps(codec(client).encode_response(response))
+
+
+def translate_error(upstream: Format, body: bytes) -> str:
+    """The message of an upstream error body, whatever its shape."""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        text = body.decode("utf-8", "replace").strip()
+        return text[:500] or "upstream error"
+    return codec(upstream).error_message(parsed) or json.dumps(parsed)[:500]
+
+
+class StreamTranslator:
+    """mitmproxy's stream callable: fed each upstream chunk, returns the client's chunks.
+
+    Called once more with b"" at the end of the stream, to flush and terminate. Returns a
+    list, empty when a chunk completed no event: an empty *bytes* chunk would be written as
+    HTTP/1.1's zero-length terminating chunk and end the client's response early.
+    """
+
+    __slots__ = ("_decoder", "_encoder")
+
+    def __init__(self, upstream: Format, client: Format, request: Request, sse: bool = True):
+        self._decoder = codec(upstream).stream_decoder()
+        self._encoder = codec(client).stream_encoder(request, sse)
+
+    def __call__(self, chunk: bytes) -> list[bytes]:
+        encode = self._encoder.encode
+        if chunk:
+            events = self._decoder.feed(chunk)
+            if not events:
+                return []
+            out = b"".join([encode(e) for e in events])
+        else:
+            out = b"".join([encode(e) for e in self._decoder.close()]) + self._encoder.close()
+        return [out] if out else []
+
+
+def accumulate(events: Iterable[Event], origin: str | None = None) -> Response:
+    """The whole response a canonical event stream describes (for a non-stream client).
+
+    `origin` (the upstream Format.value) is recorded on signatures, as a decoder would.
+    """
+    response = Response(id="", model="")
+    open_parts: dict[int, Text | Thinking | ToolCall] = {}
+    arguments: dict[int, list[str]] = {}
+    for event in events:
+        if isinstance(event, Start):
+            response.id, response.model, response.created = event.id, event.model, event.created
+            if event.usage:
+                response.usage = event.usage
+        elif isinstance(event, BlockStart):
+            part: Text | Thinking | ToolCall
+            if event.kind == "text":
+                part = Text("")
+            elif event.kind == "thinking":
+                part = Thinking("")
+            else:
+                part = ToolCall(event.id or "", event.name or "")
+                arguments[event.index] = []
+            open_parts[event.index] = part
+            response.parts.append(part)
+        elif isinstance(event, Delta):
+            part = open_parts[event.index]
+            if isinstance(part, ToolCall):
+                arguments[event.index].append(event.arguments)
+                if event.signature:
+                    part.signature, part.origin = event.signature, origin
+            else:
+                part.text += event.text
+                if event.signature and isinstance(part, Thinking):
+                    part.signature, part.origin = event.signature, origin
+        elif isinstance(event, BlockStop):
+            part = open_parts.pop(event.index)
+            if isinstance(part, ToolCall):
+                raw = "".join(arguments.pop(event.index))
+                try:
+                    part.arguments = json.loads(raw) if raw else {}
+                except ValueError:
+                    part.arguments = {"_raw": raw}
+        elif isinstance(event, Finish):
+            response.stop_reason = event.stop_reason
+            response.stop_sequence = event.stop_sequence
+            if event.usage:
+                response.usage = event.usage
+        elif isinstance(event, StreamError):
+            response.stop_reason = StopReason.ERROR
+    return response
+
+
+# -- token counting ----------------------------------------------------------------------------
+# Only Anthropic and Gemini count tokens upstream; other targets get a local estimate.
+
+_NOT_COUNTED = ("max_tokens", "stream", "temperature", "top_p", "top_k", "stop_sequences", "metadata")
+
+
+def count_request(upstream: Format, request: Request) -> bytes:
+    body = codec(upstream).encode_request(request)
+    if upstream is Format.GEMINI:
+        return _dumps({"generateContentRequest": {"model": f"models/{request.model}", **body}})
+    for key in _NOT_COUNTED:
+        body.pop(key, None)
+    return _dumps(body)
+
+
+def count_response(upstream: Format, client: Format, body: bytes) -> bytes:
+    parsed = json.loads(body)
+    tokens = parsed.get("totalTokens", 0) if upstream is Format.GEMINI else parsed.get("input_tokens", 0)
+    return count_body(client, int(tokens))
+
+
+def count_body(client: Format, tokens: int) -> bytes:
+    if client is Format.GEMINI:
+        return _dumps({"totalTokens": tokens})
+    return _dumps({"input_tokens": tokens})
+
+
+def estimate_tokens(body: bytes) -> int:
+    """A rough count for targets with no counting endpoint: about 4 bytes per token."""
+    return max(1, len(body) // 4)
