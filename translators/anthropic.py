@@ -850,6 +850,7 @@ class StreamEncoder:
         "_own",
         "_signature",
         "_calls",
+        "_keep_signatures",
     )
 
     def __init__(self, request: Request, sse: bool = True) -> None:
@@ -864,6 +865,8 @@ class StreamEncoder:
         self._own: int | None = None  # its client index; None for a text block not yet begun
         self._signature: str | None = None
         self._calls = 0
+        # A foreign signature would come back in the client's next request and fail there.
+        self._keep_signatures = True
 
     def encode(self, event: Event) -> bytes:
         if self._done:
@@ -894,6 +897,7 @@ class StreamEncoder:
         self._started = True
         if event is not None:
             self._id = event.id
+            self._keep_signatures = event.origin in (None, ORIGIN)
         usage = encode_usage(event.usage if event is not None and event.usage is not None else Usage())
         message = {
             "id": self._id,
@@ -934,7 +938,7 @@ class StreamEncoder:
             out = self._open_block(_EMPTY_TEXT) if self._own is None else b""
             delta: dict[str, Any] = {"type": "text_delta", "text": event.text}
         elif kind == "thinking":
-            if event.signature:
+            if event.signature and self._keep_signatures:
                 self._signature = event.signature  # sent last, as Anthropic does
             if not event.text:
                 return b""

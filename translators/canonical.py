@@ -166,6 +166,9 @@ class Start:
     model: str
     usage: Usage | None = None  # input usage, when the upstream reports it up front
     created: int = 0
+    # The Format.value the events were decoded from: stream encoders pass signatures (in
+    # Deltas) on only when it is their own format.
+    origin: str | None = None
 
 
 @dataclass(slots=True)

@@ -1143,7 +1143,7 @@ class GeminiStreamEncoder:
     its block stops, because a Gemini `functionCall` carries its arguments whole.
     """
 
-    __slots__ = ("_call", "_done", "_kinds", "_model", "_opened", "_sse", "_tail")
+    __slots__ = ("_call", "_done", "_keep_signatures", "_kinds", "_model", "_opened", "_sse", "_tail")
 
     def __init__(self, request: Request, sse: bool = True) -> None:
         self._sse = sse
@@ -1152,6 +1152,8 @@ class GeminiStreamEncoder:
         self._model = _bare_model(request.model)
         self._tail = self._meta(self._model, "")
         self._kinds: dict[int, str] = {}
+        # A foreign signature would come back in the client's next request and fail at Gemini.
+        self._keep_signatures = True
         # The tool call being assembled: [id, name, argument fragments, signature]
         self._call: list[Any] | None = None
 
@@ -1181,6 +1183,7 @@ class GeminiStreamEncoder:
             return b""
         if isinstance(event, Start):
             self._tail = self._meta(_bare_model(event.model) or self._model, event.id)
+            self._keep_signatures = event.origin in (None, GEMINI)
             return b""
         if isinstance(event, Finish):
             return self._finish(event)
@@ -1203,7 +1206,7 @@ class GeminiStreamEncoder:
             if self._call is not None:
                 if event.arguments:
                     self._call[2].append(event.arguments)
-                if event.signature:
+                if event.signature and self._keep_signatures:
                     self._call[3] = event.signature
             return b""
         out = b""
@@ -1213,7 +1216,7 @@ class GeminiStreamEncoder:
             else:
                 part = b'{"text":' + _dumps(event.text).encode() + b"}"
             out = self._frame(_CHUNK_HEAD + part + _CHUNK_MIDDLE + self._tail)
-        if event.signature:
+        if event.signature and self._keep_signatures:
             # Where Gemini itself puts it: on an empty, non-thought part after the thoughts.
             part = b'{"text":"","thoughtSignature":' + _dumps(event.signature).encode() + b"}"
             out += self._frame(_CHUNK_HEAD + part + _CHUNK_MIDDLE + self._tail)

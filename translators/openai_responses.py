@@ -28,8 +28,8 @@ Streams
   Delta just before BlockStop), a function_call item one tool_call block.
 - The encoder writes what api.openai.com writes, `event:` lines and `sequence_number`s included,
   and keeps the finished items so that `response.completed` can carry the whole output.
-  Canonical stream events carry no signature origin, so the encoder only forwards signatures
-  when told, by `origin`, that the events come from a Responses upstream.
+  The encoder forwards signatures only when `Start.origin` (or its `origin` argument) says the
+  events come from a Responses upstream.
 """
 
 from __future__ import annotations
@@ -968,9 +968,8 @@ class StreamDecoder:
 class StreamEncoder:
     """Canonical events -> the SSE stream api.openai.com would send for `/v1/responses`.
 
-    `origin` names the format the events were decoded from; thinking signatures are passed on
-    as `encrypted_content` only when it is this format, since stream events do not carry the
-    origin themselves.
+    Thinking signatures are passed on as `encrypted_content` only when the events were decoded
+    from this format: `Start.origin` says so, or, for a stream without it, `origin`.
     """
 
     def __init__(self, request: Request, sse: bool = True, *, origin: str | None = None) -> None:
@@ -996,6 +995,8 @@ class StreamEncoder:
         if self._done:
             return b""
         if isinstance(event, Start):
+            if event.origin is not None:
+                self._keep_signatures = event.origin == ORIGIN
             # Some upstreams report the prompt's usage up front only; keep it for the end.
             self._start_usage = event.usage
             return self._start(event.id, event.model, event.created)

@@ -82,11 +82,12 @@ class StreamTranslator:
     HTTP/1.1's zero-length terminating chunk and end the client's response early.
     """
 
-    __slots__ = ("_decoder", "_encoder")
+    __slots__ = ("_decoder", "_encoder", "_origin")
 
     def __init__(self, upstream: Format, client: Format, request: Request, sse: bool = True):
         self._decoder = codec(upstream).stream_decoder()
         self._encoder = codec(client).stream_encoder(request, sse)
+        self._origin: str | None = upstream.value  # stamped on Start, then None
 
     def __call__(self, chunk: bytes) -> list[bytes]:
         encode = self._encoder.encode
@@ -94,10 +95,18 @@ class StreamTranslator:
             events = self._decoder.feed(chunk)
             if not events:
                 return []
+            if self._origin is not None:
+                self._stamp_origin(events)
             out = b"".join([encode(e) for e in events])
         else:
             out = b"".join([encode(e) for e in self._decoder.close()]) + self._encoder.close()
         return [out] if out else []
+
+    def _stamp_origin(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, Start):
+                event.origin, self._origin = self._origin, None
+                return
 
 
 def accumulate(events: Iterable[Event], origin: str | None = None) -> Response:

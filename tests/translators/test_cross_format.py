@@ -179,3 +179,18 @@ def test_upstream_cut_off_mid_stream_ends_in_an_error_not_a_success(upstream, cl
     streamed = translate_stream(upstream, client, data[:cut], [])
     response = client_side(client, streamed)
     assert response.stop_reason is StopReason.ERROR
+
+
+@pytest.mark.parametrize("upstream,client", PAIRS, ids=lambda f: f.value)
+def test_thinking_signatures_do_not_cross_providers(upstream, client):
+    """A signature is bound to its provider: a client of another format must not receive one,
+    or it would send it back and have the next request refused."""
+    data = upstream_stream(upstream, thinking_then_text(upstream))
+    streamed = client_side(client, translate_stream(upstream, client, data, []))
+    whole = codec(upstream).encode_response(accumulate(thinking_then_text(upstream), upstream.value))
+    translated = codec(client).decode_response(
+        json.loads(translate_response(upstream, client, json.dumps(whole).encode()))
+    )
+    for response in (streamed, translated):
+        signed = [p for p in response.parts if isinstance(p, (Thinking, ToolCall)) and p.signature]
+        assert signed == []
