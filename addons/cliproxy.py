@@ -11,13 +11,21 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from addons.config import ConfigLoader  # noqa: E402
+from addons.config import LISTENER_TARGET, ConfigLoader  # noqa: E402
 from addons.dispatch import Dispatcher  # noqa: E402
+from addons.intercept import Interceptor, allow_hosts  # noqa: E402
 from addons.listener import ApiListener  # noqa: E402
 from routing.runtime import Runtime  # noqa: E402
 
 _runtime = Runtime()
 _config = ConfigLoader(_runtime)
 _dispatcher = Dispatcher(_runtime)
+_listener = ApiListener(_runtime, _config, _dispatcher)
+_config.option_sources.append(lambda config: {"allow_hosts": allow_hosts(config, LISTENER_TARGET)})
 
-addons = [_config, ApiListener(_runtime, _config, _dispatcher), _dispatcher]
+addons = [
+    _config,
+    _listener,
+    Interceptor(_runtime, _dispatcher, _listener.is_listener_flow),
+    _dispatcher,
+]

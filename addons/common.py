@@ -1,8 +1,13 @@
-"""Answering a flow from the proxy itself."""
+"""What the listener and the interceptor share: reading a client's call, answering a flow."""
 
 from __future__ import annotations
 
+import json
+
 from mitmproxy import http
+
+from routing.endpoints import Endpoint
+from routing.upstream import ClientRequest
 
 from translators.errors import error_body
 from translators.formats import Format
@@ -42,3 +47,35 @@ def reply_error(
     if retry_after is not None:
         headers["retry-after"] = str(max(1, round(retry_after)))
     reply(flow, status, error_body(fmt, status, message, code=code, retry_after=retry_after), headers=headers)
+
+
+def client_request(
+    flow: http.HTTPFlow, endpoint: Endpoint, path: str, headers: dict[str, str]
+) -> ClientRequest | None:
+    """The client's call, or None after answering it with a 400 in its own format."""
+    req = flow.request
+    body = req.raw_content or b""
+    try:
+        parsed = json.loads(body) if body else {}
+    except (ValueError, UnicodeDecodeError) as e:
+        reply_error(flow, endpoint.format, 400, f"the request body is not valid JSON: {e}")
+        return None
+    if not isinstance(parsed, dict):
+        reply_error(flow, endpoint.format, 400, "the request body must be a JSON object")
+        return None
+    model = endpoint.model or parsed.get("model")
+    if not isinstance(model, str) or not model:
+        reply_error(flow, endpoint.format, 400, 'the request names no model: set "model"')
+        return None
+    return ClientRequest(
+        endpoint=endpoint,
+        model=model,
+        stream=endpoint.streams_by_path or parsed.get("stream") is True,
+        method=req.method,
+        path=path,
+        query=tuple(req.query.items(multi=True)),
+        headers=headers,
+        raw_headers=tuple(req.headers.items(multi=True)),
+        body=body,
+        parsed=parsed,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from mitmproxy import ctx, exceptions
@@ -21,6 +22,9 @@ logging.getLogger("watchdog").setLevel(logging.INFO)
 RELOAD_DEBOUNCE = 0.2
 
 
+LISTENER_TARGET = "cliproxy.invalid"
+
+
 def listener_mode(config: Config) -> str:
     """The mitmproxy mode spec of the local API listener.
 
@@ -29,7 +33,7 @@ def listener_mode(config: Config) -> str:
     upstream or answered by the proxy.
     """
     listen = f"{config.host}:{config.port}" if config.host else str(config.port)
-    return f"reverse:http://cliproxy.invalid@{listen}"
+    return f"reverse:http://{LISTENER_TARGET}@{listen}"
 
 
 class _FileChanged(FileSystemEventHandler):
@@ -51,6 +55,8 @@ class ConfigLoader:
         self._observer: Observer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: asyncio.TimerHandle | None = None
+        # Other concerns' mitmproxy options that follow from the config (name -> value).
+        self.option_sources: list[Callable[[Config], dict]] = []
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -131,6 +137,10 @@ class ConfigLoader:
             updates["connection_strategy"] = "lazy"
         if config.debug and not previous.debug:
             updates["termlog_verbosity"] = "debug"
+        for source in self.option_sources:
+            for name, value in source(config).items():
+                if getattr(ctx.options, name) != value:
+                    updates[name] = value
         if updates:
             ctx.options.update(**updates)
 

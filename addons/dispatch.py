@@ -72,15 +72,18 @@ class Dispatcher:
 
     # -- first attempt ---------------------------------------------------------------------
 
-    async def dispatch(self, flow: http.HTTPFlow, client: ClientRequest) -> None:
+    async def dispatch(
+        self, flow: http.HTTPFlow, client: ClientRequest, routes: list[Route] | None = None
+    ) -> None:
         """Route `client` to a credential and rewrite the flow to go there, or answer it."""
         started = time.perf_counter()
         fmt = client.endpoint.format
-        try:
-            routes = self.runtime.router.resolve(client.model)
-        except UnknownModel as e:
-            reply_error(flow, fmt, 404, str(e), code="model_not_found")
-            return
+        if routes is None:
+            try:
+                routes = self.runtime.router.resolve(client.model)
+            except UnknownModel as e:
+                reply_error(flow, fmt, 404, str(e), code="model_not_found")
+                return
         ex = Exchange(flow, client, routes)
         route = self._pick(ex)
         config = self.runtime.config

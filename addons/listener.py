@@ -11,12 +11,11 @@ import logging
 
 from mitmproxy import http
 
-from addons.common import reply, reply_error
+from addons.common import client_request, reply, reply_error
 from addons.config import ConfigLoader
 from addons.dispatch import Dispatcher
 from routing.endpoints import Endpoint, Kind, client_key, guess_format, match
 from routing.runtime import Runtime
-from routing.upstream import ClientRequest
 from translators.formats import Format
 from translators.listing import anthropic_models, gemini_model, gemini_models, openai_models
 
@@ -77,7 +76,7 @@ class ApiListener:
         elif endpoint.kind is Kind.GET_MODEL:
             self._get_model(flow, endpoint)
         else:
-            if call := self._client_request(flow, endpoint, path, headers):
+            if call := client_request(flow, endpoint, path, headers):
                 await self.dispatcher.dispatch(flow, call)
 
     def _health(self, flow: http.HTTPFlow) -> None:
@@ -100,34 +99,3 @@ class ApiListener:
                 reply(flow, 200, json.dumps(gemini_model(m)).encode())
                 return
         reply_error(flow, Format.GEMINI, 404, f"model {endpoint.model!r} is not offered here")
-
-    def _client_request(
-        self, flow: http.HTTPFlow, endpoint: Endpoint, path: str, headers: dict[str, str]
-    ) -> ClientRequest | None:
-        req = flow.request
-        body = req.raw_content or b""
-        try:
-            parsed = json.loads(body) if body else {}
-        except (ValueError, UnicodeDecodeError) as e:
-            reply_error(flow, endpoint.format, 400, f"the request body is not valid JSON: {e}")
-            return None
-        if not isinstance(parsed, dict):
-            reply_error(flow, endpoint.format, 400, "the request body must be a JSON object")
-            return None
-        model = endpoint.model or parsed.get("model")
-        if not isinstance(model, str) or not model:
-            reply_error(flow, endpoint.format, 400, "the request names no model: set \"model\"")
-            return None
-        stream = endpoint.streams_by_path or parsed.get("stream") is True
-        return ClientRequest(
-            endpoint=endpoint,
-            model=model,
-            stream=stream,
-            method=req.method,
-            path=path,
-            query=tuple(req.query.items(multi=True)),
-            headers=headers,
-            raw_headers=tuple(req.headers.items(multi=True)),
-            body=body,
-            parsed=parsed,
-        )

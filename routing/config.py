@@ -118,6 +118,24 @@ class Routing(_Section):
         return "fill-first" if self.strategy == "fill-first" else "round-robin"
 
 
+# The vendor API hosts whose traffic is TLS-intercepted when a CLI uses the proxy through
+# HTTPS_PROXY; every other host tunnels through untouched.
+DEFAULT_INTERCEPT_HOSTS = (
+    "api.anthropic.com",
+    "api.openai.com",
+    "chatgpt.com",
+    "generativelanguage.googleapis.com",
+    "cloudcode-pa.googleapis.com",
+)
+
+
+class Interception(_Section):
+    hosts: list[str] = Field(default_factory=lambda: list(DEFAULT_INTERCEPT_HOSTS))
+    # What to do with an intercepted request no pool credential can serve: send it on with the
+    # CLI's own credential, or answer with an error.
+    no_credential: Literal["pass-through", "refuse"] = "pass-through"
+
+
 class Config(_Section):
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_PORT, ge=1, le=65535)
@@ -140,6 +158,7 @@ class Config(_Section):
     # Not in CLIProxyAPI: vendor host -> base URL, so that tests and corporate gateways can
     # redirect every upstream, API and OAuth alike.
     upstream_overrides: dict[str, str] = Field(default_factory=dict)
+    interception: Interception = Interception()
 
     @field_validator("upstream_overrides")
     @classmethod
