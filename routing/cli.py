@@ -1,7 +1,6 @@
-"""The `cliproxy` command: run the proxy, check a config.
+"""The `cliproxy` command: run the proxy, check a config, set a shell up for a vendor CLI.
 
-Logins (`cliproxy auth <provider>`) and shell setup (`cliproxy env <tool>`) join here as the
-subscription and interception work lands.
+Logins (`cliproxy auth <provider>`) join here as the subscription work lands.
 """
 
 from __future__ import annotations
@@ -9,12 +8,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
+import ssl
 import sys
 from pathlib import Path
 
 from routing.config import ConfigError, load_config, unknown_keys
-from routing.router import Router, credentials_from_config
-from translators.formats import Format
+from routing.router import Router, UnknownModel, credentials_from_config
 
 ADDON = Path(__file__).resolve().parent.parent / "addons" / "cliproxy.py"
 
@@ -51,13 +51,118 @@ def check(args: argparse.Namespace, extra: list[str]) -> int:
     print(f"client api-keys: {len(config.client_keys) or 'none (every local client is allowed)'}")
     for cred in credentials:
         print(f"  {cred.label:48} priority {cred.priority}")
-    for fmt in Format:
-        models = [m.id for m in router.models((fmt,))]
-        if models:
-            print(f"{fmt.title}: {', '.join(models)}")
+    models = [m.id for m in router.models()]
+    print(f"models (reachable from every API): {', '.join(models) or 'none'}")
     if ignored := unknown_keys(path.read_text(encoding="utf-8")):
         print(f"ignored (not supported here): {', '.join(ignored)}")
     return 0
+
+
+# The CA variable each CLI reads, and a model it asks for by default (to tell which credentials
+# would serve it).
+# NODE_EXTRA_CA_CERTS adds to Node's trust store; SSL_CERT_FILE and CODEX_CA_CERTIFICATE replace
+# it, so those get a bundle of the system CAs plus mitmproxy's: hosts that are not intercepted
+# keep their own certificates and must still verify.
+TOOLS = {
+    "claude": ({"NODE_EXTRA_CA_CERTS": "ca"}, "claude-sonnet-4-5"),
+    "gemini": ({"NODE_EXTRA_CA_CERTS": "ca"}, "gemini-2.5-pro"),
+    "codex": ({"CODEX_CA_CERTIFICATE": "bundle", "SSL_CERT_FILE": "bundle"}, "gpt-5-codex"),
+}
+
+
+def _ca_path(confdir: str) -> Path:
+    return Path(confdir).expanduser() / "mitmproxy-ca-cert.pem"
+
+
+def _bundle_path(confdir: str) -> Path:
+    return Path(confdir).expanduser() / "cliproxy-ca-bundle.pem"
+
+
+def _write_bundle(confdir: str) -> Path:
+    import certifi  # a mitmproxy dependency
+
+    system = ssl.get_default_verify_paths().cafile or certifi.where()
+    bundle = _bundle_path(confdir)
+    bundle.write_bytes(Path(system).read_bytes() + b"\n" + _ca_path(confdir).read_bytes())
+    return bundle
+
+
+def _proxy_url(args: argparse.Namespace) -> str:
+    return f"http://127.0.0.1:{args.proxy_port}"
+
+
+def env(args: argparse.Namespace, extra: list[str]) -> int:
+    ca = _ca_path(args.confdir)
+    if not ca.exists():
+        print(
+            f"cliproxy: mitmproxy's CA certificate {ca} does not exist yet. Start the proxy once "
+            "(scripts/run): mitmproxy creates its CA on first start.",
+            file=sys.stderr,
+        )
+        return 1
+    variables, _ = TOOLS[args.tool]
+    files = {"ca": ca}
+    if "bundle" in variables.values():
+        files["bundle"] = _write_bundle(args.confdir)
+    print(f"export HTTPS_PROXY={_proxy_url(args)}")
+    for name, kind in variables.items():
+        print(f"export {name}={files[kind]}")
+    print(f"# then run {args.tool} as usual; its API calls are served by the cliproxy pool")
+    return 0
+
+
+def doctor(args: argparse.Namespace, extra: list[str]) -> int:
+    """Check, for one CLI, what `env` sets up: proxy, CA trust, credentials."""
+    problems = 0
+
+    def report(ok: bool, message: str, fix: str = "") -> None:
+        nonlocal problems
+        problems += not ok
+        print(f"[{'ok' if ok else '!!'}] {message}" + (f"\n     -> {fix}" if fix and not ok else ""))
+
+    variables, model = TOOLS[args.tool]
+    ca = _ca_path(args.confdir)
+    report(ca.exists(), f"mitmproxy CA at {ca}", "start the proxy once (scripts/run) to create it")
+    try:
+        with socket.create_connection(("127.0.0.1", args.proxy_port), timeout=2):
+            reachable = True
+    except OSError:
+        reachable = False
+    report(reachable, f"interception proxy listening on {_proxy_url(args)}", "start it: scripts/run")
+    proxy_env = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or ""
+    report(
+        proxy_env.rstrip("/") == _proxy_url(args),
+        f"HTTPS_PROXY is {proxy_env or 'unset'}",
+        f'eval "$(cliproxy env {args.tool})"',
+    )
+    expected = {"ca": ca, "bundle": _bundle_path(args.confdir)}
+    for name, kind in variables.items():
+        value = os.environ.get(name, "")
+        report(
+            bool(value) and Path(value).resolve() == expected[kind].resolve(),
+            f"{name} is {value or 'unset'}",
+            f'eval "$(cliproxy env {args.tool})"',
+        )
+    path = Path(args.config).expanduser()
+    try:
+        config = load_config(path) if path.exists() else None
+    except ConfigError as e:
+        report(False, str(e))
+        return 1
+    if config is None:
+        report(False, f"no config at {path}", "copy config.example.yaml there and add credentials")
+        return 1
+    router = Router(credentials_from_config(config), force_model_prefix=config.force_model_prefix)
+    try:
+        routes = router.resolve(model)
+    except UnknownModel:
+        routes = []
+    hosts = ", ".join(config.interception.hosts)
+    report(bool(routes), f"credentials serving {model} (this CLI's default model): "
+           + (", ".join(r.credential.label for r in routes) or "none"),
+           f"add a key for it to {path}; without one, calls pass through with the CLI's own login")
+    print(f"intercepted hosts: {hosts}")
+    return 1 if problems else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("check", help="validate the config and list credentials and models").set_defaults(
         handler=check
     )
+    for name, handler, text in (
+        ("env", env, "print the shell lines that send a vendor CLI through the proxy"),
+        ("doctor", doctor, "check that a vendor CLI is set up to go through the proxy"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("tool", choices=sorted(TOOLS))
+        sub.add_argument("--proxy-port", type=int, default=8080, help="mitmproxy's proxy port (default 8080)")
+        sub.add_argument("--confdir", default="~/.mitmproxy", help="mitmproxy's confdir, where its CA is")
+        sub.set_defaults(handler=handler)
     args, extra = parser.parse_known_args(argv)
     if extra and args.handler is not run:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
