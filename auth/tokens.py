@@ -1,0 +1,160 @@
+"""OAuth token files in CLIProxyAPI's auth-dir format: read, and written atomically.
+
+One JSON file per credential, with a top-level `type` naming the provider. Fields this proxy
+does not know are kept as they are when a file is rewritten, so that CLIProxyAPI and this proxy
+can share one directory.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# CLIProxyAPI reads the expiry from the first of these that is present.
+EXPIRY_KEYS = ("expired", "expire", "expires_at", "expiresAt", "expiry", "expires")
+FILE_MODE = 0o600
+
+
+class TokenFileError(ValueError):
+    """A token file that cannot be used; the message names the file, never a token."""
+
+
+def _parse_time(value: Any) -> datetime.datetime | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = value / 1000 if value > 1e12 else value  # milliseconds or seconds
+        return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    if isinstance(value, str) and value:
+        text = value.strip().replace("Z", "+00:00")
+        # Go writes up to nanoseconds; Python reads up to microseconds.
+        text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+        try:
+            parsed = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
+    return None
+
+
+def format_time(when: datetime.datetime) -> str:
+    """RFC 3339, as CLIProxyAPI writes `expired` and `last_refresh`."""
+    return when.astimezone(datetime.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class TokenFile:
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def type(self) -> str:
+        return str(self.data.get("type", ""))
+
+    @property
+    def _token(self) -> dict[str, Any]:
+        # Legacy Gemini CLI files nest the OAuth token under "token".
+        nested = self.data.get("token")
+        return nested if isinstance(nested, dict) else self.data
+
+    @property
+    def access_token(self) -> str:
+        return str(self._token.get("access_token") or "")
+
+    @property
+    def refresh_token(self) -> str:
+        return str(self._token.get("refresh_token") or "")
+
+    @property
+    def email(self) -> str:
+        return str(self.data.get("email") or "")
+
+    @property
+    def expiry(self) -> datetime.datetime | None:
+        for source in (self.data, self._token):
+            for key in EXPIRY_KEYS:
+                if key in source and (when := _parse_time(source[key])) is not None:
+                    return when
+        return None
+
+    @property
+    def disabled(self) -> bool:
+        return self.data.get("disabled") is True
+
+    @property
+    def priority(self) -> int:
+        attributes = self.data.get("attributes")
+        value = self.data.get("priority")
+        if value is None and isinstance(attributes, dict):
+            value = attributes.get("priority")
+        try:
+            return int(value or 0)
+        except (TypeError, ValueError):
+            return 0
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def updated(self, **fields: Any) -> TokenFile:
+        """A copy with `fields` set (in the nested token too, for legacy Gemini files)."""
+        data = dict(self.data)
+        if isinstance(data.get("token"), dict):
+            token = dict(data["token"])
+            for key in ("access_token", "refresh_token", "expiry"):
+                if key in fields:
+                    token[key] = fields[key]
+            data["token"] = token
+        data.update(fields)
+        return TokenFile(self.path, data)
+
+
+def load_token_file(path: Path) -> TokenFile:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise TokenFileError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise TokenFileError(f"{path}: not valid JSON (line {getattr(e, 'lineno', '?')}); is it still being written?") from None
+    if not isinstance(data, dict):
+        raise TokenFileError(f"{path}: expected a JSON object")
+    if not isinstance(data.get("type"), str) or not data["type"]:
+        raise TokenFileError(f'{path}: no "type" naming the provider')
+    return TokenFile(path, data)
+
+
+def save_token_file(token: TokenFile) -> None:
+    """Write atomically: a temp file in the same directory, fsync'd, mode 600, renamed over the
+    old one. A crash at any point leaves either the old file or the new one, never a mix."""
+    directory = token.path.parent
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=f".{token.path.name}.", suffix=".tmp", dir=directory)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(token.data, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, token.path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def is_temporary(path: Path) -> bool:
+    """The proxy's own in-progress writes, which watchers must ignore."""
+    return path.name.startswith(".") or path.suffix != ".json"
