@@ -46,6 +46,8 @@ _POST_ROUTES = {
     "/chat/completions": Endpoint(Kind.GENERATE, Format.OPENAI_CHAT),
     "/v1/responses": Endpoint(Kind.GENERATE, Format.OPENAI_RESPONSES),
     "/responses": Endpoint(Kind.GENERATE, Format.OPENAI_RESPONSES),
+    "/v1/completions": Endpoint(Kind.GENERATE, Format.OPENAI_COMPLETIONS),
+    "/completions": Endpoint(Kind.GENERATE, Format.OPENAI_COMPLETIONS),
     "/v1/messages": Endpoint(Kind.GENERATE, Format.ANTHROPIC),
     "/v1/messages/count_tokens": Endpoint(Kind.COUNT_TOKENS, Format.ANTHROPIC),
 }

@@ -47,11 +47,18 @@ class Codec:
 
 def codec(fmt: Format) -> Codec:
     # Imported here: each format module imports this one for `Codec`.
-    from translators import anthropic, gemini, openai_chat, openai_responses
+    from translators import (
+        anthropic,
+        gemini,
+        openai_chat,
+        openai_completions,
+        openai_responses,
+    )
 
     return {
         Format.OPENAI_CHAT: openai_chat.CODEC,
         Format.OPENAI_RESPONSES: openai_responses.CODEC,
         Format.ANTHROPIC: anthropic.CODEC,
         Format.GEMINI: gemini.CODEC,
+        Format.OPENAI_COMPLETIONS: openai_completions.CODEC,
     }[fmt]

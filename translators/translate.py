@@ -43,7 +43,10 @@ def decode_request(fmt: Format, body: dict[str, Any], model: str, stream: bool) 
     A `model(high)` / `model(16384)` suffix becomes the reasoning request, unless the body
     already asks for reasoning itself.
     """
-    request = codec(fmt).decode_request(body)
+    try:
+        request = codec(fmt).decode_request(body)
+    except ValueError as e:  # what the client asked cannot be translated: a 400, not a 500
+        raise TranslationError(str(e)) from None
     base, reasoning = split_suffix(model)
     request.model = base
     request.stream = stream

@@ -26,10 +26,11 @@ from translators.canonical import (
     Usage,
 )
 from translators.codec import codec
-from translators.formats import Format
+from translators.formats import CLIENT_ONLY, Format
 from translators.translate import StreamTranslator, accumulate, translate_response
 
-FORMATS = list(Format)
+# Client-only formats have no upstream side (and no stream decoder): see test_openai_completions.
+FORMATS = [f for f in Format if f not in CLIENT_ONLY]
 PAIRS = [(up, client) for up in FORMATS for client in FORMATS if up is not client]
 
 
