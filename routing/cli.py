@@ -1,6 +1,5 @@
-"""The `cliproxy` command: run the proxy, check a config, set a shell up for a vendor CLI.
-
-Logins (`cliproxy auth <provider>`) join here as the subscription work lands.
+"""The `cliproxy` command: run the proxy, check a config, set a shell up for a vendor CLI, sign
+a subscription in (`cliproxy auth <provider>`, in routing/auth_command.py).
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import ssl
 import sys
 from pathlib import Path
 
+from routing.auth_command import add_parser as add_auth_parser
 from routing.config import ConfigError, load_config, unknown_keys
 from routing.router import Router, UnknownModel, credentials_from_config
 
@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--proxy-port", type=int, default=8080, help="mitmproxy's proxy port (default 8080)")
         sub.add_argument("--confdir", default="~/.mitmproxy", help="mitmproxy's confdir, where its CA is")
         sub.set_defaults(handler=handler)
+    add_auth_parser(commands)
     args, extra = parser.parse_known_args(argv)
     if extra and args.handler is not run:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

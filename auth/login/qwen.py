@@ -1,0 +1,84 @@
+"""Qwen Code subscription: device code with PKCE (RFC 8628 + RFC 7636).
+
+As CLIProxyAPI's last Qwen login (internal/auth/qwen/qwen_auth.go, sdk/auth/qwen.go at
+8fac29631^; the provider was removed upstream later). Qwen does not say who signed in, so the
+file is named after an email or alias the user gives (`--email`, or asked for on a terminal):
+`qwen-<email>.json`. `resource_url` is the API host the token is for.
+"""
+
+from __future__ import annotations
+
+import os
+
+from auth.login.device import oauth_poll_result, parse_interval, poll, show_code
+from auth.login.errors import LoginError
+from auth.login.pkce import PKCE
+from auth.login.session import Record, Session, expiry_after, rfc3339
+
+TITLE = "Qwen"
+DEVICE_URL = "https://chat.qwen.ai/api/v1/oauth2/device/code"
+TOKEN_URL = "https://chat.qwen.ai/api/v1/oauth2/token"
+CLIENT_ID = "f0304373b74a44d2b584a3fb70ca9e56"
+SCOPE = "openid profile email model.completion"
+GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
+_FORM = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+
+
+def _ask_email(session: Session) -> str:
+    if session.options.email.strip():
+        return session.options.email.strip()
+    fd = session.stdin
+    if fd is None or not os.isatty(fd):
+        raise LoginError(
+            "Qwen does not tell which account signed in: name this one with --email "
+            "(your Qwen email, or any alias that tells your accounts apart)"
+        )
+    session.console.say("Qwen does not tell which account signs in; its file is named after what you enter.")
+    session.console.prompt("Email or alias for this Qwen account: ")
+    line = os.read(fd, 4096).decode("utf-8", "replace").strip()
+    if not line:
+        raise LoginError("No email or alias given; nothing was written. Run again with --email you@example.com")
+    return line
+
+
+def login(session: Session) -> Record:
+    email = _ask_email(session)
+    pkce = PKCE.new()
+    form = {"client_id": CLIENT_ID, "scope": SCOPE, "code_challenge": pkce.challenge, "code_challenge_method": pkce.method}
+    start = session.http.json("POST", DEVICE_URL, what="Qwen device code request", data=form, headers=_FORM)
+    device_code = str(start.get("device_code") or "")
+    if not device_code:
+        raise LoginError("Qwen device code request: the answer carries no device code")
+    page = str(start.get("verification_uri_complete") or start.get("verification_uri") or "")
+    if not page:
+        raise LoginError("Qwen device code request: the answer names no page to approve the sign-in on")
+    show_code(session, page=session.http.url(page), user_code=str(start.get("user_code") or ""), what="approve this sign-in")
+
+    def attempt() -> dict | None:
+        response = session.http.request(
+            "POST",
+            TOKEN_URL,
+            what="Qwen token poll",
+            headers=_FORM,
+            data={"grant_type": GRANT_TYPE, "client_id": CLIENT_ID, "device_code": device_code, "code_verifier": pkce.verifier},
+        )
+        return oauth_poll_result(session, TOKEN_URL, "Qwen token poll", response)
+
+    token = poll(
+        session,
+        attempt,
+        interval=parse_interval(start.get("interval")),
+        expires_in=parse_interval(start.get("expires_in"), 0) or None,
+        label="Waiting for the sign-in to be approved",
+    )
+    data = {
+        "type": "qwen",
+        "access_token": str(token["access_token"]),
+        "refresh_token": str(token.get("refresh_token") or ""),
+        "last_refresh": rfc3339(),
+        "resource_url": str(token.get("resource_url") or ""),
+        "email": email,
+        "expired": expiry_after(token.get("expires_in")),
+        "disabled": False,
+    }
+    return Record("qwen", f"qwen-{email}.json", data, email)
