@@ -20,6 +20,7 @@ from routing.endpoints import Kind, match
 from routing.router import UnknownModel
 from routing.runtime import Runtime
 from routing.upstream import redirect
+from translators.formats import Format
 
 logger = logging.getLogger("cliproxy")
 
@@ -28,6 +29,10 @@ logger = logging.getLogger("cliproxy")
 _PATH_ALIASES = {
     ("chatgpt.com", "/backend-api/codex/responses"): "/v1/responses",
 }
+
+
+# Model APIs a client may try to open as a websocket.
+_WEBSOCKET_MODEL_PATHS = frozenset({"/v1/responses"})
 
 
 def allow_hosts(config: Config, listener_host: str) -> list[str]:
@@ -53,6 +58,12 @@ class Interceptor:
         path = flow.request.path.split("?", 1)[0]
         path = _PATH_ALIASES.get((host, path), path)
         headers = {k.lower(): v for k, v in flow.request.headers.items()}
+        if path in _WEBSOCKET_MODEL_PATHS and headers.get("upgrade", "").lower() == "websocket":
+            # Codex opens its Responses websocket first. Passed on, the whole turn would run
+            # over it, outside the pool and on the CLI's own key; refused, Codex falls back to
+            # the HTTPS call the pool serves.
+            reply_error(flow, Format.OPENAI_RESPONSES, 404, "cliproxy serves this API over HTTPS only")
+            return
         endpoint = match(flow.request.method, path, headers)
         if endpoint is None or endpoint.kind not in (Kind.GENERATE, Kind.COUNT_TOKENS):
             self.pass_through(flow)  # not a model call: the vendor answers the CLI itself
@@ -67,7 +78,7 @@ class Interceptor:
             return
         await self.dispatcher.dispatch(flow, call, routes)
 
-    def _no_credential(self, flow: http.HTTPFlow, host: str, model: str, fmt) -> None:
+    def _no_credential(self, flow: http.HTTPFlow, host: str, model: str, fmt: Format) -> None:
         refuse = self.runtime.config.interception.no_credential == "refuse"
         if (host, model) not in self._reported:
             self._reported.add((host, model))
