@@ -18,6 +18,15 @@ Determinism, which tests may rely on:
 
 Per-request overrides (request headers): ``x-fake-events: N``, ``x-fake-event-delay: seconds``,
 ``x-fake-latency: seconds``.
+
+Scripted tool use (Anthropic Messages only, see ``script_tool_use``): a request whose last user
+message contains a trigger text is answered with a ``tool_use`` block; the request carrying that
+block's ``tool_result`` is answered with a final text.
+
+Gemini CLI's Code Assist API is served too (``POST /v1internal:{generateContent|
+streamGenerateContent|countTokens}``, body ``{model, project, request}``): the Gemini answers,
+each wrapped as ``{response, traceId}``. ``authorize`` (optional) is called with each recorded
+request and may return a status to fail it with (an OAuth fake rejecting unknown tokens).
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote
@@ -44,6 +53,7 @@ _CREATED = 1_700_000_000
 
 # Gemini routes, including Vertex-style prefixes (…/publishers/google/models/m:generateContent).
 _GEMINI_ROUTE = re.compile(r"/models/(?P<model>[^/:]+):(?P<action>generateContent|streamGenerateContent|countTokens)$")
+_CODE_ASSIST_ROUTE = re.compile(r"/v1internal:(?P<action>generateContent|streamGenerateContent|countTokens)$")
 
 _OPENAI_ERROR_TYPES: dict[int, tuple[str, str | None]] = {
     400: ("invalid_request_error", None),
@@ -106,6 +116,14 @@ class _Failure:
     headers: dict[str, str]
     body: bytes | None
     remaining: int | None  # None = until clear()
+
+
+@dataclass
+class _ToolScript:
+    trigger: str
+    name: str
+    input: dict[str, Any]
+    answer: str  # "{result}" is replaced by the tool result's text
 
 
 @dataclass
@@ -176,7 +194,12 @@ def _extract_api_key(headers: dict[str, str], query: dict[str, str]) -> str | No
 
 def _classify(path: str, headers: dict[str, str]) -> Vendor:
     """Which vendor a request is addressed to; also decides the error shape of scripted failures."""
-    if _GEMINI_ROUTE.search(path) or path.startswith("/v1beta") or "x-goog-api-key" in headers:
+    if (
+        _GEMINI_ROUTE.search(path)
+        or _CODE_ASSIST_ROUTE.search(path)
+        or path.startswith("/v1beta")
+        or "x-goog-api-key" in headers
+    ):
         return "gemini"
     if path.endswith(("/messages", "/messages/count_tokens")) or "anthropic-version" in headers:
         return "anthropic"
@@ -206,7 +229,11 @@ class FakeUpstream:
         self.requests: list[Recorded] = []
         self.last_event_sent_at: float | None = None
         self.connections_opened = 0  # lets tests/benchmarks check that clients reuse connections
+        # Called with each request (a Recorded); a status it returns fails the request.
+        self.authorize: Callable[[Recorded], int | None] | None = None
         self._failures: dict[str, list[_Failure]] = {}
+        self._tool_scripts: list[_ToolScript] = []
+        self._tool_calls: dict[str, _ToolScript] = {}  # tool_use ids handed out -> their script
         self._lock = threading.Lock()  # fail()/clear() run on the caller's thread, lookups on the loop's
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -280,9 +307,22 @@ class FakeUpstream:
         with self._lock:
             self._failures.setdefault(api_key, []).append(_Failure(status, dict(headers or {}), body, times))
 
+    def script_tool_use(self, trigger: str, name: str, input: dict[str, Any], answer: str) -> None:
+        """Have the Anthropic route ask for a tool, then answer once it has the tool's result.
+
+        A Messages request whose last user message has a text block containing `trigger` gets an
+        assistant turn with one ``tool_use`` block (`name`, `input`, stop_reason ``tool_use``). The
+        request whose last user message carries the ``tool_result`` for that block gets `answer`,
+        with ``{result}`` replaced by the result's text. Until clear().
+        """
+        with self._lock:
+            self._tool_scripts.append(_ToolScript(trigger, name, dict(input), answer))
+
     def clear(self) -> None:
         with self._lock:
             self._failures.clear()
+            self._tool_scripts.clear()
+            self._tool_calls.clear()
         self.requests.clear()
         self.last_event_sent_at = None
 
@@ -370,6 +410,8 @@ class FakeUpstream:
 
         settings = self._settings(headers)
         failure = self._take_failure(api_key)
+        if failure is None and self.authorize is not None and (status := self.authorize(recorded)):
+            failure = _Failure(status, {}, None, None)
         try:
             reply = _failure_reply(failure, vendor) if failure else self._route(recorded, settings)
         except Exception as exc:  # noqa: BLE001 - a malformed body must get a 400, not kill the connection
@@ -434,6 +476,8 @@ class FakeUpstream:
                 return self._anthropic(req, s)
             if match := _GEMINI_ROUTE.search(path):
                 return self._gemini(req, s, match["model"], match["action"])
+            if match := _CODE_ASSIST_ROUTE.search(path):
+                return self._code_assist(req, s, match["action"])
         return _bad_request(f"Invalid URL ({req.method} {req.path})", 404)
 
     def _next_id(self, prefix: str) -> str:
@@ -641,11 +685,18 @@ class FakeUpstream:
                 },
             }
 
+        text = self.text
+        scripted = self._scripted_tool_turn(body)
+        if isinstance(scripted, str):
+            text = scripted
+        elif scripted is not None:
+            return self._anthropic_tool_use(body, s, message, headers, scripted)
+
         if not body.get("stream"):
-            done = message([{"type": "text", "text": self.text, "citations": None}], "end_turn", s.events)
+            done = message([{"type": "text", "text": text, "citations": None}], "end_turn", s.events)
             return _Reply(200, _dumps(done), headers)
 
-        pieces = split_text(self.text, s.events)
+        pieces = split_text(text, s.events)
 
         def frames() -> Iterator[_Frame]:
             def event(type_: str, **fields: Any) -> bytes:
@@ -666,6 +717,56 @@ class FakeUpstream:
                     "cache_creation_input_tokens": 0,
                     "cache_read_input_tokens": 0,
                 },
+            ), False
+            yield event("message_stop"), False
+
+        return _Reply(200, headers=headers, content_type="text/event-stream; charset=utf-8", frames=frames())
+
+    def _scripted_tool_turn(self, body: dict[str, Any]) -> str | dict[str, Any] | None:
+        """For scripted tool use: the final answer (str), a tool_use block to send (dict), or None."""
+        if not self._tool_scripts:
+            return None
+        users = [m for m in body.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
+        if not users:
+            return None
+        content = users[-1].get("content")
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
+        with self._lock:
+            for block in blocks:
+                if block.get("type") == "tool_result" and block.get("tool_use_id") in self._tool_calls:
+                    script = self._tool_calls[block["tool_use_id"]]
+                    return script.answer.replace("{result}", _tool_result_text(block))
+            for script in self._tool_scripts:
+                if any(b.get("type") == "text" and script.trigger in (b.get("text") or "") for b in blocks):
+                    tool_id = self._next_id("toolu_")
+                    self._tool_calls[tool_id] = script
+                    return {"type": "tool_use", "id": tool_id, "name": script.name, "input": dict(script.input)}
+        return None
+
+    def _anthropic_tool_use(
+        self,
+        body: dict[str, Any],
+        s: _Settings,
+        message: Callable[..., dict[str, Any]],
+        headers: dict[str, str],
+        block: dict[str, Any],
+    ) -> _Reply:
+        if not body.get("stream"):
+            return _Reply(200, _dumps(message([block], "tool_use", s.events)), headers)
+
+        def frames() -> Iterator[_Frame]:
+            def event(type_: str, **fields: Any) -> bytes:
+                return _sse({"type": type_, **fields}, event=type_)
+
+            yield event("message_start", message=message([], None, 1)), False
+            yield event("content_block_start", index=0, content_block={**block, "input": {}}), False
+            delta = {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
+            yield event("content_block_delta", index=0, delta=delta), True
+            yield event("content_block_stop", index=0), False
+            yield event(
+                "message_delta",
+                delta={"stop_reason": "tool_use", "stop_sequence": None},
+                usage={"output_tokens": s.events},
             ), False
             yield event("message_stop"), False
 
@@ -717,6 +818,39 @@ class FakeUpstream:
         return _Reply(200, content_type="application/json; charset=UTF-8", frames=array_frames())
 
 
+    # --- Gemini Code Assist (Gemini CLI's v1internal API)
+
+    def _code_assist(self, req: Recorded, s: _Settings, action: str) -> _Reply:
+        envelope = req.json()
+        inner = envelope.get("request")
+        if not isinstance(inner, dict):
+            return _bad_request("Code Assist body needs a request object")
+        if action == "countTokens":
+            model = str(inner.get("model", "")).removeprefix("models/")
+        else:
+            model = envelope.get("model")
+        if not isinstance(model, str) or not model:
+            return _bad_request("Code Assist body needs a model")
+        reply = self._gemini(req, s, model, action)
+        trace = self._next_id("trace-")
+        if action == "countTokens":
+            return reply
+        if reply.frames is None:
+            wrapped = {"response": json.loads(reply.body), "traceId": trace}
+            return _Reply(reply.status, _dumps(wrapped), reply.headers, reply.content_type)
+        frames = reply.frames
+
+        def wrapped_frames() -> Iterator[_Frame]:
+            for data, delayed in frames:
+                payload = data.strip()
+                if payload.startswith(b"data: "):
+                    inner_event = json.loads(payload[len(b"data: "):])
+                    data = b"data: " + _dumps({"response": inner_event, "traceId": trace}) + b"\r\n\r\n"
+                yield data, delayed
+
+        return _Reply(reply.status, headers=reply.headers, content_type=reply.content_type, frames=wrapped_frames())
+
+
 # ---------------------------------------------------------------------- helpers
 
 
@@ -731,6 +865,13 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
             return b"".join(parts)
         parts.append(await reader.readexactly(size))
         await reader.readexactly(2)
+
+
+def _tool_result_text(block: dict[str, Any]) -> str:
+    content = block.get("content")
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content or [] if isinstance(part, dict))
 
 
 def _input_tokens(req: Recorded) -> int:
