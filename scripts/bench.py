@@ -16,7 +16,10 @@ concurrent clients, peak RSS of the proxy with 200 open streams. They are printe
 (with each row's ratio to the direct connection and to plain mitmdump) and written as JSON.
 
 The load client is this process (raw asyncio HTTP/1.1 on keep-alive connections, the same for
-every target); the fakes and every proxy run in processes of their own.
+every target); the fakes and every proxy run in processes of their own. All systems run side by
+side, but each figure is taken in interleaved rounds over the targets, and the systems not being
+measured are stopped (SIGSTOP) meanwhile, so that a drift of the machine or a proxy's background
+work does not favour one target over another.
 """
 
 from __future__ import annotations
@@ -46,14 +49,20 @@ ADDON = ROOT / "addons" / "cliproxy.py"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cliproxy-bench"
 OVERHEAD_HEADER = b"x-cliproxy-overhead-ms"
 PAGE = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 OPENAI_MODEL = "gpt-4o-mini"
 CLAUDE_MODEL = "claude-sonnet-4-5"
-SLOW = "-slow"  # suffix of the model names routed to the slow fake (the open-streams phase)
+# Three fakes, one per kind of stream; cliproxy and LiteLLM tell them apart by the model name's
+# suffix, direct and plain mitmdump by port.
+#   long:  the long stream (500 events back to back), the non-stream requests and the throughput;
+#   short: the time to first byte (a few events, the first one alone on the wire, as from a real
+#          model: with 500 events back to back the first byte would measure relaying throughput);
+#   slow:  the open streams (endless, events 250 ms apart: held until all are open at once).
+VARIANTS = {"long": "", "short": "-short", "slow": "-slow"}
 PROMPT = "Say hello in one short sentence."
 
 OPENAI, ANTHROPIC = "openai-chat", "anthropic"
-CLIENT_TITLES = {OPENAI: "OpenAI client", ANTHROPIC: "Anthropic client"}
 
 
 # ---------------------------------------------------------------------------- settings
@@ -62,23 +71,41 @@ CLIENT_TITLES = {OPENAI: "OpenAI client", ANTHROPIC: "Anthropic client"}
 @dataclass
 class Settings:
     latency_ms: float = 20.0
-    requests: int = 300  # sequential non-stream requests per row
-    streams: int = 100  # sequential long streams per row
+    requests: int = 200  # sequential non-stream requests per row
+    streams: int = 60  # sequential streams per row, for the first byte and for the long stream
     events: int = 500  # text deltas of the long stream
-    rps_seconds: float = 2.0  # measured window of each throughput phase
-    rps_warm: float = 0.4  # discarded ramp before it
+    cap: float = 5.0  # seconds at most per row and sequential figure (LiteLLM's long streams)
+    rps_seconds: float = 1.5  # measured time of each throughput figure, over rps_rounds windows
+    rps_warm: float = 0.3  # discarded ramp before each window
     concurrency: tuple[int, ...] = (16, 64)
     open_streams: int = 200
-    slow_events: int = 40  # the open streams: slow_events deltas, slow_delay apart
-    slow_delay: float = 0.1
-    warmup: int = 40  # non-stream requests before measuring a row
+    open_hold: float = 1.5  # seconds to keep sampling once all are open (then the client hangs up)
+    open_timeout: float = 20.0  # give up waiting for all to be open after this long
+    slow_events: int = 2000  # the open streams: endless for the phase (events slow_delay apart)
+    slow_delay: float = 0.25
+    short_events: int = 5  # the time-to-first-byte streams: short_events deltas, short_delay apart
+    short_delay: float = 0.002
+    warmup: int = 30  # non-stream requests to each target before measuring
+    rounds: int = 10  # the non-stream requests are taken in this many interleaved rounds
+    stream_rounds: int = 5
+    rps_rounds: int = 2
 
-    @property
-    def open_seconds(self) -> float:
-        return self.slow_events * self.slow_delay
+    freeze: bool = True  # stop (SIGSTOP) the systems not being measured
 
 
-QUICK = dict(requests=80, streams=20, rps_seconds=0.8, rps_warm=0.2, slow_events=20, warmup=15)
+QUICK = dict(
+    requests=24,
+    streams=10,
+    cap=0.6,
+    rps_seconds=0.3,
+    rps_warm=0.1,
+    open_hold=0.2,
+    open_timeout=8.0,
+    warmup=5,
+    rounds=3,
+    stream_rounds=2,
+    rps_rounds=1,
+)
 
 
 # ---------------------------------------------------------------------------- progress
@@ -122,13 +149,12 @@ class Progress:
             self._shown = ""
 
     def note(self, text: str) -> None:
+        """A line of its own, above the status line (which the next status() redraws)."""
         if self.tty and self._shown:
             sys.stderr.write("\r\033[K")
+            self._shown = ""
         sys.stderr.write(f"{self.prefix if self.prefix == '[setup]' else '       '} {text}\n")
         sys.stderr.flush()
-        if self.tty and self._shown:
-            sys.stderr.write(self._shown)
-            sys.stderr.flush()
 
 
 # ---------------------------------------------------------------------------- processes
@@ -143,18 +169,42 @@ def free_port() -> int:
 class Service:
     """A process this run started (in its own session), with its output in a log file."""
 
-    def __init__(self, name: str, cmd: list[str], log: Path, *, cwd: Path, env: dict[str, str] | None = None,
-                 stop_signal: int = signal.SIGINT) -> None:
+    def __init__(
+        self,
+        name: str,
+        cmd: list[str],
+        log: Path,
+        *,
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        stop_signal: int = signal.SIGINT,
+    ) -> None:
         self.name = name
         self.cmd = cmd
         self.log_path = log
         self.stop_signal = stop_signal
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
+        self.frozen = False
         RUNNING.append(self)
+
+    def freeze(self, frozen: bool) -> None:
+        """Stop (SIGSTOP) or resume its process group: nothing but the measured target runs."""
+        if frozen != self.frozen and self.alive():
+            try:
+                os.killpg(self.proc.pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+                self.frozen = frozen
+            except (ProcessLookupError, PermissionError):
+                pass
 
     @property
     def pid(self) -> int:
@@ -170,6 +220,7 @@ class Service:
             return ""
 
     def stop(self) -> None:
+        self.freeze(False)
         if self.alive():
             try:
                 os.kill(self.proc.pid, self.stop_signal)
@@ -191,6 +242,30 @@ class Service:
 
 
 RUNNING: list[Service] = []
+
+
+def _die_with_parent() -> None:
+    # Linux: the child gets SIGKILL if this process dies, even by SIGKILL, so that nothing is left over.
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU time of `pids`, in seconds."""
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat", "rb") as f:
+                stat = f.read()
+            fields = stat[stat.rindex(b")") + 2 :].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / CLOCK_TICKS
 
 
 def _group_alive(pgid: int) -> bool:
@@ -279,12 +354,23 @@ class SetupError(RuntimeError):
     pass
 
 
-def start_fake(python: str, workdir: Path, name: str, latency: float, events: int, event_delay: float) -> tuple[Service, str]:
+def start_fake(
+    python: str, workdir: Path, name: str, latency: float, events: int, event_delay: float
+) -> tuple[Service, str]:
     log = workdir / f"{name}.log"
     service = Service(
         name,
-        [python, "-m", "tests.fakes.upstream", "--latency", str(latency), "--events", str(events),
-         "--event-delay", str(event_delay)],
+        [
+            python,
+            "-m",
+            "tests.fakes.upstream",
+            "--latency",
+            str(latency),
+            "--events",
+            str(events),
+            "--event-delay",
+            str(event_delay),
+        ],
         log,
         cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -405,10 +491,8 @@ class Target:
     client: str  # the client's format
     upstream: str  # the upstream's format
     measure_rss: bool = False
-    port: int = 0
-    slow_port: int = 0
-    model: str = ""
-    slow_model: str = ""
+    ports: dict[str, int] = field(default_factory=dict)  # by variant
+    model: str = ""  # the upstream's model; cliproxy and LiteLLM add the variant's suffix
     pids: Callable[[], list[int]] | None = None
     status: str = "ok"
     results: dict[str, Any] = field(default_factory=dict)
@@ -426,9 +510,13 @@ class Target:
         how = f"{self.client} → {self.upstream}" if self.translated else self.client
         return f"{self.system} · {how}"
 
-    def request(self, *, stream: bool, slow: bool = False) -> bytes:
-        port = self.slow_port if slow else self.port
-        model = self.slow_model if slow else self.model
+    @property
+    def port(self) -> int:
+        return self.ports["long"]
+
+    def request(self, *, stream: bool, variant: str = "long") -> bytes:
+        port = self.ports[variant]
+        model = self.model + (VARIANTS[variant] if self.system in ("cliproxy", "litellm") else "")
         if self.client == OPENAI:
             path = "/v1/chat/completions"
             body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 64}
@@ -478,173 +566,342 @@ def count_events(body: bytes) -> int:
     return len(re.findall(rb"(?m)^data:", body))
 
 
-# ---------------------------------------------------------------------------- measuring one row
+# ---------------------------------------------------------------------------- measuring
+
+
+def _even(n: int, parts: int) -> list[int]:
+    return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
+
+
+REQUEST_ERRORS = (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError)
 
 
 class Runner:
-    def __init__(self, settings: Settings, progress: Progress) -> None:
+    """Measures every target metric by metric, in interleaved rounds.
+
+    All systems run side by side, but only the measured one is scheduled: the others are stopped
+    (SIGSTOP) meanwhile, so that none can spend CPU in the background while another is measured.
+    Each metric is taken in rounds, and every round visits every target in a rotating order, so
+    that a slow drift of the machine (CPU frequency, the page cache, other tenants) hits every
+    target alike rather than whichever happened to run last.
+    """
+
+    def __init__(self, settings: Settings, progress: Progress, targets: list[Target], services: dict[str, Service]):
         self.s = settings
         self.progress = progress
+        self.targets = targets
+        self.services = services
+        self.phase_seconds: dict[str, float] = {}
+        self._phase: tuple[str, float] | None = None
 
-    async def row(self, t: Target) -> None:
+    def phase(self, name: str) -> None:
+        now = time.monotonic()
+        if self._phase is not None:
+            self.phase_seconds[self._phase[0]] = round(now - self._phase[1], 1)
+        self._phase = (name, now) if name else None
+        if name:
+            self.progress.phase(name)
+
+    def focus(self, t: Target | None) -> None:
+        for system, service in self.services.items():
+            service.freeze(self.s.freeze and t is not None and t.system != system)
+
+    def live(self) -> list[Target]:
+        out = []
+        for t in self.targets:
+            if t.status != "ok":
+                continue
+            service = self.services.get(t.system)
+            if service is not None and not service.alive():
+                t.status = f"n/a ({t.system} exited during the run; see the notes)"
+                continue
+            out.append(t)
+        return out
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self.phase("")
+            self.focus(None)
+
+    async def _run(self) -> None:
         s, p = self.s, self.progress
+        self.phase("probe and warm-up")
+        for t in self.live():
+            await self.probe_and_warm(t)
+        served = [t.label for t in self.live()]
+        p.done(f"{len(served)} of {len(self.targets)} targets serve their case")
+
+        self.phase(f"{s.open_streams} open streams")
+        for t in self.live():
+            if t.measure_rss and t.pids is not None:
+                self.focus(t)
+                t.results["rss"] = await self.open_streams(t)
+        p.done(
+            ", ".join(f"{t.label} {t.results['rss']['peak_mb']:.0f} MB" for t in self.targets if "rss" in t.results)
+            or "no proxy to measure"
+        )
+
+        self.phase("non-stream latency")
+        await self.sequential("nonstream", s.requests, s.rounds, stream=False, variant="long")
+        self.phase("time to first byte")
+        await self.sequential("ttfb", s.streams, s.stream_rounds, stream=True, variant="short", ttfb=True)
+        self.phase(f"{s.events}-event stream")
+        await self.sequential("stream", s.streams, s.stream_rounds, stream=True, variant="long")
+        for c in s.concurrency:
+            self.phase(f"{c} concurrent clients")
+            await self.throughput_rounds(c)
+
+    # -- probe -----------------------------------------------------------------------------
+
+    async def probe_and_warm(self, t: Target) -> None:
+        s, p = self.s, self.progress
+        self.focus(t)
         nonstream, stream = t.request(stream=False), t.request(stream=True)
-        # Probe: does this target serve the case at all?
-        p.status("probe", force=True)
+        p.status(f"{t.label}: probe")
         conn = Conn(t.port)
         try:
             status, *_, body = await conn.request(nonstream, keep_body=True)
             if status < 300:
                 status, *_, body = await conn.request(stream, keep_body=True)
-        except (OSError, asyncio.IncompleteReadError, ValueError) as e:
-            t.status = f"n/a (request failed: {type(e).__name__})"
-            p.done(t.status)
+        except REQUEST_ERRORS as e:
+            conn.close()
+            t.status = f"n/a (request failed: {type(e).__name__}: {e})"
+            p.note(f"{t.label}: {t.status}")
             return
         if status >= 300:
+            conn.close()
             text = body.decode(errors="replace")
             if "not built" in text and "translat" in text:
                 t.status = "n/a (translation not built)"
             else:
-                t.status = f"n/a (HTTP {status}: {' '.join(text.split())[:100]})"
-            conn.close()
-            p.done(t.status)
+                text = " ".join(re.sub(r"<[^>]*>", " ", text).split())  # mitmproxy's own errors are HTML
+                t.status = f"n/a (HTTP {status}: {text[:70]}{'…' if len(text) > 70 else ''})"
+            p.note(f"{t.label}: {t.status}")
             return
         events = count_events(body)
         t.results["probe"] = {"stream_events_seen": events, "stream_bytes": len(body)}
         if events < s.events:
-            p.note(f"{t.label}: the probe stream had {events} events for {s.events} deltas")
+            p.note(f"{t.label}: the probe stream had {events} events for {s.events} text deltas")
+        # Warm-up: the proxy's code paths, its connection pools, the fake's.
+        try:
+            for i in range(s.warmup):
+                await conn.request(nonstream)
+                p.status(f"{t.label}: warm-up {i + 1}/{s.warmup}")
+            for _ in range(3 if s.warmup >= 10 else 0):  # (the probe's stream was one)
+                await conn.request(stream)
+        except REQUEST_ERRORS as e:
+            t.status = f"n/a (warm-up failed: {type(e).__name__}: {e})"
+            p.note(f"{t.label}: {t.status}")
+            return
+        finally:
+            conn.close()
+        if s.rps_warm >= 0.3:
+            await self.throughput(
+                t, nonstream, 16, 0.3, 0.0, lambda done: p.status(f"{t.label}: warm-up, 16 clients, {done}")
+            )
 
-        # Warm-up: the connection, the proxy's code paths and its connection pools.
-        for i in range(s.warmup):
-            await conn.request(nonstream)
-            p.status(f"warm-up {i + 1}/{s.warmup}")
-        for _ in range(3):
-            await conn.request(stream)
-        conn.close()
-        await self.throughput(t, nonstream, 16, 0.3, 0.0, "warm-up")
+    # -- one client, one request at a time ------------------------------------------------
 
-        if t.measure_rss and t.pids is not None:
-            t.results["rss"] = await self.open_streams(t)
-
-        t.results["nonstream"] = await self.sequential(t, nonstream, s.requests, "non-stream", ttfb=False)
-        ttfb, total = await self.sequential(t, stream, s.streams, f"{s.events}-event stream", ttfb=True)
-        t.results["ttfb"], t.results["stream"] = ttfb, total
-        for c in s.concurrency:
-            t.results[f"rps{c}"] = await self.throughput(t, nonstream, c, s.rps_seconds, s.rps_warm, f"{c} clients")
-        parts = [f"non-stream median {fmt_ms(t.results['nonstream']['median_ms'])}",
-                 f"stream {fmt_ms(total['median_ms'])}"]
-        parts += [f"{t.results[f'rps{c}']['rps']:.0f} rps @{c}" for c in s.concurrency]
-        if "rss" in t.results:
-            parts.append(f"peak RSS {t.results['rss']['peak_mb']:.0f} MB")
-        p.done(", ".join(parts))
-
-    async def sequential(self, t: Target, data: bytes, n: int, what: str, *, ttfb: bool):
+    async def sequential(
+        self, metric: str, n: int, rounds: int, *, stream: bool, variant: str, ttfb: bool = False
+    ) -> None:
         p = self.progress
-        conn = Conn(t.port)
-        lat: list[float] = []
-        first: list[float] = []
-        hooks: list[float] = []
-        errors = 0
-        p.status(f"{what} 0/{n}", force=True)
-        for i in range(n):
-            try:
-                status, t0, t_first, t_done, overhead, _ = await conn.request(data)
-            except (OSError, asyncio.IncompleteReadError, ValueError):
-                errors += 1
-                continue
-            if status >= 300:
-                errors += 1
-                continue
-            lat.append((t_done - t0) * 1000)
-            first.append((t_first - t0) * 1000)
-            if overhead is not None:
-                hooks.append(overhead)
-            p.status(f"{what} {i + 1}/{n}")
-        conn.close()
-        if ttfb:
-            return summary(first, errors, hooks), summary(lat, errors, hooks)
-        return summary(lat, errors, hooks)
+        targets = self.live()
+        if not targets:
+            return
+        rounds = max(1, min(rounds, n))
+        budget = self.s.cap / rounds  # per row and round
+        values: dict[str, list[float]] = {t.key: [] for t in targets}
+        hooks: dict[str, list[float]] = {t.key: [] for t in targets}
+        errors: dict[str, int] = {t.key: 0 for t in targets}
+        p.status(f"0/{n} per target, {rounds} rounds", force=True)
+        for r, k in enumerate(_even(n, rounds)):
+            shift = r % len(targets)
+            for t in targets[shift:] + targets[:shift]:
+                if t.status != "ok":
+                    continue
+                data = t.request(stream=stream, variant=variant)
+                self.focus(t)
+                conn = Conn(t.ports[variant])
+                try:
+                    await conn.request(data)  # a fresh connection per batch, opened outside the measure
+                except REQUEST_ERRORS:
+                    errors[t.key] += 1
+                    conn.close()
+                    continue
+                batch_started = time.perf_counter()
+                for i in range(k):
+                    if i and time.perf_counter() - batch_started > budget:
+                        break  # a slow row gets fewer samples (see "n" in the JSON)
+                    try:
+                        status, t0, t_first, t_done, overhead, _ = await conn.request(data)
+                    except REQUEST_ERRORS:
+                        errors[t.key] += 1
+                        continue
+                    if status >= 300:
+                        errors[t.key] += 1
+                        continue
+                    values[t.key].append(((t_first if ttfb else t_done) - t0) * 1000)
+                    if overhead is not None:
+                        hooks[t.key].append(overhead)
+                    p.status(f"round {r + 1}/{rounds}: {t.label} {len(values[t.key])}/{n}")
+                conn.close()
+            if not p.tty:
+                p.status(f"round {r + 1}/{rounds} done", force=True)
+        for t in targets:
+            t.results[metric] = summary(values[t.key], errors[t.key], hooks[t.key])
+            t.results[metric]["wanted"] = n
+        p.done(", ".join(f"{t.label} {fmt_ms(t.results[metric]['median_ms'])}" for t in targets))
 
-    async def throughput(self, t: Target, data: bytes, clients: int, seconds: float, warm: float, what: str):
-        p = self.progress
+    # -- many clients ------------------------------------------------------------------------
+
+    async def throughput_rounds(self, clients: int) -> None:
+        s, p = self.s, self.progress
+        targets = self.live()
+        if not targets:
+            return
+        rounds = s.rps_rounds
+        window = s.rps_seconds / rounds
+        lat: dict[str, list[float]] = {t.key: [] for t in targets}
+        errors: dict[str, int] = {t.key: 0 for t in targets}
+        cpu: dict[str, float] = {t.key: 0.0 for t in targets}
+        sent: dict[str, int] = {t.key: 0 for t in targets}
+        measured: dict[str, float] = {t.key: 0.0 for t in targets}
+        p.status(f"{rounds} rounds of {window:g} s per target", force=True)
+        for r in range(rounds):
+            shift = r % len(targets)
+            for t in targets[shift:] + targets[:shift]:
+                if t.status != "ok":
+                    continue
+                self.focus(t)
+                pids = t.pids() if t.pids else []
+                cpu_before = cpu_seconds(pids)
+                out = await self.throughput(
+                    t,
+                    t.request(stream=False),
+                    clients,
+                    window,
+                    s.rps_warm,
+                    lambda done, r=r, t=t: p.status(f"round {r + 1}/{rounds}: {t.label}: {done} requests"),
+                )
+                cpu[t.key] += cpu_seconds(pids) - cpu_before
+                sent[t.key] += out["requests"]
+                measured[t.key] += out["seconds"]
+                lat[t.key] += out["latencies"]
+                errors[t.key] += out["errors"]
+        for t in targets:
+            out = summary(lat[t.key], errors[t.key])
+            out.update(clients=clients, seconds=measured[t.key], rps=len(lat[t.key]) / measured[t.key])
+            if t.pids and sent[t.key]:
+                # The proxy's own CPU time (all its processes) per request, ramps included.
+                out["proxy_cpu_ms_per_request"] = cpu[t.key] * 1000 / sent[t.key]
+            t.results[f"rps{clients}"] = out
+        p.done(", ".join(f"{t.label} {t.results[f'rps{clients}']['rps']:.0f}/s" for t in targets))
+
+    async def throughput(
+        self, t: Target, data: bytes, clients: int, seconds: float, warm: float, show: Callable[[int], None]
+    ) -> dict[str, Any]:
+        """`clients` connections sending back to back; what completes within `seconds`.
+
+        The window opens `warm` seconds after the start, and not before `clients` answers have
+        come (a slow proxy's pipeline is full only then). Requests in flight when it closes are
+        waited for, not abandoned: a proxy would go on working on them during the next measure
+        (and cliproxy would count the hang-ups as upstream failures).
+        """
+        loop = asyncio.get_running_loop()
         start = time.perf_counter()
-        measure_from = start + warm
-        end = measure_from + seconds
+        window: list[float] = []  # [opens, closes], once `clients` answers have come
+        all_primed = loop.create_future()
         lat: list[float] = []
         errors = 0
         done = 0
 
+        def open_window() -> None:
+            if not window:
+                now = time.perf_counter()
+                opens = max(now, start + warm)
+                # At least as long as the pipeline took to fill (about one request's latency under
+                # this load, up to 3 s), so that a slow proxy completes enough requests to count.
+                window.extend((opens, opens + max(seconds, min(3.0, now - start))))
+            if not all_primed.done():
+                all_primed.set_result(None)
+
         async def client() -> None:
             nonlocal errors, done
             conn = Conn(t.port)
-            while time.perf_counter() < end:
-                try:
-                    status, t0, _, t_done, _, _ = await conn.request(data)
-                except (OSError, asyncio.IncompleteReadError, ValueError):
-                    errors += 1
-                    await asyncio.sleep(0.01)
-                    continue
-                if status >= 300:
-                    errors += 1
-                elif measure_from <= t_done <= end:
-                    lat.append((t_done - t0) * 1000)
-                done += 1
-            conn.close()
+            try:
+                while not window or time.perf_counter() < window[1]:
+                    try:
+                        status, t0, _, t_done, _, _ = await conn.request(data)
+                    except REQUEST_ERRORS:
+                        errors += 1
+                        await asyncio.sleep(0.01)
+                        continue
+                    done += 1
+                    if done == clients:
+                        open_window()
+                    if status >= 300:
+                        errors += 1
+                    elif window and window[0] <= t_done <= window[1]:
+                        lat.append((t_done - t0) * 1000)
+            finally:
+                conn.close()
 
-        async def show() -> None:
+        async def ticker() -> None:
             while True:
-                elapsed = time.perf_counter() - start
-                p.status(f"{what}: {min(elapsed, warm + seconds):.1f}/{warm + seconds:.1f} s, {done} requests")
+                show(done)
                 await asyncio.sleep(0.1)
 
-        p.status(f"{what}: 0.0/{warm + seconds:.1f} s", force=True)
-        ticker = asyncio.create_task(show())
+        tick = asyncio.create_task(ticker())
+        tasks = [asyncio.create_task(client()) for _ in range(clients)]
         try:
-            await asyncio.gather(*(client() for _ in range(clients)))
+            try:
+                await asyncio.wait_for(asyncio.shield(all_primed), 30)
+            except TimeoutError:
+                open_window()  # some client never got an answer: measure what there is
+            await asyncio.wait(tasks, timeout=window[1] - time.perf_counter() + 30)
         finally:
-            ticker.cancel()
-        out = summary(lat, errors)
-        out["clients"] = clients
-        out["seconds"] = seconds
-        out["rps"] = len(lat) / seconds if seconds else 0.0
-        return out
+            tick.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return {"latencies": lat, "errors": errors, "requests": done, "seconds": window[1] - window[0]}
+
+    # -- memory ------------------------------------------------------------------------------
 
     async def open_streams(self, t: Target) -> dict[str, Any]:
-        """Hold `open_streams` slow streams open at once; sample the proxy's RSS meanwhile."""
+        """Open `open_streams` endless slow streams; once all are open at once (or after
+        `open_timeout`), keep sampling the proxy's RSS for `open_hold` seconds, then hang up."""
         s, p = self.s, self.progress
         assert t.pids is not None
-        data = t.request(stream=True, slow=True)
+        data = t.request(stream=True, variant="slow")
         pids = t.pids()
         idle = rss_bytes(pids)
         peak = idle
-        open_now = max_open = completed = errors = 0
+        open_now = max_open = errors = 0
         ramp = 0.5  # spread the connects, so that no listen backlog overflows
-        events_seen: list[int] = []
-
-        def opened() -> None:
-            nonlocal open_now, max_open
-            open_now += 1
-            max_open = max(max_open, open_now)
+        all_open = asyncio.Event()
 
         async def one(i: int) -> None:
-            nonlocal open_now, completed, errors
+            nonlocal open_now, max_open, errors
             await asyncio.sleep(ramp * i / s.open_streams)
-            conn = Conn(t.slow_port)
+            conn = Conn(t.ports["slow"])
             got_first = False
 
             def first() -> None:
-                nonlocal got_first
+                nonlocal got_first, open_now, max_open
                 got_first = True
-                opened()
+                open_now += 1
+                max_open = max(max_open, open_now)
+                if open_now >= s.open_streams:
+                    all_open.set()
 
             try:
-                status, *_, body = await conn.request(data, keep_body=True, on_first=first)
-                if status >= 300:
-                    errors += 1
-                else:
-                    completed += 1
-                    events_seen.append(count_events(body))
-            except (OSError, asyncio.IncompleteReadError, ValueError):
+                status, *_ = await conn.request(data, on_first=first)
+                errors += status >= 300
+            except REQUEST_ERRORS:
                 errors += 1
             finally:
                 if got_first:
@@ -658,26 +915,33 @@ class Runner:
                 if time.monotonic() - last_scan > 1:
                     pids, last_scan = t.pids(), time.monotonic()  # type: ignore[misc]
                 peak = max(peak, rss_bytes(pids))
-                p.status(
-                    f"{s.open_streams} open streams: {open_now} open, {completed} done, "
-                    f"RSS {peak / 2**20:.0f} MB peak"
-                )
+                p.status(f"{t.label}: {open_now}/{s.open_streams} open, RSS peak {peak / 2**20:.0f} MB")
                 await asyncio.sleep(0.05)
 
-        p.status(f"{s.open_streams} open streams: opening", force=True)
+        p.status(f"{t.label}: opening {s.open_streams} streams", force=True)
+        started = time.monotonic()
         sampler = asyncio.create_task(sample())
+        streams = [asyncio.create_task(one(i)) for i in range(s.open_streams)]
         try:
-            await asyncio.gather(*(one(i) for i in range(s.open_streams)))
+            try:
+                await asyncio.wait_for(all_open.wait(), s.open_timeout)
+            except TimeoutError:
+                pass
+            time_to_open = time.monotonic() - started
+            await asyncio.sleep(s.open_hold)
         finally:
+            for task in streams:
+                task.cancel()
+            await asyncio.gather(*streams, return_exceptions=True)
             sampler.cancel()
         peak = max(peak, rss_bytes(pids))
+        await asyncio.sleep(min(0.5, s.open_hold))  # let the proxy notice the hang-ups before the next phase
         return {
             "streams": s.open_streams,
-            "seconds_each": s.open_seconds,
             "max_open_at_once": max_open,
-            "completed": completed,
+            "seconds_to_open_all": round(time_to_open, 2) if max_open >= s.open_streams else None,
+            "hold_seconds": s.open_hold,
             "errors": errors,
-            "median_events_seen": median(events_seen),
             "idle_mb": idle / 2**20,
             "peak_mb": peak / 2**20,
             "hwm_mb": hwm_bytes(pids) / 2**20,
@@ -690,7 +954,7 @@ class Runner:
 def mitmdump_path(python: str | None) -> Path:
     if python is None:
         return ROOT / ".venv" / "bin" / "mitmdump"
-    p = Path(python)
+    p = Path(python).expanduser().absolute()  # not resolve(): a venv's python links out of the venv
     if p.name.startswith("mitmdump"):
         return p
     return p.parent / "mitmdump"
@@ -699,54 +963,57 @@ def mitmdump_path(python: str | None) -> Path:
 def common_mitm_options(confdir: Path) -> list[str]:
     # Equal for plain mitmdump and cliproxy: no per-flow console output, the same CA folder.
     return [
-        "--set", f"confdir={confdir}",
-        "--set", "termlog_verbosity=warn",
-        "--set", "flow_detail=0",
+        "--set",
+        f"confdir={confdir}",
+        "--set",
+        "termlog_verbosity=warn",
+        "--set",
+        "flow_detail=0",
     ]
 
 
-def plain_mitmdump_cmd(mitmdump: Path, confdir: Path, fast: str, slow: str, port: int, slow_port: int) -> list[str]:
+def plain_mitmdump_cmd(mitmdump: Path, confdir: Path, fakes: dict[str, str], ports: dict[str, int]) -> list[str]:
+    modes = [arg for v in VARIANTS for arg in ("--mode", f"reverse:{fakes[v]}@{ports[v]}")]
     return [
         str(mitmdump),
-        "--mode", f"reverse:{fast}@{port}",
-        "--mode", f"reverse:{slow}@{slow_port}",
-        "--listen-host", "127.0.0.1",
+        *modes,
+        "--listen-host",
+        "127.0.0.1",
         *common_mitm_options(confdir),
         # What cliproxy does for itself: dial the upstream on the first request, not on connect,
         # and relay response bodies as they arrive (without an addon, mitmproxy buffers them;
         # a stream would reach the client only once complete).
-        "--set", "connection_strategy=lazy",
-        "--set", "stream_large_bodies=1",
+        "--set",
+        "connection_strategy=lazy",
+        "--set",
+        "stream_large_bodies=1",
     ]
 
 
-def cliproxy_config(port: int, workdir: Path, fast: str, slow: str) -> dict[str, Any]:
+def cliproxy_config(port: int, workdir: Path, fakes: dict[str, str]) -> dict[str, Any]:
+    # One credential per fake and vendor; each serves only its own model names, so that a client
+    # format can reach the other vendor only by translation.
     return {
         "host": "127.0.0.1",
         "port": port,
         "auth-dir": str(workdir / "auth"),
         "claude-api-key": [
-            {"api-key": "sk-ant-bench-fast-000000", "base-url": fast, "models": [{"name": CLAUDE_MODEL}]},
-            {"api-key": "sk-ant-bench-slow-000000", "base-url": slow, "models": [{"name": CLAUDE_MODEL + SLOW}]},
+            {"api-key": f"sk-ant-bench-{v}-000000", "base-url": fakes[v], "models": [{"name": CLAUDE_MODEL + sfx}]}
+            for v, sfx in VARIANTS.items()
         ],
         "gemini-api-key": [{"api-key": "bench-gemini-key-000000"}],
         "openai-compatibility": [
             {
-                "name": "fake",
-                "base-url": f"{fast}/v1",
-                "api-key-entries": [{"api-key": "sk-bench-fast-0000000000"}],
-                "models": [{"name": OPENAI_MODEL}],
-            },
-            {
-                "name": "fake-slow",
-                "base-url": f"{slow}/v1",
-                "api-key-entries": [{"api-key": "sk-bench-slow-0000000000"}],
-                "models": [{"name": OPENAI_MODEL + SLOW}],
-            },
+                "name": f"fake-{v}",
+                "base-url": f"{fakes[v]}/v1",
+                "api-key-entries": [{"api-key": f"sk-bench-{v}-0000000000"}],
+                "models": [{"name": OPENAI_MODEL + sfx}],
+            }
+            for v, sfx in VARIANTS.items()
         ],
         # Vendor hosts not named by a base-url (the gemini entry) go to the fake as well.
         "upstream-overrides": {
-            host: fast for host in ("api.anthropic.com", "api.openai.com", "generativelanguage.googleapis.com")
+            host: fakes["long"] for host in ("api.anthropic.com", "api.openai.com", "generativelanguage.googleapis.com")
         },
     }
 
@@ -754,24 +1021,41 @@ def cliproxy_config(port: int, workdir: Path, fast: str, slow: str) -> dict[str,
 def cliproxy_cmd(mitmdump: Path, confdir: Path, config: Path) -> list[str]:
     return [
         str(mitmdump),
-        "-s", str(ADDON),
-        "--listen-host", "127.0.0.1",
-        "--listen-port", str(free_port()),
+        "-s",
+        str(ADDON),
+        "--listen-host",
+        "127.0.0.1",
+        "--listen-port",
+        str(free_port()),
         *common_mitm_options(confdir),
-        "--set", f"cliproxy_config={config}",
+        "--set",
+        f"cliproxy_config={config}",
     ]
 
 
-def litellm_config(fast: str, slow: str) -> str:
+def litellm_config(fakes: dict[str, str]) -> str:
     entries = []
-    for suffix, base in (("", fast), (SLOW, slow)):
+    for variant, suffix in VARIANTS.items():
+        base = fakes[variant]
         entries.append(
-            {"model_name": OPENAI_MODEL + suffix,
-             "litellm_params": {"model": f"openai/{OPENAI_MODEL}", "api_base": f"{base}/v1", "api_key": "sk-bench-0000"}}
+            {
+                "model_name": OPENAI_MODEL + suffix,
+                "litellm_params": {
+                    "model": f"openai/{OPENAI_MODEL}",
+                    "api_base": f"{base}/v1",
+                    "api_key": "sk-bench-0000",
+                },
+            }
         )
         entries.append(
-            {"model_name": CLAUDE_MODEL + suffix,
-             "litellm_params": {"model": f"anthropic/{CLAUDE_MODEL}", "api_base": base, "api_key": "sk-ant-bench-0000"}}
+            {
+                "model_name": CLAUDE_MODEL + suffix,
+                "litellm_params": {
+                    "model": f"anthropic/{CLAUDE_MODEL}",
+                    "api_base": base,
+                    "api_key": "sk-ant-bench-0000",
+                },
+            }
         )
     return json.dumps({"model_list": entries, "litellm_settings": {"telemetry": False, "drop_params": True}}, indent=2)
 
@@ -810,9 +1094,21 @@ def ensure_litellm(venv: Path, progress: Progress) -> tuple[Path | None, str]:
             shutil.rmtree(venv, ignore_errors=True)
             return None, f"could not create a virtual environment with {base} (see {log_path})"
         proc = subprocess.Popen(
-            [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--timeout", "30", "--retries", "2",
-             "litellm[proxy]"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--timeout",
+                "30",
+                "--retries",
+                "2",
+                "litellm[proxy]",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         next_line = 15.0
         try:
@@ -830,17 +1126,104 @@ def ensure_litellm(venv: Path, progress: Progress) -> tuple[Path | None, str]:
     elapsed = time.monotonic() - started
     if proc.returncode != 0:
         shutil.rmtree(venv, ignore_errors=True)
-        lines = [ln for ln in log_path.read_text(errors="replace").splitlines()
-                 if ln.strip() and not ln.startswith("WARNING: Location")]
+        lines = [
+            ln
+            for ln in log_path.read_text(errors="replace").splitlines()
+            if ln.strip() and not ln.startswith("WARNING: Location")
+        ]
         why = lines[-1].strip() if lines else f"pip exited with {proc.returncode}"
         return None, f"pip install 'litellm[proxy]' failed after {elapsed:.0f} s: {why[:200]} (log: {log_path})"
-    version = subprocess.run(
-        [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
-        capture_output=True, text=True,
-    ).stdout.strip() or "?"
+    version = (
+        subprocess.run(
+            [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        or "?"
+    )
     marker.write_text(version + "\n")
     progress.done(f"installed litellm {version} in {elapsed:.0f} s")
     return python, version
+
+
+def launch_system(
+    system: str,
+    mitmdump: Path,
+    confdir: Path,
+    workdir: Path,
+    fakes: dict[str, str],
+    litellm_python: Path | None,
+) -> tuple[Service | None, dict[str, int], Callable[[Progress], None]]:
+    """Start one system under test without waiting: its process (None for direct), its port per
+    fake, and a function that waits until it serves (raising SetupError if it does not)."""
+    if system == "direct":
+        return None, {v: int(url.rsplit(":", 1)[1]) for v, url in fakes.items()}, lambda progress: None
+    if system == "mitmdump":
+        ports = {v: free_port() for v in VARIANTS}
+        service = Service(
+            "plain mitmdump", plain_mitmdump_cmd(mitmdump, confdir, fakes, ports), workdir / "mitmdump.log", cwd=workdir
+        )
+
+        def wait_mitmdump(progress: Progress) -> None:
+            for p in ports.values():
+                wait_port(service, p, 60, progress, "starting plain mitmdump")
+
+        return service, ports, wait_mitmdump
+    port = free_port()
+    ports = {v: port for v in VARIANTS}
+    if system == "cliproxy":
+        import yaml
+
+        config = workdir / "cliproxy.yaml"
+        config.write_text(yaml.safe_dump(cliproxy_config(port, workdir, fakes), sort_keys=False))
+        env = {k: v for k, v in os.environ.items() if k != "CLI_PROXY_API_KEY"}
+        service = Service(
+            "cliproxy", cliproxy_cmd(mitmdump, confdir, config), workdir / "cliproxy.log", cwd=workdir, env=env
+        )
+
+        def wait_cliproxy(progress: Progress) -> None:
+            wait_port(service, port, 60, progress, "starting cliproxy (mitmdump -s addons/cliproxy.py)")
+            if http_get(port, "/healthz") != 200:
+                raise SetupError(f"cliproxy: GET /healthz failed:\n{service.output()}")
+
+        return service, ports, wait_cliproxy
+    assert system == "litellm" and litellm_python is not None
+    config = workdir / "litellm.yaml"
+    config.write_text(litellm_config(fakes))  # JSON is YAML
+    cmd = [
+        str(litellm_python),
+        "-m",
+        "litellm.proxy.proxy_cli",
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+    ]
+    service = Service(
+        "litellm", cmd, workdir / "litellm.log", cwd=workdir, env=litellm_env(), stop_signal=signal.SIGTERM
+    )
+    launched = time.monotonic()
+
+    def wait_litellm(progress: Progress) -> None:
+        while True:
+            if not service.alive():
+                raise SetupError(f"litellm exited with {service.proc.returncode}:\n{service.output()}")
+            try:
+                if http_get(port, "/health/liveliness") == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() - launched > 180:
+                raise SetupError(f"litellm was not ready after 180 s:\n{service.output()}")
+            progress.status(f"starting litellm ({time.monotonic() - launched:.0f} s)")
+            time.sleep(0.2)
+        progress.note(f"litellm serves after {time.monotonic() - launched:.1f} s of start-up (1 uvicorn worker)")
+
+    return service, ports, wait_litellm
 
 
 # ---------------------------------------------------------------------------- report
@@ -864,11 +1247,15 @@ def fmt_ratio(v: float | None) -> str:
 
 METRICS = (
     ("nonstream", "time", "small non-streaming request, 1 client: latency"),
-    ("ttfb", "time", "stream, 1 client: time to first byte of the body (first event)"),
+    ("ttfb", "time", "{short}-event stream, 1 client: time to the first byte of the body (the first event)"),
     ("stream", "time", "{events}-event stream, 1 client: total time"),
     ("rps16", "rate", "16 concurrent clients, non-streaming: requests/s (p99 column: latency under that load)"),
     ("rps64", "rate", "64 concurrent clients, non-streaming: requests/s (p99 column: latency under that load)"),
-    ("rss", "mem", "{streams} open streams ({seconds:.0f} s each): peak RSS of the proxy process tree (added: over idle)"),
+    (
+        "rss",
+        "mem",
+        "{streams} streams open at once: peak RSS of the proxy's processes (added: over idle, after warm-up)",
+    ),
 )
 
 
@@ -905,54 +1292,78 @@ def derive(targets: list[Target]) -> None:
 
 
 def table(targets: list[Target], s: Settings) -> str:
-    cols = ("target", "median", "p99", "added", "×direct", "×mitmdump", "added×mitm", "hooks")
-    widths = (34, 10, 10, 11, 8, 10, 11, 9)
+    cols = ("target", "median", "p99", "added", "×direct", "×mitmdump", "added×mitm", "hooks", "")
+    widths = (38, 10, 10, 11, 9, 10, 11, 9, 2)
     lines = []
 
     def row(cells: Sequence[str]) -> str:
         first = f"{cells[0]:<{widths[0]}}"
-        return (first + "".join(f"{c:>{w}}" for c, w in zip(cells[1:], widths[1:]))).rstrip()
+        rest = "".join(f"{c:>{w}}" for c, w in zip(cells[1:-1], widths[1:-1], strict=True))
+        return (first + rest + "  " + cells[-1]).rstrip()
 
     lines.append(row(cols))
     lines.append("─" * sum(widths))
     for metric, kind, title in METRICS:
-        title = title.format(events=s.events, streams=s.open_streams, seconds=s.open_seconds)
-        shown = [t for t in targets if metric in t.results or (t.status != "ok" and metric != "rss")]
+        title = title.format(events=s.events, short=s.short_events, streams=s.open_streams)
         if metric == "rss":
             shown = [t for t in targets if "rss" in t.results or (t.status != "ok" and t.measure_rss)]
+        else:
+            shown = [t for t in targets if metric in t.results or t.status != "ok"]
         if not shown:
             continue
         lines.append(title)
         for t in shown:
             name = "  " + t.label
             if t.status != "ok":
-                lines.append(row((name, t.status)) if len(t.status) < 10 else f"{name:<{widths[0]}}  {t.status}")
+                lines.append(f"{name:<{widths[0]}}  {t.status}")
                 continue
             r = t.results[metric]
+            notes = []
+            if r.get("errors"):
+                notes.append(f"{r['errors']} errors")
             if kind == "time":
                 added = r.get("added_median_ms")
-                cells = (
-                    name, fmt_ms(r["median_ms"]), fmt_ms(r["p99_ms"]),
+                cells = [
+                    name,
+                    fmt_ms(r["median_ms"]),
+                    fmt_ms(r["p99_ms"]),
                     ("+" + fmt_ms(added)) if added is not None and t.system != "direct" else "—",
-                    fmt_ratio(r.get("x_direct")), fmt_ratio(r.get("x_mitmdump")),
+                    fmt_ratio(r.get("x_direct")),
+                    fmt_ratio(r.get("x_mitmdump")),
                     fmt_ratio(r.get("added_x_mitmdump")) if t.system not in ("direct", "mitmdump") else "—",
                     fmt_ms(r.get("hooks_median_ms")) if "hooks_median_ms" in r else "—",
-                )
+                ]
+                if r["n"] < r.get("wanted", 0):
+                    notes.append(f"n={r['n']} (time cap)")
             elif kind == "rate":
-                cells = (
-                    name, f"{r['rps']:.0f}/s", fmt_ms(r["p99_ms"]), "—",
-                    fmt_ratio(r.get("x_direct")), fmt_ratio(r.get("x_mitmdump")), "—", "—",
-                )
+                cells = [
+                    name,
+                    f"{r['rps']:.0f}/s",
+                    fmt_ms(r["p99_ms"]),
+                    "—",
+                    fmt_ratio(r.get("x_direct")),
+                    fmt_ratio(r.get("x_mitmdump")),
+                    "—",
+                    "—",
+                ]
+                if "proxy_cpu_ms_per_request" in r:
+                    notes.append(f"proxy CPU {fmt_ms(r['proxy_cpu_ms_per_request'])}/request")
             else:
-                cells = (
-                    name, f"{r['peak_mb']:.0f} MB", "—", f"+{r['added_mb']:.0f} MB", "—",
-                    fmt_ratio(r.get("x_mitmdump")), "—", "—",
-                )
-            if r.get("errors"):
-                cells = (*cells[:-1], cells[-1] + f"  ({r['errors']} errors)")
-            if kind == "mem" and r["max_open_at_once"] < r["streams"]:
-                cells = (*cells[:-1], cells[-1] + f"  (only {r['max_open_at_once']} open at once)")
-            lines.append(row(cells))
+                cells = [
+                    name,
+                    f"{r['peak_mb']:.0f} MB",
+                    "—",
+                    f"+{r['added_mb']:.0f} MB",
+                    "—",
+                    fmt_ratio(r.get("x_mitmdump")),
+                    "—",
+                    "—",
+                ]
+                if r["max_open_at_once"] < r["streams"]:
+                    notes.append(f"only {r['max_open_at_once']} open at once after {s.open_timeout:g} s")
+                else:
+                    notes.append(f"all open after {r['seconds_to_open_all']:.1f} s")
+            lines.append(row([*cells, ", ".join(notes)]))
     return "\n".join(lines)
 
 
@@ -967,15 +1378,22 @@ def check_targets(targets: list[Target]) -> list[dict[str, Any]]:
 
     def reason(key: str) -> str:
         t = by_key.get(key)
-        return t.status if t else "n/a (not measured)"
+        return t.status if t else "n/a (not in this run: --quick or --only left it out)"
 
     for client in (OPENAI, ANTHROPIC):
         goal = f"pass-through added median latency ≤ 1.3x plain mitmdump's ({client})"
         r, m = get(f"cliproxy.{client}", "nonstream"), get(f"mitmdump.{client}", "nonstream")
         if r and m and "added_median_ms" in r and m.get("added_median_ms"):
             ratio = r["added_median_ms"] / m["added_median_ms"]
-            out.append({"target": goal, "value": ratio, "limit": 1.3, "pass": ratio <= 1.3,
-                        "detail": f"+{fmt_ms(r['added_median_ms'])} vs +{fmt_ms(m['added_median_ms'])} → {ratio:.2f}x"})
+            out.append(
+                {
+                    "target": goal,
+                    "value": ratio,
+                    "limit": 1.3,
+                    "pass": ratio <= 1.3,
+                    "detail": f"+{fmt_ms(r['added_median_ms'])} vs +{fmt_ms(m['added_median_ms'])} → {ratio:.2f}x",
+                }
+            )
         else:
             out.append({"target": goal, "value": None, "pass": None, "detail": reason(f"cliproxy.{client}")})
     for client, upstream in ((OPENAI, ANTHROPIC), (ANTHROPIC, OPENAI)):
@@ -984,19 +1402,37 @@ def check_targets(targets: list[Target]) -> list[dict[str, Any]]:
         r, m = get(key, "stream"), get(f"mitmdump.{client}", "stream")
         if r and m:
             ratio = r["median_ms"] / m["median_ms"]
-            out.append({"target": goal, "value": ratio, "limit": 1.5, "pass": ratio <= 1.5,
-                        "detail": f"{fmt_ms(r['median_ms'])} vs {fmt_ms(m['median_ms'])} → {ratio:.2f}x"})
+            out.append(
+                {
+                    "target": goal,
+                    "value": ratio,
+                    "limit": 1.5,
+                    "pass": ratio <= 1.5,
+                    "detail": f"{fmt_ms(r['median_ms'])} vs {fmt_ms(m['median_ms'])} → {ratio:.2f}x",
+                }
+            )
         else:
             out.append({"target": goal, "value": None, "pass": None, "detail": reason(key)})
-    for suffix, what in ((OPENAI, OPENAI), (ANTHROPIC, ANTHROPIC), (f"{OPENAI}>{ANTHROPIC}", f"{OPENAI} → {ANTHROPIC}"),
-                         (f"{ANTHROPIC}>{OPENAI}", f"{ANTHROPIC} → {OPENAI}")):
+    for suffix, what in (
+        (OPENAI, OPENAI),
+        (ANTHROPIC, ANTHROPIC),
+        (f"{OPENAI}>{ANTHROPIC}", f"{OPENAI} → {ANTHROPIC}"),
+        (f"{ANTHROPIC}>{OPENAI}", f"{ANTHROPIC} → {OPENAI}"),
+    ):
         goal = f"≥5x less added median latency than LiteLLM ({what})"
-        r, l = get(f"cliproxy.{suffix}", "nonstream"), get(f"litellm.{suffix}", "nonstream")
-        if r and l and r.get("added_median_ms") is not None and l.get("added_median_ms") is not None:
-            ours = max(r["added_median_ms"], 1e-3)
-            ratio = l["added_median_ms"] / ours
-            out.append({"target": goal, "value": ratio, "limit": 5.0, "pass": ratio >= 5,
-                        "detail": f"LiteLLM +{fmt_ms(l['added_median_ms'])} vs +{fmt_ms(r['added_median_ms'])} → {ratio:.1f}x less"})
+        r, lite = get(f"cliproxy.{suffix}", "nonstream"), get(f"litellm.{suffix}", "nonstream")
+        if r and lite and r.get("added_median_ms") is not None and lite.get("added_median_ms") is not None:
+            theirs, ours = lite["added_median_ms"], r["added_median_ms"]
+            ratio = theirs / max(ours, 1e-3)
+            out.append(
+                {
+                    "target": goal,
+                    "value": ratio,
+                    "limit": 5.0,
+                    "pass": ratio >= 5,
+                    "detail": f"LiteLLM +{fmt_ms(theirs)} vs +{fmt_ms(ours)} → {ratio:.2f}x less",
+                }
+            )
         else:
             missing = f"cliproxy.{suffix}" if not r else f"litellm.{suffix}"
             out.append({"target": goal, "value": None, "pass": None, "detail": reason(missing)})
@@ -1005,12 +1441,25 @@ def check_targets(targets: list[Target]) -> list[dict[str, Any]]:
             goal = f"open streams under 300 MB RSS ({t.label})"
             r = t.results.get("rss") if t.status == "ok" else None
             if r:
-                out.append({"target": goal, "value": r["peak_mb"], "limit": 300, "pass": r["peak_mb"] < 300
-                            and r["max_open_at_once"] >= r["streams"],
-                            "detail": f"{r['peak_mb']:.0f} MB peak with {r['max_open_at_once']} open at once"})
+                out.append(
+                    {
+                        "target": goal,
+                        "value": r["peak_mb"],
+                        "limit": 300,
+                        "pass": r["peak_mb"] < 300 and r["max_open_at_once"] >= r["streams"],
+                        "detail": f"{r['peak_mb']:.0f} MB peak with {r['max_open_at_once']} open at once",
+                    }
+                )
             else:
                 out.append({"target": goal, "value": None, "pass": None, "detail": t.status})
     return out
+
+
+def load_average() -> float | None:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def git_info() -> dict[str, Any]:
@@ -1018,7 +1467,10 @@ def git_info() -> dict[str, Any]:
         r = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
         return r.stdout.strip() if r.returncode == 0 else ""
 
-    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    return {
+        "commit": git("rev-parse", "HEAD") or None,
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+    }
 
 
 def cpu_model() -> str:
@@ -1037,41 +1489,75 @@ def cpu_model() -> str:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="scripts/bench",
-        description="Measure cliproxy against a direct connection, plain mitmdump and LiteLLM on a local fake upstream.",
+        description="Measure cliproxy against a direct connection, plain mitmdump and LiteLLM "
+        "on a local fake upstream.",
     )
-    parser.add_argument("--quick", action="store_true", help="fewer requests and shorter phases (about a minute)")
-    parser.add_argument("--requests", type=int, metavar="N",
-                        help="sequential non-stream requests per row (default 300, quick 80); streams are a third of it")
-    parser.add_argument("--latency", type=float, metavar="MS", default=20.0,
-                        help="the fake upstream's fixed latency before every reply, in ms (default 20)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer requests, shorter phases, LiteLLM's pass-through rows only (about a minute)",
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        metavar="N",
+        help="sequential non-stream requests per row (default 200, quick 24); each stream figure takes 30%% as many",
+    )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        metavar="MS",
+        default=20.0,
+        help="the fake upstream's fixed latency before every reply, in ms (default 20)",
+    )
     parser.add_argument("--events", type=int, default=500, help="text deltas in the long stream (default 500)")
-    parser.add_argument("--json", metavar="PATH", help="where to write the results (default bench-results/bench-<timestamp>.json)")
-    parser.add_argument("--python", metavar="PATH",
-                        help="the Python (or mitmdump) whose mitmdump to measure (default: .venv's), e.g. .venv312/bin/python")
+    parser.add_argument(
+        "--json", metavar="PATH", help="where to write the results (default bench-results/bench-<timestamp>.json)"
+    )
+    parser.add_argument(
+        "--python",
+        metavar="PATH",
+        help="the Python (or mitmdump) whose mitmdump to measure (default: .venv's), e.g. .venv312/bin/python",
+    )
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM (its rows are n/a)")
-    parser.add_argument("--litellm-venv", metavar="DIR", default=str(CACHE / "litellm-venv"),
-                        help="LiteLLM's throwaway virtual environment, created on first use (default %(default)s)")
-    parser.add_argument("--only", metavar="SYSTEMS",
-                        help="comma-separated subset of direct,mitmdump,cliproxy,litellm (direct and mitmdump are "
-                             "the baselines of the ratios)")
+    parser.add_argument(
+        "--litellm-venv",
+        metavar="DIR",
+        default=str(CACHE / "litellm-venv"),
+        help="LiteLLM's throwaway virtual environment, created on first use (default %(default)s)",
+    )
+    parser.add_argument(
+        "--only",
+        metavar="SYSTEMS",
+        help="comma-separated subset of direct,mitmdump,cliproxy,litellm (direct and mitmdump are "
+        "the baselines of the ratios)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (configs and process logs)")
+    parser.add_argument(
+        "--no-freeze",
+        action="store_true",
+        help="diagnostics: leave the systems not being measured running (by default they are SIGSTOPped)",
+    )
     return parser.parse_args(argv)
 
 
-def build_targets(systems: set[str]) -> list[Target]:
+def build_targets(systems: set[str], quick: bool = False) -> list[Target]:
     targets = []
     for system in ("direct", "mitmdump", "cliproxy", "litellm"):
         if system not in systems:
             continue
         for client in (OPENAI, ANTHROPIC):
-            targets.append(Target(f"{system}.{client}", system, client, client, measure_rss=system != "direct" and client == OPENAI))
-        if system in ("cliproxy", "litellm"):
+            targets.append(
+                Target(
+                    f"{system}.{client}", system, client, client, measure_rss=system != "direct" and client == OPENAI
+                )
+            )
+        # LiteLLM is slow enough to double a quick run: --quick measures its pass-through only.
+        if system == "cliproxy" or (system == "litellm" and not quick):
             targets.append(Target(f"{system}.{OPENAI}>{ANTHROPIC}", system, OPENAI, ANTHROPIC, measure_rss=True))
             targets.append(Target(f"{system}.{ANTHROPIC}>{OPENAI}", system, ANTHROPIC, OPENAI))
     for t in targets:
-        upstream_model = OPENAI_MODEL if t.upstream == OPENAI else CLAUDE_MODEL
-        t.model = upstream_model
-        t.slow_model = upstream_model + (SLOW if t.system in ("cliproxy", "litellm") else "")
+        t.model = OPENAI_MODEL if t.upstream == OPENAI else CLAUDE_MODEL
     return targets
 
 
@@ -1081,9 +1567,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         for k, v in QUICK.items():
             setattr(s, k, v)
+    s.freeze = not args.no_freeze
     if args.requests:
         s.requests = args.requests
-        s.streams = max(5, args.requests // 3)
+        s.streams = max(5, args.requests * 3 // 10)
     systems = {"direct", "mitmdump", "cliproxy", "litellm"}
     if args.only:
         systems = {x.strip() for x in args.only.split(",") if x.strip()}
@@ -1098,11 +1585,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     json_path = Path(args.json) if args.json else ROOT / "bench-results" / f"bench-{stamp}.json"
 
-    targets = build_targets(systems)
-    progress = Progress(len(targets))
+    targets = build_targets(systems, args.quick)
+    progress = Progress(2 + 3 + len(Settings().concurrency))
     workdir = Path(tempfile.mkdtemp(prefix="cliproxy-bench-"))
     started = time.monotonic()
     notes: list[str] = []
+    phase_seconds: dict[str, float] = {}
+    load_before = load_average()
+    cores = os.cpu_count() or 1
+    if load_before is not None and load_before > 0.5 * cores:
+        progress.note(
+            f"warning: the machine is busy (load average {load_before:.1f} on {cores} cores); "
+            "other processes will slow every target and make the figures noisy"
+        )
     versions: dict[str, str] = {}
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -1110,114 +1605,79 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        versions["mitmproxy"] = subprocess.run(
-            [str(mitmdump), "--version"], capture_output=True, text=True
-        ).stdout.split("\n")[0].replace("Mitmproxy:", "").strip()
+        about = subprocess.run([str(mitmdump), "--version"], capture_output=True, text=True).stdout
+        for key, label in (("mitmproxy", "Mitmproxy:"), ("mitmdump_python", "Python:")):
+            if m := re.search(rf"^{label}\s*(\S+)", about, re.M):
+                versions[key] = m.group(1)
         litellm_python: Path | None = None
-        litellm_reason = ""
         if "litellm" in systems:
-            if args.no_litellm:
-                litellm_reason = "n/a (--no-litellm)"
-            else:
+            why = "--no-litellm"
+            if not args.no_litellm:
                 litellm_python, why = ensure_litellm(Path(args.litellm_venv).expanduser(), progress)
-                if litellm_python is None:
-                    litellm_reason = f"n/a (LiteLLM not installed: {why})"
-                    progress.note(f"LiteLLM rows are n/a: {why}")
-                else:
-                    versions["litellm"] = why
+            if litellm_python is None:
+                progress.note(f"LiteLLM rows are n/a: {why}")
+                notes.append(f"LiteLLM not measured: {why}")
+                for t in targets:
+                    if t.system == "litellm":
+                        t.status = (
+                            "n/a (--no-litellm)" if args.no_litellm else "n/a (LiteLLM not installed; see the notes)"
+                        )
+            else:
+                versions["litellm"] = why
+
         progress.status("starting the fake upstreams", force=True)
-        fast_svc, fast = start_fake(sys.executable, workdir, "fake", s.latency_ms / 1000, s.events, 0.0)
-        slow_svc, slow = start_fake(
-            sys.executable, workdir, "fake-slow", s.latency_ms / 1000, s.slow_events, s.slow_delay
-        )
-        fast_port, slow_port = int(fast.rsplit(":", 1)[1]), int(slow.rsplit(":", 1)[1])
+        shapes = {
+            "long": (s.events, 0.0),
+            "short": (s.short_events, s.short_delay),
+            "slow": (s.slow_events, s.slow_delay),
+        }
+        fakes: dict[str, str] = {}
+        for variant, (events, delay) in shapes.items():
+            svc, fakes[variant] = start_fake(
+                sys.executable, workdir, f"fake-{variant}", s.latency_ms / 1000, events, delay
+            )
+            progress.note(
+                f"fake upstream ({variant} streams) {fakes[variant]}: {s.latency_ms:g} ms latency, {events} events"
+                f"{f' {delay * 1000:g} ms apart' if delay else ''}, pid {svc.pid}"
+            )
         confdir = workdir / "mitmproxy-conf"
         confdir.mkdir()
-        progress.note(
-            f"fake upstream {fast} ({s.latency_ms:g} ms latency, {s.events}-event streams) and {slow} "
-            f"({s.slow_events} events {s.slow_delay * 1000:g} ms apart), pids {fast_svc.pid} {slow_svc.pid}"
-        )
-        runner = Runner(s, progress)
-
+        services: dict[str, Service] = {}
+        # Launched together (LiteLLM, the slowest to start, first), then waited for in turn.
+        launched = {}
+        for system in ("litellm", "direct", "mitmdump", "cliproxy"):
+            if any(t.system == system and t.status == "ok" for t in targets):
+                launched[system] = launch_system(system, mitmdump, confdir, workdir, fakes, litellm_python)
         for system in ("direct", "mitmdump", "cliproxy", "litellm"):
-            rows = [t for t in targets if t.system == system]
-            if not rows:
+            if system not in launched:
                 continue
-            service: Service | None = None
-            port = slow_listen = 0
+            rows = [t for t in targets if t.system == system and t.status == "ok"]
+            service, ports, wait = launched[system]
             try:
-                if system == "direct":
-                    port, slow_listen = fast_port, slow_port
-                elif system == "mitmdump":
-                    port, slow_listen = free_port(), free_port()
-                    cmd = plain_mitmdump_cmd(mitmdump, confdir, fast, slow, port, slow_listen)
-                    service = Service("plain mitmdump", cmd, workdir / "mitmdump.log", cwd=workdir)
-                    wait_port(service, port, 60, progress, "starting plain mitmdump")
-                    wait_port(service, slow_listen, 10, progress, "starting plain mitmdump")
-                elif system == "cliproxy":
-                    import yaml
-
-                    port = slow_listen = free_port()
-                    config = workdir / "cliproxy.yaml"
-                    config.write_text(yaml.safe_dump(cliproxy_config(port, workdir, fast, slow), sort_keys=False))
-                    cmd = cliproxy_cmd(mitmdump, confdir, config)
-                    env = {k: v for k, v in os.environ.items() if k != "CLI_PROXY_API_KEY"}
-                    service = Service("cliproxy", cmd, workdir / "cliproxy.log", cwd=workdir, env=env)
-                    wait_port(service, port, 60, progress, "starting cliproxy (mitmdump -s addons/cliproxy.py)")
-                    if http_get(port, "/healthz") != 200:
-                        raise SetupError(f"cliproxy /healthz failed:\n{service.output()}")
-                elif system == "litellm":
-                    if litellm_python is None:
-                        for t in rows:
-                            t.status = litellm_reason
-                        continue
-                    port = slow_listen = free_port()
-                    config = workdir / "litellm.yaml"
-                    config.write_text(litellm_config(fast, slow))  # JSON is YAML
-                    cmd = [str(litellm_python), "-m", "litellm.proxy.proxy_cli", "--config", str(config),
-                           "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
-                    service = Service("litellm", cmd, workdir / "litellm.log", cwd=workdir, env=litellm_env(),
-                                      stop_signal=signal.SIGTERM)
-                    t0 = time.monotonic()
-                    while True:
-                        if not service.alive():
-                            raise SetupError(f"litellm exited with {service.proc.returncode}:\n{service.output()}")
-                        try:
-                            if http_get(port, "/health/liveliness") == 200:
-                                break
-                        except OSError:
-                            pass
-                        if time.monotonic() - t0 > 180:
-                            raise SetupError(f"litellm was not ready after 180 s:\n{service.output()}")
-                        progress.status(f"starting litellm ({time.monotonic() - t0:.0f} s)")
-                        time.sleep(0.2)
-                    progress.note(f"litellm ready in {time.monotonic() - t0:.1f} s (pid {service.pid}, 1 worker)")
+                wait(progress)
             except SetupError as e:
-                progress.note(f"{system}: could not start: {str(e).splitlines()[0]}")
+                if service is not None:
+                    service.stop()
+                progress.note(f"{system} did not start: {str(e).splitlines()[0]}")
                 notes.append(f"{system} did not start: {e}")
                 for t in rows:
-                    t.status = "n/a (did not start; see the notes)"
-                if service:
-                    service.stop()
+                    t.status = f"n/a ({system} did not start; see the notes)"
                 continue
             if service is not None:
+                services[system] = service
                 notes.append(f"{system}: {' '.join(service.cmd)}")
+                progress.note(f"{system} ready (pid {service.pid})")
             for t in rows:
-                t.port, t.slow_port = port, slow_listen
+                t.ports = ports
                 if service is not None:
-                    pid = service.pid
-                    t.pids = lambda pid=pid: descendants(pid)
-                progress.phase(t.label)
-                try:
-                    asyncio.run(runner.row(t))
-                except (OSError, asyncio.IncompleteReadError) as e:
-                    t.status = f"n/a (failed: {type(e).__name__}: {e})"
-                    progress.done(t.status)
-                if service is not None and not service.alive():
-                    progress.note(f"{system} died:\n{service.output()}")
-                    break
-            if service is not None:
-                service.stop()
+                    t.pids = lambda pid=service.pid: descendants(pid)
+
+        runner = Runner(s, progress, targets, services)
+        asyncio.run(runner.run())
+        phase_seconds = runner.phase_seconds
+        for system, service in services.items():
+            if not service.alive():
+                notes.append(f"{system} exited during the run with {service.proc.returncode}:\n{service.output()}")
     except KeyboardInterrupt:
         stop_all()
         print("\nscripts/bench: interrupted", file=sys.stderr)
@@ -1234,13 +1694,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
     elapsed = time.monotonic() - started
+    load_after = load_average()
     derive(targets)
     goals = check_targets(targets)
     print()
+    git = git_info()
     print(
-        f"cliproxy benchmark — {datetime.datetime.now():%Y-%m-%d %H:%M}, commit {(git_info()['commit'] or '?')[:10]}"
-        f"{' (uncommitted changes)' if git_info()['dirty'] else ''}, mitmproxy {versions.get('mitmproxy', '?')}, "
-        f"Python {platform.python_version()} (client), {os.cpu_count()} cores"
+        f"cliproxy benchmark — {datetime.datetime.now():%Y-%m-%d %H:%M}, commit {(git['commit'] or '?')[:10]}"
+        f"{' (uncommitted changes)' if git['dirty'] else ''}, "
+        f"mitmproxy {versions.get('mitmproxy', '?')} on Python {versions.get('mitmdump_python', '?')}, "
+        f"client on Python {platform.python_version()}, {os.cpu_count()} cores"
     )
     print(
         f"fake upstream: {s.latency_ms:g} ms latency; {s.requests} non-stream requests and {s.streams} "
@@ -1250,7 +1713,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Both mitmdumps run with termlog_verbosity=warn and flow_detail=0 (no per-flow console output); "
         "plain mitmdump also with connection_strategy=lazy and stream_large_bodies=1 (as cliproxy: dial on "
         "the first request, relay bodies as they arrive)."
-        + (f" LiteLLM {versions['litellm']}: 1 uvicorn worker, no master key, LITELLM_LOG=ERROR." if "litellm" in versions else "")
+        + (
+            f" LiteLLM {versions['litellm']}: 1 uvicorn worker, no master key, LITELLM_LOG=ERROR."
+            if "litellm" in versions
+            else ""
+        )
     )
     print(
         "added = median (p99 for p99) minus the direct connection's, for the client's format; ×direct and ×mitmdump = "
@@ -1264,25 +1731,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     for g in goals:
         verdict = "n/a " if g["pass"] is None else ("PASS" if g["pass"] else "FAIL")
         print(f"  [{verdict}] {g['target']}: {g['detail']}")
-    print(f"\n(total run time {elapsed:.0f} s)")
+    busy = max(x for x in (load_before, load_after, 0.0) if x is not None)
+    print(
+        f"\n(total run time {elapsed:.0f} s; load average {load_before} before, {load_after} after"
+        + (
+            " (this run's own load included): the machine was shared, absolute figures are pessimistic"
+            if busy > cores + 1
+            else ""
+        )
+        + ")"
+    )
 
     report = {
         "schema": 1,
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "git": git_info(),
-        "machine": {"cores": os.cpu_count(), "cpu": cpu_model(), "platform": platform.platform()},
+        "machine": {
+            "cores": os.cpu_count(),
+            "cpu": cpu_model(),
+            "platform": platform.platform(),
+            "load_average_before": load_before,
+            "load_average_after": load_after,
+        },
         "versions": {"client_python": platform.python_version(), **versions},
         "mitmdump": str(mitmdump),
         "settings": {
-            "latency_ms": s.latency_ms, "requests": s.requests, "streams": s.streams, "events": s.events,
-            "rps_seconds": s.rps_seconds, "rps_warmup_seconds": s.rps_warm, "concurrency": list(s.concurrency),
-            "open_streams": s.open_streams, "open_stream_seconds": s.open_seconds, "warmup_requests": s.warmup,
+            "latency_ms": s.latency_ms,
+            "requests": s.requests,
+            "streams": s.streams,
+            "events": s.events,
+            "rps_seconds": s.rps_seconds,
+            "rps_warmup_seconds": s.rps_warm,
+            "concurrency": list(s.concurrency),
+            "open_streams": s.open_streams,
+            "open_hold_seconds": s.open_hold,
+            "warmup_requests": s.warmup,
+            "freeze_others": s.freeze,
+            "time_cap_seconds": s.cap,
             "quick": args.quick,
         },
         "elapsed_seconds": round(elapsed, 1),
+        "phase_seconds": phase_seconds,
         "rows": [
-            {"key": t.key, "label": t.label, "system": t.system, "client": t.client, "upstream": t.upstream,
-             "status": t.status, "results": t.results}
+            {
+                "key": t.key,
+                "label": t.label,
+                "system": t.system,
+                "client": t.client,
+                "upstream": t.upstream,
+                "status": t.status,
+                "results": t.results,
+            }
             for t in targets
         ],
         "targets": goals,
