@@ -68,6 +68,7 @@ from translators.canonical import (
     Usage,
 )
 from translators.codec import Codec
+from translators.jsonutil import compact
 from translators.formats import Format
 from translators.reasoning import budget_of, effort_of, effort_to_budget
 from translators.sse import SSEReader, sse_bytes
@@ -798,7 +799,7 @@ class StreamDecoder:
             call_id, name = block.get("id") or "", block.get("name") or ""
             events.append(BlockStart(index, "tool_call", id=call_id, name=name))
             if block.get("input"):
-                arguments = json.dumps(block["input"], ensure_ascii=False, separators=(",", ":"))
+                arguments = compact(block["input"])
                 events.append(Delta(index, arguments=arguments))
         else:
             # redacted_thinking (stream events cannot mark a block redacted), server tool blocks

@@ -57,6 +57,7 @@ from translators.canonical import (
     Usage,
 )
 from translators.codec import Codec
+from translators.jsonutil import compact
 from translators.errors import error_body
 from translators.formats import Format
 from translators.sse import SSEReader
@@ -134,8 +135,7 @@ def _int(value: Any) -> int:
         return 0
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+_dumps = compact
 
 
 def _bare_model(model: str) -> str:

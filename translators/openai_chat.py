@@ -62,6 +62,7 @@ from translators.canonical import (
     Usage,
 )
 from translators.codec import Codec
+from translators.jsonutil import compact
 from translators.errors import error_body
 from translators.formats import Format
 from translators.reasoning import effort_of
@@ -92,8 +93,7 @@ _FINISH_REASONS = {
 }
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+_dumps = compact
 
 
 # -- shared pieces ---------------------------------------------------------------------------

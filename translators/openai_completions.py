@@ -30,7 +30,6 @@ Mapping decisions:
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Any, NoReturn
@@ -51,6 +50,7 @@ from translators.canonical import (
     Usage,
 )
 from translators.codec import Codec
+from translators.jsonutil import compact
 from translators.errors import error_body
 from translators.formats import Format
 from translators.openai_chat import error_message
@@ -58,8 +58,7 @@ from translators.openai_chat import error_message
 DEFAULT_MAX_TOKENS = 16  # the Completions API's default
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+_dumps = compact
 
 
 def _client_only(what: str) -> NoReturn:

@@ -64,6 +64,7 @@ from translators.canonical import (
     Usage,
 )
 from translators.codec import Codec
+from translators.jsonutil import compact
 from translators.formats import Format
 from translators.reasoning import effort_of
 from translators.sse import SSEReader, sse_bytes
@@ -105,7 +106,7 @@ def _arguments_json(arguments: dict[str, Any]) -> str:
     raw = arguments.get("_raw")
     if len(arguments) == 1 and isinstance(raw, str):
         return raw
-    return json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))
+    return compact(arguments)
 
 
 def _image_from_url(url: str) -> Image:

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from translators.jsonutil import compact
+
 
 @dataclass(slots=True)
 class SSEEvent:
@@ -78,7 +80,7 @@ class SSEReader:
 
 def sse_bytes(data: Any, event: str | None = None) -> bytes:
     """One SSE frame carrying `data` as compact JSON (or as is, for a str)."""
-    payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    payload = data if isinstance(data, str) else compact(data)
     if event:
         return f"event: {event}\ndata: {payload}\n\n".encode()
     return f"data: {payload}\n\n".encode()

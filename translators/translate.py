@@ -26,6 +26,7 @@ from translators.canonical import (
 )
 from translators.codec import codec
 from translators.formats import Format
+from translators.jsonutil import compact
 from translators.reasoning import split_suffix
 
 
@@ -34,7 +35,7 @@ class TranslationError(ValueError):
 
 
 def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+    return compact(obj).encode()
 
 
 def decode_request(fmt: Format, body: dict[str, Any], model: str, stream: bool) -> Request:
