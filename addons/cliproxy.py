@@ -11,20 +11,26 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from addons.authdir import AuthDirWatcher  # noqa: E402
 from addons.config import LISTENER_TARGET, ConfigLoader  # noqa: E402
 from addons.dispatch import Dispatcher  # noqa: E402
 from addons.intercept import Interceptor, allow_hosts  # noqa: E402
 from addons.listener import ApiListener  # noqa: E402
+from addons.refresh import RefreshLoop  # noqa: E402
 from routing.runtime import Runtime  # noqa: E402
 
 _runtime = Runtime()
 _config = ConfigLoader(_runtime)
+# Registered with the runtime before the config loads, so the auth directory loads with it.
+_auth_dir = AuthDirWatcher(_runtime)
 _dispatcher = Dispatcher(_runtime)
 _listener = ApiListener(_runtime, _config, _dispatcher)
 _config.option_sources.append(lambda config: {"allow_hosts": allow_hosts(config, LISTENER_TARGET)})
 
 addons = [
     _config,
+    _auth_dir,
+    RefreshLoop(_runtime),
     _listener,
     Interceptor(_runtime, _dispatcher, _listener.is_listener_flow),
     _dispatcher,

@@ -36,6 +36,10 @@ def listener_mode(config: Config) -> str:
     return f"reverse:http://{LISTENER_TARGET}@{listen}"
 
 
+def is_listener_mode(spec: str) -> bool:
+    return spec.startswith(f"reverse:http://{LISTENER_TARGET}@")
+
+
 class _FileChanged(FileSystemEventHandler):
     def __init__(self, path: Path, notify) -> None:
         self.path = path
@@ -101,10 +105,11 @@ class ConfigLoader:
             "(OpenAI, Anthropic and Gemini APIs); interception proxy for HTTPS_PROXY on "
             f"http://{proxy_host}:{ctx.options.listen_port or 8080}"
         )
-        if not config.credential_count:
+        if not self.runtime.router.credentials:
             logger.warning(
                 "cliproxy: no credentials are configured: add gemini-api-key, claude-api-key, "
-                "codex-api-key or openai-compatibility entries to the config file."
+                "codex-api-key or openai-compatibility entries to the config file, or token "
+                f"files (`cliproxy auth`) to the auth directory {config.auth_path}."
             )
 
     def done(self) -> None:
@@ -128,10 +133,12 @@ class ConfigLoader:
             )
         mode = listener_mode(config)
         updates: dict = {}
-        if mode != self.mode_spec:
-            modes = [m for m in ctx.options.mode if m != self.mode_spec]
+        # The previous listener goes, whether this loader added it or the one before a script
+        # reload did (a second server on the same address would be refused).
+        modes = [m for m in ctx.options.mode if m != self.mode_spec and not is_listener_mode(m)]
+        if [*modes, mode] != list(ctx.options.mode):
             updates["mode"] = [*modes, mode]
-            self.mode_spec = mode
+        self.mode_spec = mode
         if ctx.options.connection_strategy != "lazy":
             # Nothing may be dialled before the request hook has chosen the upstream.
             updates["connection_strategy"] = "lazy"
@@ -163,6 +170,10 @@ class ConfigLoader:
         self._observer.daemon = True
         self._observer.schedule(handler, str(self.path.parent), recursive=False)
         self._observer.start()
+        # An edit saved between loading the file and watching it (the listener can already
+        # serve by then) would otherwise go unnoticed until the next one.
+        if self.path.exists():
+            self._schedule_reload()
 
     def _changed_from_thread(self) -> None:
         if self._loop is not None:

@@ -53,6 +53,19 @@ class Exchange:
     attempts: int = 0
     overhead: float = 0.0  # seconds spent in the proxy's own code, upstream waits excluded
     secrets: tuple[str, ...] = ()
+    # Why credentials were passed over without a try (an expired token that cannot be refreshed).
+    unusable: list[str] = field(default_factory=list)
+
+
+# Coroutines started from synchronous hooks, kept referenced until they finish.
+_BACKGROUND: set[asyncio.Future] = set()
+
+
+def background(coro) -> asyncio.Future:
+    future = asyncio.ensure_future(coro)
+    _BACKGROUND.add(future)
+    future.add_done_callback(_BACKGROUND.discard)
+    return future
 
 
 def _mask(value: str) -> str:
@@ -65,10 +78,13 @@ class Dispatcher:
         self._exchanges: dict[str, Exchange] = {}
         self._client: httpx.AsyncClient | None = None
 
-    async def done(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+    def done(self):
+        # Synchronous: mitmproxy calls `done` synchronously when it reloads the script. The
+        # returned future is awaited on shutdown.
+        if self._client is None:
+            return None
+        client, self._client = self._client, None
+        return background(client.aclose())
 
     # -- first attempt ---------------------------------------------------------------------
 
@@ -85,17 +101,19 @@ class Dispatcher:
                 reply_error(flow, fmt, 404, str(e), code="model_not_found")
                 return
         ex = Exchange(flow, client, routes)
-        route = self._pick(ex)
+        ex.overhead += time.perf_counter() - started
+        route = await self._pick_usable(ex)
+        started = time.perf_counter()
         config = self.runtime.config
         if route is None and config.request_retry > 0:
             wait = self._soonest_recovery(ex)
             if wait is not None and wait <= config.max_retry_interval:
                 ex.overhead += time.perf_counter() - started
                 await asyncio.sleep(wait)
+                route = await self._pick_usable(ex)
                 started = time.perf_counter()
-                route = self._pick(ex)
         if route is None:
-            self._reply_cooling(flow, ex)
+            self._reply_unavailable(flow, ex)
             return
         try:
             leg = self._leg(ex, route)
@@ -118,6 +136,19 @@ class Dispatcher:
                 logger.debug(f"cliproxy: {ex.client.model}: skipped {skip.credential.label}: {skip.reason}")
         return None if pick.index is None else ex.routes[pick.index]
 
+    async def _pick_usable(self, ex: Exchange) -> Route | None:
+        """The next candidate whose token is fresh (refreshed first when it has expired)."""
+        while True:
+            route = self._pick(ex)
+            if route is None or not route.credential.oauth:
+                return route
+            cred, why = await self.runtime.refresher.usable(route.credential)
+            if cred is not None:
+                return Route(cred, route.model)
+            ex.tried.add(route.credential.id)
+            ex.unusable.append(f"{route.credential.label}: {why}")
+            logger.info(f"cliproxy: {ex.client.model}: skipped {route.credential.label}: {why}")
+
     def _soonest_recovery(self, ex: Exchange) -> float | None:
         candidates = [(r.credential, r.model) for r in ex.routes]
         return self.runtime.pool.pick(candidates, ex.client.model).retry_after
@@ -125,6 +156,11 @@ class Dispatcher:
     def _leg(self, ex: Exchange, route: Route) -> Leg:
         ex.attempts += 1
         ex.tried.add(route.credential.id)
+        if route.credential.oauth:
+            # A token refreshed since the candidates were listed replaces the one they hold.
+            current = self.runtime.refresher.current(route.credential)
+            if current is not None and current is not route.credential:
+                route = Route(current, route.model)
         ex.leg = legs.plan(ex.client, route, self.runtime.config.upstream_overrides)
         ex.secrets = tuple(ex.leg.target.auth_headers)
         return ex.leg
@@ -158,7 +194,7 @@ class Dispatcher:
         response = flow.response
         assert response is not None and ex.leg is not None
         if ex.client.stream and response.status_code < 300:
-            if ex.leg.translated:
+            if ex.leg.converts:
                 response.stream = legs.stream_translator(ex.leg, ex.client)
                 response.headers["content-type"] = legs.stream_content_type(ex.client)
                 response.headers.pop("content-length", None)
@@ -175,8 +211,17 @@ class Dispatcher:
         status = flow.response.status_code
         leg = ex.leg
         assert leg is not None
+        retried: http.Response | None = None
+        if status == 401 and leg.route.credential.oauth:
+            ex.overhead += time.perf_counter() - started
+            retried = await self._retry_refreshed(ex, leg)
+            started = time.perf_counter()
+            if retried is not None:
+                status, leg = retried.status_code, ex.leg
+                assert leg is not None
         if status in _ROTATE:
-            hint = retry_hint(flow.response.headers, flow.response.raw_content or b"")
+            failed = retried if retried is not None else flow.response
+            hint = retry_hint(failed.headers, failed.raw_content or b"")
             self._failed(ex, leg.route, status, hint)
             ex.overhead += time.perf_counter() - started
             replacement = await self._failover(ex, status)
@@ -185,12 +230,16 @@ class Dispatcher:
                 flow.response = replacement
             elif self._soonest_recovery(ex) is not None:
                 self._reply_cooling(flow, ex)
+            elif retried is not None:
+                flow.response = self._converted(ex, retried)
             else:
                 self._to_client(flow, ex)  # nothing is cooling: the upstream's error says most
         else:
             if status < 400:
                 self.runtime.pool.succeeded(leg.route.credential, leg.route.model)
-            if not flow.response.stream:
+            if retried is not None:
+                flow.response = self._converted(ex, retried)
+            elif not flow.response.stream:
                 self._to_client(flow, ex)
         self._annotate(flow, ex)
         ex.overhead += time.perf_counter() - started
@@ -223,6 +272,19 @@ class Dispatcher:
             f"resting it {wait:.0f}s"
         )
 
+    async def _retry_refreshed(self, ex: Exchange, leg: Leg) -> http.Response | None:
+        """An OAuth credential answered 401: refresh its token (once) and resend on it."""
+        cred = leg.route.credential
+        fresh = await self.runtime.refresher.after_unauthorized(cred)
+        if fresh is None:
+            return None
+        logger.info(f"cliproxy: {cred.label} answered 401; token refreshed, retrying on it")
+        try:
+            retry_leg = self._leg(ex, Route(fresh, leg.route.model))
+        except TranslationError:
+            return None
+        return await self._send(ex, retry_leg)
+
     async def _failover(self, ex: Exchange, status: int) -> http.Response | None:
         """Try the remaining credentials, in rounds; the last upstream error if all fail."""
         config = self.runtime.config
@@ -230,7 +292,7 @@ class Dispatcher:
         in_round = 1
         last: http.Response | None = None
         while True:
-            route = self._pick(ex)
+            route = await self._pick_usable(ex)
             round_over = route is None or (
                 config.max_retry_credentials and in_round >= config.max_retry_credentials
             )
@@ -257,6 +319,9 @@ class Dispatcher:
             if response is None:
                 status = 502
                 continue
+            if response.status_code == 401 and route.credential.oauth:
+                response = await self._retry_refreshed(ex, leg) or response
+                route = ex.leg.route if ex.leg is not None else route
             status = response.status_code
             if status not in _ROTATE:
                 if status < 400:
@@ -295,6 +360,18 @@ class Dispatcher:
             time.time(),
         )
 
+    def _reply_unavailable(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        if ex.unusable and self._soonest_recovery(ex) is None:
+            reply_error(
+                flow,
+                ex.client.endpoint.format,
+                503,
+                f"no credential for model {ex.client.model!r} can serve now: " + "; ".join(ex.unusable),
+                code="credentials_unavailable",
+            )
+            return
+        self._reply_cooling(flow, ex)
+
     def _reply_cooling(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         wait = self._soonest_recovery(ex) or 0.0
         reply_error(
@@ -316,12 +393,14 @@ class Dispatcher:
     def _converted(self, ex: Exchange, response: http.Response) -> http.Response:
         """A complete upstream response, translated for the client when the leg translates."""
         leg = ex.leg
-        if leg is None or not leg.translated:
+        if leg is None or not leg.converts:
             return response
         try:
             content_type, body = legs.whole_response(
                 leg, ex.client, response.status_code, response.content or b""
             )
+        except legs.UpstreamStreamError as e:
+            return self._error_response(ex, e.status, e.message)
         except ValueError as e:
             logger.warning(f"cliproxy: {leg.route.credential.label}: unreadable upstream answer: {e}")
             return self._error_response(

@@ -14,6 +14,7 @@ from mitmproxy import http
 from addons.common import client_request, reply, reply_error
 from addons.config import ConfigLoader
 from addons.dispatch import Dispatcher
+from auth.refresh import running_tasks
 from routing.endpoints import Endpoint, Kind, client_key, guess_format, match
 from routing.runtime import Runtime
 from translators.formats import Format
@@ -81,7 +82,13 @@ class ApiListener:
 
     def _health(self, flow: http.HTTPFlow) -> None:
         count = len(self.runtime.router.credentials)
-        body = {"status": "ok" if count else "no credentials", "credentials": count}
+        body = {
+            "status": "ok" if count else "no credentials",
+            "credentials": count,
+            "auth_files": len(self.runtime.store.credentials()),
+            # One, unless a script reload leaked a refresher.
+            "refresh_tasks": running_tasks(),
+        }
         reply(flow, 200, json.dumps(body).encode())
 
     def _list_models(self, flow: http.HTTPFlow, endpoint: Endpoint) -> None:

@@ -6,6 +6,9 @@ import fnmatch
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["api-key", "oauth", "service-account"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,8 +25,14 @@ class ModelName:
 
 @dataclass(frozen=True, slots=True)
 class Credential:
-    provider: str  # "claude" | "gemini" | "codex" | "openai-compatibility"
-    source: str  # where it was defined, e.g. "claude-api-key[1]"; shown to users
+    """Immutable: a refreshed OAuth token is a new `Credential` with the same `id`, so that the
+    pool's cooldowns (keyed by id) survive the refresh."""
+
+    # "claude" | "gemini" | "codex" | "openai-compatibility" for API keys; OAuth and service
+    # account files add "gemini-cli", "antigravity", "qwen", "kimi", "iflow", "vertex", "xai"
+    # (auth.providers.FILE_TYPES).
+    provider: str
+    source: str  # where it was defined, e.g. "claude-api-key[1]" or a token file's name
     secret: str = field(repr=False)
     base_url: str = ""
     prefix: str = ""
@@ -33,18 +42,47 @@ class Credential:
     excluded_models: tuple[str, ...] = ()
     # Set for `openai-compatibility` entries: the service's configured name.
     service: str = ""
-    # Stable across config reloads, so cooldowns survive an edit elsewhere in the file.
-    id: str = field(init=False)
+    kind: Kind = "api-key"
+    # OAuth / service-account credentials: the token file they come from.
+    path: str = ""
+    email: str = ""
+    account_id: str = ""  # Codex: the ChatGPT account (`chatgpt-account-id`)
+    project_id: str = ""  # Gemini CLI, Antigravity, Vertex: the Google Cloud project
+    location: str = ""  # Vertex: the region
+    expires_at: float | None = None  # the access token's expiry, epoch seconds, when known
+    # A refresh failure that retrying cannot fix (`invalid_grant`, a reused refresh token).
+    refresh_error: str = ""
+    description: str = ""
+    websockets: bool = False  # accepted from token files; no WebSocket transport here
+    # Vertex: the service account JSON (private key included).
+    service_account: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    # Stable across config reloads and token refreshes, so cooldowns survive both. Derived from
+    # provider, base URL and key for API keys; from provider and file name for token files.
+    id: str = ""
 
     def __post_init__(self) -> None:
+        if self.id:
+            return
+        if self.path:
+            name = self.path.rsplit("/", 1)[-1]
+            object.__setattr__(self, "id", f"{self.provider}:{name}")
+            return
         digest = hashlib.sha256(
             f"{self.provider}\0{self.base_url}\0{self.secret}".encode()
         ).hexdigest()
         object.__setattr__(self, "id", f"{self.provider}:{digest[:12]}")
 
     @property
+    def oauth(self) -> bool:
+        """Carries a token the proxy refreshes (OAuth, or minted from a service account)."""
+        return self.kind != "api-key"
+
+    @property
     def label(self) -> str:
-        """How logs and mitmweb name this credential: never more than the last 4 characters."""
+        """How logs and mitmweb name this credential: never more than the last 4 characters of
+        an API key, and nothing of an OAuth token (it changes at every refresh anyway)."""
+        if self.kind != "api-key":
+            return f"auth file {self.source}"
         if not self.secret:
             return f"{self.source} (no key)"
         tail = self.secret[-4:] if len(self.secret) >= 12 else "****"

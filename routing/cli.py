@@ -12,8 +12,10 @@ import ssl
 import sys
 from pathlib import Path
 
+from auth.credential import Credential
+from auth.store import AuthStore
 from routing.auth_command import add_parser as add_auth_parser
-from routing.config import ConfigError, load_config, unknown_keys
+from routing.config import Config, ConfigError, load_config, unknown_keys
 from routing.router import Router, UnknownModel, credentials_from_config
 
 ADDON = Path(__file__).resolve().parent.parent / "addons" / "cliproxy.py"
@@ -35,6 +37,13 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     return 0  # not reached
 
 
+def _credentials(config: Config) -> list[Credential]:
+    """The config's keys and the auth directory's logins, as the proxy would load them."""
+    store = AuthStore()
+    store.set_directory(config.auth_path.resolve())
+    return [*credentials_from_config(config), *store.credentials()]
+
+
 def check(args: argparse.Namespace, extra: list[str]) -> int:
     path = Path(args.config).expanduser()
     if not path.exists():
@@ -45,7 +54,7 @@ def check(args: argparse.Namespace, extra: list[str]) -> int:
     except ConfigError as e:
         print(e)
         return 1
-    credentials = credentials_from_config(config)
+    credentials = _credentials(config)
     router = Router(credentials, force_model_prefix=config.force_model_prefix)
     print(f"{path}: valid; listener http://{config.host or '*'}:{config.port}")
     print(f"client api-keys: {len(config.client_keys) or 'none (every local client is allowed)'}")
@@ -152,7 +161,7 @@ def doctor(args: argparse.Namespace, extra: list[str]) -> int:
     if config is None:
         report(False, f"no config at {path}", "copy config.example.yaml there and add credentials")
         return 1
-    router = Router(credentials_from_config(config), force_model_prefix=config.force_model_prefix)
+    router = Router(_credentials(config), force_model_prefix=config.force_model_prefix)
     try:
         routes = router.resolve(model)
     except UnknownModel:

@@ -5,21 +5,41 @@ Pure functions over bytes, shared by mitmproxy's own first attempt and the proxy
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from collections.abc import Mapping
 
+from auth.providers import upstream_model
 from routing.endpoints import Kind
 from routing.router import PROVIDER_FORMATS, Route
-from routing.upstream import ClientRequest, UpstreamTarget, target
+from routing.upstream import (
+    ClientRequest,
+    UpstreamTarget,
+    code_assist,
+    forced_stream,
+    target,
+)
+from translators import code_assist as envelope
 from translators import translate
-from translators.canonical import Request
+from translators.canonical import Request, StopReason, StreamError
+from translators.codec import codec
 from translators.errors import error_body
 from translators.formats import Format
+from translators.openai_responses import codex_body
 from translators.passthrough import replace_model
 from translators.reasoning import split_suffix
 
 _JSON = "application/json"
 _SSE = "text/event-stream"
+
+
+class UpstreamStreamError(ValueError):
+    """A stream read whole (for a non-stream client) that ended in an error event."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,49 +54,91 @@ class Leg:
     request: Request | None = None
     # Set when the proxy answers itself (a token estimate for targets that cannot count).
     local_answer: bytes | None = None
+    # The upstream wraps Gemini in the Code Assist envelope (Gemini CLI, Antigravity logins).
+    envelope: bool = False
+    # The upstream answers as a stream although the client did not ask for one (the Codex
+    # backend): the stream is read whole and answered as one response.
+    aggregate: bool = False
 
     @property
     def translated(self) -> bool:
         return self.request is not None
 
     @property
+    def converts(self) -> bool:
+        """The upstream's answer is not what the client gets byte for byte."""
+        return self.request is not None or self.envelope or self.aggregate
+
+    @property
     def description(self) -> str:
+        upstream = "code-assist" if self.envelope else self.upstream.value
         if self.request is None:
+            if self.envelope:
+                return f"{self.client_format.value} -> {upstream} (envelope only)"
+            if self.aggregate:
+                return f"none ({self.client_format.value} passthrough, upstream stream read whole)"
             return f"none ({self.client_format.value} passthrough)"
-        return f"{self.client_format.value} -> {self.upstream.value}"
+        return f"{self.client_format.value} -> {upstream}"
+
+
+def _codex(body: bytes, parsed: dict) -> bytes:
+    """A Responses body as the Codex backend needs it; the client's bytes when already so."""
+    wanted = codex_body(parsed)
+    return body if wanted == parsed else json.dumps(wanted, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def plan(client: ClientRequest, route: Route, overrides: Mapping[str, str]) -> Leg:
     """The attempt of `client` on `route`. Raises `translate.TranslationError` (a 400)."""
     fmt = client.endpoint.format
-    upstream = PROVIDER_FORMATS[route.credential.provider]
-    base_model, reasoning = split_suffix(route.model)
-    t = target(route.credential, client, base_model, upstream, overrides)
+    cred = route.credential
+    upstream = PROVIDER_FORMATS[cred.provider]
+    # The id sent upstream; `route.model` stays the pool's (cooldowns are keyed by it).
+    model = upstream_model(cred.provider, route.model) if cred.oauth else route.model
+    base_model, reasoning = split_suffix(model)
+    t = target(cred, client, base_model, upstream, overrides)
     counting = client.endpoint.kind is Kind.COUNT_TOKENS
+    wrapped = code_assist(cred)
+    aggregate = forced_stream(cred) and not client.stream and not counting
 
     if upstream is fmt and reasoning is None:
         body = client.body
+        if wrapped:
+            if counting:
+                body = envelope.count_body(client.parsed or {}, base_model)
+            else:
+                body = envelope.wrap_raw(client.body, base_model, cred.project_id)
+            return Leg(route, fmt, upstream, t, body, envelope=True)
         if fmt is not Format.GEMINI and client.parsed is not None:  # Gemini: model in the path
-            body = replace_model(client.body, client.parsed, route.model)
-        return Leg(route, fmt, upstream, t, body)
+            body = replace_model(client.body, client.parsed, model)
+        if forced_stream(cred) and not counting:
+            body = _codex(body, json.loads(body))
+        return Leg(route, fmt, upstream, t, body, aggregate=aggregate)
 
-    request = translate.decode_request(fmt, client.parsed or {}, route.model, client.stream)
+    request = translate.decode_request(fmt, client.parsed or {}, model, client.stream)
     if counting and upstream in (Format.OPENAI_CHAT, Format.OPENAI_RESPONSES):
         estimate = translate.count_body(fmt, translate.estimate_tokens(client.body))
         return Leg(route, fmt, upstream, t, b"", request, estimate)
-    if counting:
+    if counting and wrapped:
+        body = envelope.count_body(json.loads(translate.encode_request(upstream, request)), base_model)
+    elif counting:
         body = translate.count_request(upstream, request)
     else:
         body = translate.encode_request(upstream, request)
-    return Leg(route, fmt, upstream, t, body, request)
+        if wrapped:
+            body = envelope.wrap_raw(body, base_model, cred.project_id)
+        elif forced_stream(cred):
+            body = _codex(body, json.loads(body))
+    return Leg(route, fmt, upstream, t, body, request, envelope=wrapped, aggregate=aggregate)
 
 
 def request_headers(leg: Leg) -> dict[str, str]:
     """Headers a translated request needs beyond the credential's."""
-    if leg.request is None:
+    if not leg.converts:
         return {}
-    headers = {"content-type": _JSON, "accept-encoding": "identity"}
-    if leg.upstream is Format.ANTHROPIC:
+    headers = {"accept-encoding": "identity"}
+    if leg.request is not None or leg.envelope:
+        headers["content-type"] = _JSON
+    if leg.request is not None and leg.upstream is Format.ANTHROPIC:
         headers["anthropic-version"] = "2023-06-01"
     return headers
 
@@ -91,15 +153,30 @@ def gemini_sse(client: ClientRequest) -> bool:
     return ("alt", "sse") in client.query
 
 
-def stream_translator(leg: Leg, client: ClientRequest) -> translate.StreamTranslator:
-    assert leg.request is not None
+def stream_translator(leg: Leg, client: ClientRequest) -> Callable[[bytes], list[bytes]]:
     sse = client.endpoint.format is not Format.GEMINI or gemini_sse(client)
+    if leg.request is None:
+        assert leg.envelope, "a pass-through leg has no stream translator"
+        return envelope.Unwrapper(sse)
     return translate.StreamTranslator(leg.upstream, client.endpoint.format, leg.request, sse)
+
+
+def _read_stream_whole(leg: Leg, fmt: Format, body: bytes) -> bytes:
+    decoder = codec(leg.upstream).stream_decoder()
+    events = decoder.feed(body) + decoder.close()
+    for event in events:
+        if isinstance(event, StreamError):
+            raise UpstreamStreamError(event.status or 502, event.message)
+    response = translate.accumulate(events, leg.upstream.value)
+    if response.stop_reason is StopReason.ERROR:
+        raise UpstreamStreamError(502, "the upstream stream ended in an error")
+    return json.dumps(codec(fmt).encode_response(response), ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def whole_response(leg: Leg, client: ClientRequest, status: int, body: bytes) -> tuple[str, bytes]:
     """A complete upstream response (status, decoded body) as the client's format expects it:
-    (content type, body). Raises ValueError when the upstream body cannot be read."""
+    (content type, body). Raises ValueError when the upstream body cannot be read
+    (UpstreamStreamError when it is a stream that ended in an error)."""
     fmt = client.endpoint.format
     if status >= 400:
         return _JSON, error_body(fmt, status, translate.translate_error(leg.upstream, body))
@@ -108,4 +185,10 @@ def whole_response(leg: Leg, client: ClientRequest, status: int, body: bytes) ->
     if client.stream:
         translator = stream_translator(leg, client)
         return stream_content_type(client), b"".join(translator(body) + translator(b""))
+    if leg.aggregate and not body.lstrip().startswith(b"{"):
+        return _JSON, _read_stream_whole(leg, fmt, body)
+    if leg.request is None:
+        if leg.envelope:
+            return _JSON, envelope.unwrap_body(body)
+        return _JSON, body  # the Codex backend answered JSON after all
     return _JSON, translate.translate_response(leg.upstream, fmt, body)

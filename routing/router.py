@@ -10,18 +10,27 @@ import fnmatch
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from auth import providers
 from auth.credential import Credential, ModelName
 from routing.config import ApiKeyEntry, Config
 from translators.formats import Format
 from translators.listing import ListedModel
 from translators.reasoning import split_suffix
 
-# The wire format each kind of credential speaks upstream.
+# The wire format each kind of credential speaks upstream. Gemini CLI and Antigravity speak
+# Gemini inside the Code Assist envelope (routing.upstream.CODE_ASSIST).
 PROVIDER_FORMATS = {
     "claude": Format.ANTHROPIC,
     "gemini": Format.GEMINI,
     "codex": Format.OPENAI_RESPONSES,
     "openai-compatibility": Format.OPENAI_CHAT,
+    "gemini-cli": Format.GEMINI,
+    "antigravity": Format.GEMINI,
+    "vertex": Format.GEMINI,
+    "qwen": Format.OPENAI_CHAT,
+    "iflow": Format.OPENAI_CHAT,
+    "kimi": Format.ANTHROPIC,
+    "xai": Format.OPENAI_RESPONSES,
 }
 
 # Without a `models` list, an API key serves every model of its vendor's families
@@ -38,6 +47,10 @@ _DEFAULT_LISTING = {
     "codex": ("gpt-5", "gpt-5-codex", "gpt-5-mini"),
     "openai-compatibility": (),
 }
+# OAuth and service-account providers (auth-dir token files); Claude and Codex logins share the
+# API keys' tables above.
+_FAMILIES.update(providers.FAMILIES)
+_DEFAULT_LISTING.update(providers.DEFAULT_LISTING)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,14 @@
-"""The live state the addons share: the config in force, the router built from it, the pool."""
+"""The live state the addons share: the config in force, the auth directory's credentials, the
+router built from both, the pool and the token refresher."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from auth.credential import Credential
 from auth.pool import Pool
+from auth.refresh import Refresher
+from auth.store import AuthStore
 from routing.config import Config
 from routing.router import Router, credentials_from_config
 
@@ -12,17 +18,34 @@ class Runtime:
         self.config = Config()
         self.router = Router(())
         self.pool = Pool()
+        self.store = AuthStore()
+        self.refresher = Refresher(
+            self.store, overrides=lambda: self.config.upstream_overrides, publish=self.publish_auth
+        )
+        self._config_credentials: list[Credential] = []
+        # Called with each config put in force (the auth-dir watcher follows `auth-dir`).
+        self.config_listeners: list[Callable[[Config], None]] = []
         if config is not None:
             self.apply(config)
 
     def apply(self, config: Config) -> None:
         """Put `config` in force. Cooldowns of credentials that stay in the config survive."""
-        credentials = credentials_from_config(config)
-        self.router = Router(credentials, force_model_prefix=config.force_model_prefix)
+        self._config_credentials = credentials_from_config(config)
+        self.config = config
         self.pool.configure(
             config.routing.pool_strategy,
             disable_cooling=config.disable_cooling,
             transient_cooldown=config.transient_cooldown,
         )
+        self._rebuild()
+        for listener in self.config_listeners:
+            listener(config)
+
+    def publish_auth(self) -> None:
+        """The auth directory's credentials changed (a file, or a refreshed token)."""
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        credentials = [*self._config_credentials, *self.store.credentials()]
+        self.router = Router(credentials, force_model_prefix=self.config.force_model_prefix)
         self.pool.forget({c.id for c in credentials})
-        self.config = config

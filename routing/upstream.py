@@ -6,7 +6,9 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from auth import providers
 from auth.credential import Credential
+from auth.providers import redirect
 from routing.endpoints import Endpoint, Kind
 from translators.formats import Format
 
@@ -60,26 +62,49 @@ class UpstreamTarget:
     extra_headers: dict[str, str]
 
 
-def redirect(url: str, overrides: Mapping[str, str]) -> str:
-    """Apply `upstream-overrides` (vendor host -> base URL) to an absolute URL."""
-    if not overrides:
-        return url
-    parts = urllib.parse.urlsplit(url)
-    base = overrides.get((parts.hostname or "").lower())
-    if base is None:
-        return url
-    target = urllib.parse.urlsplit(base)
-    path = target.path.rstrip("/") + parts.path
-    return urllib.parse.urlunsplit((target.scheme, target.netloc, path, parts.query, ""))
+# Providers that speak Gemini inside Gemini CLI's Code Assist envelope (`/v1internal:{action}`).
+CODE_ASSIST = frozenset({"gemini-cli", "antigravity"})
+
+
+def code_assist(cred: Credential) -> bool:
+    return cred.kind == "oauth" and cred.provider in CODE_ASSIST
+
+
+def forced_stream(cred: Credential) -> bool:
+    """The ChatGPT Codex backend answers only as a stream, whatever the client asked."""
+    return cred.kind == "oauth" and cred.provider == "codex"
+
+
+def base_url(cred: Credential) -> str:
+    if cred.base_url:
+        return cred.base_url
+    if cred.kind == "api-key":
+        return DEFAULT_BASE_URLS.get(cred.provider, "")
+    if cred.provider == "vertex":
+        return providers.vertex_base_url(cred.location)
+    spec = providers.PROVIDERS.get(cred.provider)
+    return spec.base_url if spec else ""
+
+
+def _gemini_action(client: ClientRequest, counting: bool) -> tuple[str, list[tuple[str, str]]]:
+    if counting:
+        return "countTokens", []
+    if client.stream:
+        return "streamGenerateContent", [("alt", "sse")]
+    return "generateContent", []
 
 
 def _upstream_path(
-    client: ClientRequest, model: str, upstream: Format
+    client: ClientRequest, model: str, upstream: Format, cred: Credential
 ) -> tuple[str, list[tuple[str, str]]]:
     """Path and query on the upstream. Same format: the client's own, only the model and its
     credential swapped. Another format: that format's endpoint for the same kind of call."""
     ep = client.endpoint
     counting = ep.kind is Kind.COUNT_TOKENS
+    if code_assist(cred):
+        # Always SSE when streaming: the envelope is unwrapped event by event.
+        action, query = _gemini_action(client, counting)
+        return f"/v1internal:{action}", query
     if upstream is ep.format:
         query = [(k, v) for k, v in client.query if k not in _CLIENT_AUTH_QUERY]
         version, action = ep.version, ep.action
@@ -89,6 +114,9 @@ def _upstream_path(
         if client.stream and not counting and upstream is Format.GEMINI:
             action, query = "streamGenerateContent", [("alt", "sse")]
     if upstream is Format.GEMINI:
+        if cred.provider == "vertex":
+            where = f"/v1/projects/{cred.project_id}/locations/{cred.location or 'global'}"
+            return f"{where}/publishers/google/models/{model}:{action}", query
         return f"/{version}/models/{model}:{action}", query
     if upstream is Format.ANTHROPIC:
         return ("/v1/messages/count_tokens" if counting else "/v1/messages"), query
@@ -100,16 +128,44 @@ def _upstream_path(
 def _auth_headers(cred: Credential) -> dict[str, str]:
     if not cred.secret:
         return {}
-    if cred.provider == "claude":
-        return {"x-api-key": cred.secret}
-    if cred.provider == "gemini":
-        return {"x-goog-api-key": cred.secret}
+    if cred.kind == "api-key":
+        if cred.provider == "claude":
+            return {"x-api-key": cred.secret}
+        if cred.provider == "gemini":
+            return {"x-goog-api-key": cred.secret}
+    # OAuth access tokens, minted service-account tokens and iFlow's API key alike.
     return {"authorization": f"Bearer {cred.secret}"}
+
+
+def _merge_list_header(client_value: str | None, required: str) -> str:
+    values = [v.strip() for v in (client_value or "").split(",") if v.strip()]
+    if required not in values:
+        values.append(required)
+    return ",".join(values)
+
+
+def _provider_headers(cred: Credential, client_headers: Mapping[str, str]) -> dict[str, str]:
+    """What the provider requires beyond the token. Ids and flags the request cannot do without
+    are always set; identity headers only when the client sent none of its own."""
+    out: dict[str, str] = {}
+    defaults: dict[str, str] = {}
+    if cred.kind != "oauth":
+        return out
+    if cred.provider == "claude":
+        out["anthropic-beta"] = _merge_list_header(client_headers.get("anthropic-beta"), providers.CLAUDE_OAUTH_BETA)
+    elif cred.provider == "codex":
+        if cred.account_id:
+            out["chatgpt-account-id"] = cred.account_id
+        defaults = providers.CODEX_DEFAULT_HEADERS
+    elif cred.provider == "qwen":
+        defaults = providers.QWEN_DEFAULT_HEADERS
+    out.update({k: v for k, v in defaults.items() if k not in client_headers})
+    return out
 
 
 def _extra_headers(cred: Credential, client_headers: Mapping[str, str]) -> dict[str, str]:
     # CLIProxyAPI: a configured value "$name" copies the client's header `name`.
-    out = {}
+    out = _provider_headers(cred, client_headers)
     for name, value in cred.headers.items():
         if value.startswith("$"):
             copied = client_headers.get(value[1:].lower())
@@ -127,9 +183,8 @@ def target(
     upstream: Format,
     overrides: Mapping[str, str],
 ) -> UpstreamTarget:
-    base = cred.base_url or DEFAULT_BASE_URLS.get(cred.provider, "")
-    path, query = _upstream_path(client, model, upstream)
-    url = base + path
+    path, query = _upstream_path(client, model, upstream, cred)
+    url = base_url(cred) + path
     if query:
         url += "?" + urllib.parse.urlencode(query)
     return UpstreamTarget(

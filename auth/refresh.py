@@ -1,0 +1,669 @@
+"""Keeping OAuth access tokens fresh: per-provider refresh calls, and the refresher that runs them.
+
+`refresh_token()` is one call to a provider's token endpoint (httpx, no mitmproxy). `Refresher`
+decides when: in the background a provider-specific lead time before expiry, and on demand when
+a request finds its token expired or the upstream answers 401. One refresh per credential at a
+time (single flight: concurrent callers wait for the same one), at most `MAX_CONCURRENT` at once.
+
+A refreshed token file is written atomically (auth.tokens.save_token_file) *before* the new
+access token is used, so a rotated refresh token is never lost to a crash. A refusal that retrying
+cannot fix (`invalid_grant`, a reused or revoked refresh token) is recorded on the credential and
+in its file, and never retried until the file changes (a new login).
+
+No token ever appears in a log line or an exception message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import datetime
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from auth import providers
+from auth.credential import Credential
+from auth.store import AuthStore, Entry, with_refresh_error
+from auth.tokens import (
+    TokenFile,
+    TokenFileError,
+    format_time,
+    load_token_file,
+    save_token_file,
+)
+
+logger = logging.getLogger("cliproxy")
+
+CHECK_INTERVAL = 5.0
+MAX_CONCURRENT = 16
+PENDING_BACKOFF = 60.0  # a refresh running this long is not started again by the loop
+FAILURE_BACKOFF = 5 * 60.0
+INEFFECTIVE_BACKOFF = 30.0  # refreshed, yet still within the lead time (a short-lived token)
+# A token this close to its expiry is treated as expired by requests (it could die in flight).
+EXPIRY_MARGIN = 30.0
+TIMEOUT = httpx.Timeout(30.0)
+TASK_NAME = "cliproxy-refresh"
+
+# OAuth error codes that say "this refresh token will never work again".
+TERMINAL_CODES = frozenset(
+    {"invalid_grant", "refresh_token_reused", "refresh_token_expired", "refresh_token_invalidated",
+     "token_revoked", "unauthorized_client", "invalid_client"}
+)
+_TERMINAL_WORDS = ("reuse", "revoked", "invalid_grant", "refresh token not found", "expired or revoked")
+
+
+class RefreshError(Exception):
+    """A failed refresh. `terminal`: the provider refused the refresh token for good."""
+
+    def __init__(self, message: str, *, terminal: bool = False, code: str = "") -> None:
+        super().__init__(message)
+        self.terminal = terminal
+        self.code = code or ("refused" if terminal else "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    token: TokenFile  # the file's new content (unchanged for in-memory tokens)
+    persist: bool = True
+    # For tokens that live in memory only (Vertex, minted from a service account).
+    secret: str = ""
+    expires_at: float | None = None
+
+
+def running_tasks() -> int:
+    """How many refresh loops run in this process (one, unless a reload leaked one)."""
+    try:
+        tasks = asyncio.all_tasks()
+    except RuntimeError:
+        return 0
+    return sum(1 for t in tasks if t.get_name() == TASK_NAME and not t.done())
+
+
+# -- talking to token endpoints ------------------------------------------------------------------
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _expiry_fields(body: Mapping[str, Any], now: datetime.datetime) -> dict[str, Any]:
+    lifetime = body.get("expires_in")
+    if not isinstance(lifetime, (int, float)) or isinstance(lifetime, bool):
+        return {}
+    return {"expired": format_time(now + datetime.timedelta(seconds=float(lifetime)))}
+
+
+def _scrub(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 8:
+            text = text.replace(secret, "…")
+    return text
+
+
+def _failure(provider: str, response: httpx.Response, secrets: tuple[str, ...]) -> RefreshError:
+    status = response.status_code
+    code = description = ""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            code = str(error.get("code") or error.get("type") or "")
+            description = str(error.get("message") or "")
+        elif isinstance(error, str):
+            code = error
+        description = str(body.get("error_description") or body.get("message") or description)
+    description = _scrub(description[:200], secrets)
+    code = _scrub(code[:80], secrets)
+    text = f"{code} {description}".lower()
+    terminal = status in (400, 401, 403) and (
+        code in TERMINAL_CODES or any(word in text for word in _TERMINAL_WORDS)
+    )
+    message = f"{provider} token endpoint answered HTTP {status}"
+    if code:
+        message += f": {code}"
+    if description:
+        message += f" ({description})"
+    return RefreshError(message, terminal=terminal, code=code or f"HTTP {status}")
+
+
+async def _call(
+    client: httpx.AsyncClient,
+    provider: str,
+    method: str,
+    url: str,
+    overrides: Mapping[str, str],
+    secrets: tuple[str, ...],
+    **kw: Any,
+) -> dict[str, Any]:
+    try:
+        response = await client.request(method, providers.redirect(url, overrides), timeout=TIMEOUT, **kw)
+    except httpx.HTTPError as e:
+        # Never str(e): it may quote the URL, and some URLs carry a token.
+        raise RefreshError(f"{provider} token endpoint unreachable ({type(e).__name__})") from None
+    if response.status_code >= 400:
+        raise _failure(provider, response, secrets)
+    try:
+        body = response.json()
+    except ValueError:
+        raise RefreshError(f"{provider} token endpoint answered HTTP {response.status_code} without JSON") from None
+    if not isinstance(body, dict):
+        raise RefreshError(f"{provider} token endpoint answered something other than a JSON object")
+    return body
+
+
+def _access_token(provider: str, body: Mapping[str, Any]) -> str:
+    token = body.get("access_token")
+    if not isinstance(token, str) or not token:
+        raise RefreshError(f"{provider} token endpoint answered without an access_token")
+    return token
+
+
+async def _refresh_standard(
+    cred: Credential,
+    token: TokenFile,
+    client: httpx.AsyncClient,
+    overrides: Mapping[str, str],
+) -> Refreshed:
+    """claude, codex, antigravity, kimi, qwen, xai: an OAuth 2 refresh_token grant."""
+    spec = providers.PROVIDERS[cred.provider]
+    refresh = token.refresh_token
+    secrets = (refresh, token.access_token)
+    form: dict[str, str] = {"grant_type": "refresh_token", "refresh_token": refresh, "client_id": spec.client_id}
+    headers = {"accept": "application/json"}
+    url = spec.token_url
+    kw: dict[str, Any]
+    if cred.provider == "claude":
+        headers.update(providers.CLAUDE_OAUTH_HEADERS)
+        kw = {"json": form}
+    else:
+        if cred.provider == "codex":
+            form["scope"] = providers.CODEX_REFRESH_SCOPE
+        elif cred.provider == "antigravity":
+            form["client_secret"] = spec.client_secret
+        elif cred.provider == "kimi":
+            # The device identity the login registered (the official Kimi CLI's headers).
+            from auth.login.kimi import device_headers
+
+            headers.update(device_headers(str(token.get("device_id") or "")))
+        elif cred.provider == "xai":
+            url = str(token.get("token_endpoint") or url)
+        kw = {"data": form}
+    body = await _call(client, cred.provider, "POST", url, overrides, secrets, headers=headers, **kw)
+    now = _now()
+    fields: dict[str, Any] = {"access_token": _access_token(cred.provider, body), "last_refresh": format_time(now)}
+    if isinstance(body.get("refresh_token"), str) and body["refresh_token"]:
+        fields["refresh_token"] = body["refresh_token"]
+    fields.update(_expiry_fields(body, now))
+    if cred.provider == "codex" and isinstance(body.get("id_token"), str):
+        fields["id_token"] = body["id_token"]
+    if cred.provider in ("antigravity", "xai") and "expires_in" in body:
+        fields["expires_in"] = body["expires_in"]
+    if cred.provider == "antigravity":
+        fields["timestamp"] = int(now.timestamp() * 1000)
+    if cred.provider == "qwen" and isinstance(body.get("resource_url"), str) and body["resource_url"]:
+        fields["resource_url"] = body["resource_url"]
+    if cred.provider == "kimi":
+        for key in ("token_type", "scope"):
+            if isinstance(body.get(key), str):
+                fields[key] = body[key]
+    if cred.provider == "xai" and isinstance(body.get("id_token"), str):
+        fields["id_token"] = body["id_token"]
+    data = {**token.data, **fields}
+    data.pop("cliproxy_refresh_error", None)
+    return Refreshed(TokenFile(token.path, data))
+
+
+async def _refresh_gemini_cli(
+    cred: Credential, token: TokenFile, client: httpx.AsyncClient, overrides: Mapping[str, str]
+) -> Refreshed:
+    """Legacy Gemini CLI files: the oauth2 token map nested under `token`, with its own client."""
+    spec = providers.GEMINI_CLI
+    nested = token.data.get("token") if isinstance(token.data.get("token"), dict) else {}
+    refresh = token.refresh_token
+    form = {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh,
+        "client_id": str(nested.get("client_id") or spec.client_id),
+        "client_secret": str(nested.get("client_secret") or spec.client_secret),
+    }
+    url = str(nested.get("token_uri") or spec.token_url)
+    body = await _call(client, cred.provider, "POST", url, overrides, (refresh, token.access_token), data=form)
+    now = _now()
+    access = _access_token(cred.provider, body)
+    data = dict(token.data)
+    if nested:
+        new_token = {**nested, "access_token": access}
+        if isinstance(body.get("refresh_token"), str) and body["refresh_token"]:
+            new_token["refresh_token"] = body["refresh_token"]
+        if isinstance(body.get("token_type"), str):
+            new_token["token_type"] = body["token_type"]
+        if expiry := _expiry_fields(body, now):
+            new_token["expiry"] = expiry["expired"]
+        data["token"] = new_token
+        # A stale top-level expiry would win over the nested one when the file is read.
+        for key in ("expired", "expire", "expires_at", "expiresAt", "expiry", "expires"):
+            data.pop(key, None)
+    else:
+        data["access_token"] = access
+        if isinstance(body.get("refresh_token"), str) and body["refresh_token"]:
+            data["refresh_token"] = body["refresh_token"]
+        data.update(_expiry_fields(body, now))
+    data.pop("cliproxy_refresh_error", None)
+    return Refreshed(TokenFile(token.path, data))
+
+
+async def _refresh_iflow(
+    cred: Credential, token: TokenFile, client: httpx.AsyncClient, overrides: Mapping[str, str]
+) -> Refreshed:
+    """iFlow: refresh the OAuth token, then read the account's API key (what requests carry)."""
+    spec = providers.IFLOW
+    refresh = token.refresh_token
+    basic = base64.b64encode(f"{spec.client_id}:{spec.client_secret}".encode()).decode()
+    form = {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh,
+        "client_id": spec.client_id,
+        "client_secret": spec.client_secret,
+    }
+    secrets = (refresh, token.access_token, str(token.get("api_key") or ""))
+    body = await _call(
+        client, "iflow", "POST", spec.token_url, overrides, secrets,
+        data=form, headers={"authorization": f"Basic {basic}", "accept": "application/json"},
+    )
+    now = _now()
+    access = _access_token("iflow", body)
+    fields: dict[str, Any] = {"access_token": access, "last_refresh": format_time(now)}
+    if isinstance(body.get("refresh_token"), str) and body["refresh_token"]:
+        fields["refresh_token"] = body["refresh_token"]
+    for key in ("token_type", "scope"):
+        if isinstance(body.get(key), str):
+            fields[key] = body[key]
+    fields.update(_expiry_fields(body, now))
+    info = await _call(
+        client, "iflow", "GET", providers.IFLOW_USER_INFO_URL, overrides, (*secrets, access),
+        params={"accessToken": access},
+    )
+    user = info.get("data") if isinstance(info.get("data"), dict) else {}
+    api_key = user.get("apiKey") or user.get("api_key")
+    if isinstance(api_key, str) and api_key:
+        fields["api_key"] = api_key
+    if isinstance(user.get("email"), str) and user["email"]:
+        fields["email"] = user["email"]
+    data = {**token.data, **fields}
+    data.pop("cliproxy_refresh_error", None)
+    return Refreshed(TokenFile(token.path, data))
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def service_account_assertion(sa: Mapping[str, Any], audience: str, now: float) -> str:
+    """A signed JWT (RS256) asking Google for a cloud-platform access token."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    header = {"alg": "RS256", "typ": "JWT"}
+    if sa.get("private_key_id"):
+        header["kid"] = str(sa["private_key_id"])
+    claims = {
+        "iss": sa["client_email"],
+        "scope": providers.VERTEX_SCOPE,
+        "aud": audience,
+        "iat": int(now),
+        "exp": int(now) + 3600,
+    }
+    signing_input = (
+        _b64url(json.dumps(header, separators=(",", ":")).encode())
+        + "."
+        + _b64url(json.dumps(claims, separators=(",", ":")).encode())
+    )
+    try:
+        key = serialization.load_pem_private_key(str(sa["private_key"]).encode(), password=None)
+    except (ValueError, TypeError):
+        raise RefreshError("vertex: the service account's private_key cannot be read", terminal=True,
+                           code="invalid_private_key") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise RefreshError("vertex: the service account's private_key is not an RSA key", terminal=True,
+                           code="invalid_private_key")
+    signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return signing_input + "." + _b64url(signature)
+
+
+async def _mint_vertex(
+    cred: Credential, token: TokenFile, client: httpx.AsyncClient, overrides: Mapping[str, str]
+) -> Refreshed:
+    sa = cred.service_account
+    audience = str(sa.get("token_uri") or providers.VERTEX.token_url)
+    now = time.time()
+    assertion = service_account_assertion(sa, audience, now)
+    body = await _call(
+        client, "vertex", "POST", audience, overrides, (assertion,),
+        data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion},
+    )
+    access = _access_token("vertex", body)
+    lifetime = body.get("expires_in")
+    lifetime = float(lifetime) if isinstance(lifetime, (int, float)) and not isinstance(lifetime, bool) else 3600.0
+    return Refreshed(token, persist=False, secret=access, expires_at=now + lifetime)
+
+
+async def refresh_token(
+    cred: Credential, token: TokenFile, client: httpx.AsyncClient, overrides: Mapping[str, str]
+) -> Refreshed:
+    """One refresh of `cred` (whose file content is `token`). Raises RefreshError."""
+    if cred.provider == "vertex":
+        return await _mint_vertex(cred, token, client, overrides)
+    if not token.refresh_token:
+        raise RefreshError(f"{cred.provider}: the auth file has no refresh_token", terminal=True,
+                           code="no_refresh_token")
+    if cred.provider == "gemini-cli":
+        return await _refresh_gemini_cli(cred, token, client, overrides)
+    if cred.provider == "iflow":
+        return await _refresh_iflow(cred, token, client, overrides)
+    if cred.provider in providers.PROVIDERS:
+        return await _refresh_standard(cred, token, client, overrides)
+    raise RefreshError(f"{cred.provider}: no refresh procedure", terminal=True, code="unsupported")
+
+
+# -- the refresher ---------------------------------------------------------------------------------
+
+
+class Refresher:
+    """Background and on-demand refreshes over an AuthStore. Lives on one event loop."""
+
+    def __init__(
+        self,
+        store: AuthStore,
+        *,
+        overrides: Callable[[], Mapping[str, str]] = dict,
+        publish: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+        max_concurrent: int = MAX_CONCURRENT,
+    ) -> None:
+        self.store = store
+        self._overrides = overrides
+        self._publish = publish
+        self._clock = clock
+        self._max_concurrent = max_concurrent
+        self._semaphore: asyncio.Semaphore | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._inflight: dict[str, asyncio.Task[Credential | None]] = {}
+        self._not_before: dict[str, float] = {}  # credential id -> clock time of the next attempt
+        self._failed: set[str] = set()  # ids whose last refresh failed (transiently)
+        self.attempts = 0  # refresh calls made (for tests and debug logs)
+
+    # -- state -------------------------------------------------------------------------------
+
+    def current(self, cred: Credential) -> Credential | None:
+        """The newest version of an OAuth credential (None once its file is gone)."""
+        if not cred.oauth:
+            return cred
+        entry = self.store.entry(cred.id)
+        return entry.credential if entry is not None else None
+
+    def forget(self, ids: list[str]) -> None:
+        """Credentials whose file changed or vanished: their backoff no longer applies."""
+        for i in ids:
+            self._not_before.pop(i, None)
+            self._failed.discard(i)
+
+    def refreshing(self, cred: Credential) -> bool:
+        return cred.id in self._inflight
+
+    def due(self, entry: Entry, now: float) -> bool:
+        cred = entry.credential
+        if entry.disabled or cred.refresh_error:
+            return False
+        lead = providers.lead_time(cred.provider)
+        if cred.kind == "service-account":
+            return not cred.secret or cred.expires_at is None or cred.expires_at - now <= lead
+        if not entry.token.refresh_token:
+            return False
+        if not cred.secret:
+            return True  # iFlow without its API key yet
+        if cred.expires_at is not None:
+            return cred.expires_at - now <= lead
+        last = entry.token.get("last_refresh")
+        if isinstance(last, str):
+            try:
+                when = datetime.datetime.fromisoformat(last.replace("Z", "+00:00"))
+            except ValueError:
+                return False
+            return now - when.timestamp() >= lead
+        return False
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def run(self, interval: Callable[[], float] = lambda: CHECK_INTERVAL) -> None:
+        """Check every `interval()` seconds until cancelled; then stop every refresh."""
+        try:
+            while True:
+                try:
+                    self.check()
+                except Exception:
+                    logger.exception("cliproxy: refresh check failed")
+                await asyncio.sleep(max(0.05, interval()))
+        finally:
+            await self.aclose()
+
+    def check(self) -> int:
+        """Start a refresh for every credential that is due; returns how many were started."""
+        now = self._clock()
+        started = 0
+        for entry in self.store.entries():
+            cid = entry.credential.id
+            if cid in self._inflight or self._not_before.get(cid, 0.0) > now:
+                continue
+            if self.due(entry, now):
+                self._start(cid, "due")
+                started += 1
+        return started
+
+    async def aclose(self) -> None:
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    # -- on demand ---------------------------------------------------------------------------
+
+    async def refresh(self, cred_id: str, reason: str = "on demand") -> Credential | None:
+        """Refresh now, or join the refresh already running; the new credential, or None."""
+        task = self._inflight.get(cred_id) or self._start(cred_id, reason)
+        return await asyncio.shield(task)
+
+    async def usable(self, cred: Credential) -> tuple[Credential | None, str]:
+        """The version of `cred` to send a request with, refreshed first when its token has
+        expired; or None and the reason it cannot serve now."""
+        if not cred.oauth:
+            return cred, ""
+        current = self.current(cred)
+        if current is None:
+            return None, "its auth file is gone"
+        if not self._expired(current):
+            return current, ""
+        if current.refresh_error:
+            return None, f"its token expired and the refresh token was refused ({current.refresh_error}); log in again"
+        if current.id not in self._inflight and current.id in self._failed:
+            wait = self._not_before.get(current.id, 0.0) - self._clock()
+            if wait > 0:
+                return None, f"its token expired and the last refresh failed; next attempt in {wait:.0f}s"
+        await self.refresh(current.id, "token expired")
+        current = self.current(cred)
+        if current is None:
+            return None, "its auth file is gone"
+        if self._expired(current):
+            if current.refresh_error:
+                return None, f"its token expired and the refresh token was refused ({current.refresh_error}); log in again"
+            return None, "its token expired and the refresh failed"
+        return current, ""
+
+    async def after_unauthorized(self, cred: Credential) -> Credential | None:
+        """An upstream 401 on `cred`: the credential to retry with once (refreshed), or None
+        when there is nothing a refresh can fix."""
+        current = self.current(cred)
+        if current is None or current.refresh_error:
+            return None
+        if current.secret != cred.secret:
+            return current  # refreshed since the request left
+        if cred.kind == "oauth" and not self.store.entry(cred.id).token.refresh_token:  # type: ignore[union-attr]
+            return None
+        refreshed = await self.refresh(cred.id, "upstream answered 401")
+        if refreshed is None or refreshed.secret == cred.secret:
+            return None
+        return refreshed
+
+    def _expired(self, cred: Credential) -> bool:
+        if not cred.secret:
+            return True
+        return cred.expires_at is not None and cred.expires_at - self._clock() <= EXPIRY_MARGIN
+
+    # -- one refresh -------------------------------------------------------------------------
+
+    def _start(self, cred_id: str, reason: str) -> asyncio.Task[Credential | None]:
+        task = asyncio.get_running_loop().create_task(self._refresh(cred_id, reason))
+        self._inflight[cred_id] = task
+        self._not_before[cred_id] = self._clock() + PENDING_BACKOFF
+
+        def finished(t: asyncio.Task, cid: str = cred_id) -> None:
+            if self._inflight.get(cid) is t:
+                del self._inflight[cid]
+
+        task.add_done_callback(finished)
+        return task
+
+    async def _refresh(self, cred_id: str, reason: str) -> Credential | None:
+        try:
+            return await self._refresh_once(cred_id, reason)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a bug must not leak a token through a traceback
+            logger.error(f"cliproxy: refresh of {cred_id} failed unexpectedly ({type(e).__name__})")
+            self._backoff(cred_id)
+            return None
+
+    @staticmethod
+    def _newer_on_disk(entry: Entry, token: TokenFile) -> bool:
+        try:
+            on_disk = load_token_file(entry.path)
+        except TokenFileError:
+            return False
+        return bool(on_disk.refresh_token) and on_disk.refresh_token != token.refresh_token
+
+    def _backoff(self, cred_id: str) -> None:
+        self._failed.add(cred_id)
+        self._not_before[cred_id] = self._clock() + FAILURE_BACKOFF
+
+    async def _refresh_once(self, cred_id: str, reason: str) -> Credential | None:
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self._max_concurrent)
+        async with self._semaphore:
+            entry = self.store.entry(cred_id)
+            if entry is None:
+                return None
+            cred, token = entry.credential, entry.token
+            if self._client is None:
+                self._client = httpx.AsyncClient(follow_redirects=False)
+            self.attempts += 1
+            logger.debug(f"cliproxy: refreshing {cred.label} ({reason})")
+            try:
+                result = await refresh_token(cred, token, self._client, self._overrides())
+            except RefreshError as e:
+                return await self._refused(cred_id, token, e)
+
+            entry = self.store.entry(cred_id)
+            if entry is None:
+                logger.info(f"cliproxy: {cred.label} was removed during its refresh; result dropped")
+                return None
+            new = result.token
+            if entry.token.data is not token.data:
+                # Edited on disk meanwhile. The same refresh token: the edit is kept and the new
+                # tokens go on top. Another one (a new login): the file wins.
+                if entry.token.refresh_token != token.refresh_token:
+                    logger.info(f"cliproxy: {cred.label} changed on disk during its refresh; keeping the file")
+                    return entry.credential
+                changed = {k: v for k, v in new.data.items() if token.data.get(k) != v}
+                new = TokenFile(entry.path, {**entry.token.data, **changed})
+
+            if result.persist:
+                self.store.begin_write(cred_id, new.data)
+                try:
+                    await asyncio.to_thread(save_token_file, new)
+                except OSError as e:
+                    # The old refresh token may be dead already: keep the new one in memory.
+                    logger.error(
+                        f"cliproxy: {cred.label}: the refreshed token could not be written "
+                        f"({e.strerror or type(e).__name__}); it is kept in memory only"
+                    )
+                refreshed = self.store.replace(cred_id, new)
+            else:
+                base = entry.credential
+                refreshed = self.store.replace(
+                    cred_id, entry.token,
+                    dataclasses.replace(base, secret=result.secret, expires_at=result.expires_at),
+                )
+            if refreshed is None:
+                return None
+            self._failed.discard(cred_id)
+            now = self._clock()
+            if self.due(self.store.entry(cred_id), now):  # type: ignore[arg-type]
+                self._not_before[cred_id] = now + INEFFECTIVE_BACKOFF
+            else:
+                self._not_before.pop(cred_id, None)
+            self._publish()
+            left = "" if refreshed.expires_at is None else f"; valid for {max(0, refreshed.expires_at - now) / 60:.0f} min"
+            logger.info(f"cliproxy: refreshed the token of {cred.label}{left}")
+            return refreshed
+
+    async def _refused(self, cred_id: str, token: TokenFile, error: RefreshError) -> Credential | None:
+        entry = self.store.entry(cred_id)
+        label = entry.credential.label if entry else cred_id
+        if not error.terminal:
+            self._backoff(cred_id)
+            logger.warning(f"cliproxy: token refresh of {label} failed: {error}; retrying in {FAILURE_BACKOFF / 60:.0f} min")
+            return None
+        logger.error(
+            f"cliproxy: token refresh of {label} refused for good: {error}. "
+            "Its refresh token will not be tried again: log in again to replace the file."
+        )
+        self._not_before.pop(cred_id, None)
+        self._failed.discard(cred_id)
+        if entry is None:
+            return None
+        if entry.token.data is not token.data and entry.token.refresh_token != token.refresh_token:
+            return entry.credential  # a new login arrived meanwhile
+        if entry.credential.kind != "service-account" and self._newer_on_disk(entry, token):
+            # Another writer (a new login, CLIProxyAPI sharing the directory) already replaced
+            # the refresh token we used: take the file's, do not mark it.
+            logger.info(f"cliproxy: {label} was replaced on disk meanwhile; using the file's new token")
+            self.store.scan()
+            self._publish()
+            current = self.store.entry(cred_id)
+            return current.credential if current else None
+        marked = with_refresh_error(entry.token, error.code)
+        if entry.credential.kind == "service-account":
+            # Nothing to persist for an in-memory token: mark the credential only.
+            refreshed = self.store.replace(cred_id, marked)
+        else:
+            self.store.begin_write(cred_id, marked.data)
+            try:
+                await asyncio.to_thread(save_token_file, marked)
+            except OSError as e:
+                logger.error(f"cliproxy: {label}: could not record the refusal in the file ({e.strerror})")
+            refreshed = self.store.replace(cred_id, marked)
+        self._publish()
+        return refreshed

@@ -1,0 +1,383 @@
+"""The auth directory: every `*.json` token file as a pool credential, kept in step with the disk.
+
+CLIProxyAPI's format (auth.tokens): one file per login, a top-level `type` naming the provider,
+plus generic fields honoured for every type (`disabled`, `prefix`, `priority` or
+`attributes.priority`, `excluded_models`, `base_url`, `headers`, `proxy_url`,
+`attributes.websockets` / `attributes.description`).
+
+The store is plain data, with no thread or event loop of its own: the auth-dir watcher calls
+`scan()` (on the event loop) after the directory changed, the refresher calls `replace()` after
+it wrote a refreshed token. A credential's id derives from provider and file name, so a token
+refresh or an edit of the file keeps its cooldowns.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from auth import providers
+from auth.credential import Credential
+from auth.tokens import (
+    TokenFile,
+    TokenFileError,
+    format_time,
+    is_temporary,
+    load_token_file,
+)
+
+logger = logging.getLogger("cliproxy")
+
+# Written into a token file whose refresh token the provider refused for good. CLIProxyAPI
+# ignores unknown fields; a new login rewrites the file without it.
+REFRESH_ERROR_KEY = "cliproxy_refresh_error"
+# The proxy's own temp files (auth.tokens.save_token_file) left behind by a crash.
+_STALE_TEMP = re.compile(r"^\..+\.json\..+\.tmp$")
+STALE_TEMP_AGE = 60.0
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _jwt_claims(token: str) -> dict[str, Any]:
+    """The payload of a JWT, unverified (only to read ids the provider put there)."""
+    try:
+        payload = token.split(".")[1]
+        payload += "=" * (-len(payload) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (IndexError, ValueError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def codex_account_id(data: dict[str, Any]) -> str:
+    if isinstance(data.get("account_id"), str) and data["account_id"]:
+        return data["account_id"]
+    claims = _jwt_claims(str(data.get("id_token") or ""))
+    auth = claims.get("https://api.openai.com/auth")
+    if isinstance(auth, dict) and isinstance(auth.get("chatgpt_account_id"), str):
+        return auth["chatgpt_account_id"]
+    return ""
+
+
+def _string_list(value: Any, what: str, token: TokenFile) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise TokenFileError(f"{token.path}: {what} must be a list of strings")
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return value is True
+
+
+def _expiry(token: TokenFile) -> float | None:
+    when = token.expiry
+    if when is not None:
+        return when.timestamp()
+    # Antigravity files also carry the issue time (ms) and the lifetime.
+    issued, lifetime = token.get("timestamp"), token.get("expires_in")
+    if isinstance(issued, (int, float)) and isinstance(lifetime, (int, float)):
+        return (issued / 1000 if issued > 1e12 else issued) + lifetime
+    return None
+
+
+def credential_from_token(token: TokenFile) -> Credential:
+    """The pool credential a token file describes. Raises TokenFileError naming the file (never
+    a token) when the file cannot serve requests."""
+    data = token.data
+    provider = providers.FILE_TYPES.get(token.type)
+    if provider is None:
+        known = ", ".join(sorted(providers.FILE_TYPES))
+        raise TokenFileError(f"{token.path}: type {token.type!r} is not supported here (known: {known})")
+    prefix = data.get("prefix") or ""
+    if not isinstance(prefix, str) or "/" in prefix.strip("/"):
+        raise TokenFileError(f"{token.path}: prefix must be one path segment, without '/'")
+    attributes = data.get("attributes") if isinstance(data.get("attributes"), dict) else {}
+    headers = data.get("headers") or {}
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise TokenFileError(f"{token.path}: headers must map names to strings")
+    base_url = data.get("base_url") or ""
+    if not isinstance(base_url, str):
+        raise TokenFileError(f"{token.path}: base_url must be a string")
+
+    kind = "oauth"
+    secret = token.access_token
+    account_id = project_id = location = ""
+    service_account: dict[str, Any] = {}
+    if provider == "codex":
+        account_id = codex_account_id(data)
+    elif provider in ("gemini-cli", "antigravity"):
+        project = data.get("project_id") or ""
+        project_id = str(project).split(",")[0].strip()
+    elif provider == "qwen":
+        resource = data.get("resource_url") or ""
+        if resource and not base_url:
+            base_url = resource if "://" in resource else f"https://{resource}/v1"
+    elif provider == "iflow":
+        # Requests carry the account's API key; the OAuth token only renews it.
+        secret = str(data.get("api_key") or "")
+    elif provider == "xai" and not base_url and _truthy(data.get("using_api")):
+        base_url = providers.XAI_API_BASE_URL
+    elif provider == "vertex":
+        kind = "service-account"
+        sa = data.get("service_account")
+        if not isinstance(sa, dict) or not sa.get("private_key") or not sa.get("client_email"):
+            raise TokenFileError(f"{token.path}: service_account needs private_key and client_email")
+        service_account = sa
+        project_id = str(data.get("project_id") or sa.get("project_id") or "")
+        location = str(data.get("location") or providers.VERTEX_DEFAULT_LOCATION)
+        if not project_id:
+            raise TokenFileError(f"{token.path}: no project_id")
+        secret = ""  # minted from the service account, held in memory only
+
+    if kind == "oauth" and not secret and not token.refresh_token:
+        what = "api_key" if provider == "iflow" else "access_token"
+        raise TokenFileError(f"{token.path}: neither {what} nor refresh_token is set")
+
+    failure = data.get(REFRESH_ERROR_KEY)
+    refresh_error = ""
+    if isinstance(failure, dict):
+        refresh_error = str(failure.get("error") or "refresh failed")
+    elif isinstance(failure, str):
+        refresh_error = failure
+
+    return Credential(
+        provider=provider,
+        source=token.path.name,
+        secret=secret,
+        base_url=base_url.rstrip("/"),
+        prefix=prefix.strip("/"),
+        priority=token.priority,
+        headers=dict(headers),
+        models=(),
+        excluded_models=_string_list(data.get("excluded_models"), "excluded_models", token),
+        kind=kind,
+        path=str(token.path),
+        email=str(data.get("email") or ""),
+        account_id=account_id,
+        project_id=project_id,
+        location=location,
+        expires_at=None if kind == "service-account" else _expiry(token),
+        refresh_error=refresh_error,
+        description=str(attributes.get("description") or data.get("note") or ""),
+        websockets=_truthy(attributes.get("websockets", data.get("websockets"))),
+        service_account=service_account,
+    )
+
+
+def with_refresh_error(token: TokenFile, error: str) -> TokenFile:
+    """`token` marked as refused for good (terminal refresh failure)."""
+    stamp = format_time(datetime.datetime.now(datetime.UTC))
+    return TokenFile(token.path, {**token.data, REFRESH_ERROR_KEY: {"error": error, "at": stamp}})
+
+
+@dataclass(slots=True)
+class Entry:
+    path: Path
+    token: TokenFile
+    credential: Credential
+    stat: tuple[int, int, int]
+    disabled: bool = False
+    # Data the proxy is writing right now: when the watcher reads it back, it is not an edit.
+    pending: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class ScanResult:
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)  # edited on disk by someone else
+    removed: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.changed or self.removed)
+
+
+class AuthStore:
+    def __init__(self, directory: Path | None = None, *, clock: Callable[[], float] = time.time) -> None:
+        self.directory = directory
+        self._clock = clock
+        self._entries: dict[Path, Entry] = {}
+        self._paths: dict[str, Path] = {}  # credential id -> its file
+        self._stats: dict[Path, tuple[int, int, int]] = {}  # every *.json seen, valid or not
+        self._problems: dict[Path, str] = {}  # the message already logged for an unusable file
+        self._notes: set[tuple[Path, str]] = set()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def credentials(self) -> list[Credential]:
+        """The credentials that serve requests, in file-name order."""
+        return [e.credential for p, e in sorted(self._entries.items()) if not e.disabled]
+
+    def entries(self) -> list[Entry]:
+        return [e for _, e in sorted(self._entries.items())]
+
+    def entry(self, credential_id: str) -> Entry | None:
+        path = self._paths.get(credential_id)
+        return self._entries.get(path) if path is not None else None
+
+    # -- keeping in step with the disk --------------------------------------------------------
+
+    def set_directory(self, directory: Path) -> ScanResult:
+        """Point the store at `directory` (forgetting the previous one) and load it."""
+        if directory != self.directory:
+            removed = [e.credential.id for e in self._entries.values()]
+            self._entries.clear()
+            self._paths.clear()
+            self._stats.clear()
+            self._problems.clear()
+            self.directory = directory
+            self._remove_stale_temp_files()
+            result = self.scan()
+            result.removed.extend(i for i in removed if i not in result.added)
+            return result
+        return self.scan()
+
+    def scan(self) -> ScanResult:
+        """Read every changed `*.json` of the directory; forget the files that are gone."""
+        result = ScanResult()
+        if self.directory is None:
+            return result
+        seen: set[Path] = set()
+        try:
+            names = sorted(os.listdir(self.directory))
+        except FileNotFoundError:
+            names = []
+        except OSError as e:
+            self._report(self.directory, f"{self.directory}: cannot list the auth directory: {e.strerror}")
+            names = []
+        for name in names:
+            path = self.directory / name
+            if is_temporary(path):
+                continue
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            if not os.path.isfile(path):
+                continue
+            seen.add(path)
+            key = _stat_key(st)
+            if self._stats.get(path) == key:
+                continue
+            self._stats[path] = key
+            self._load(path, key, result)
+        for path in [p for p in self._stats if p not in seen]:
+            del self._stats[path]
+            self._problems.pop(path, None)
+            entry = self._entries.pop(path, None)
+            if entry is not None:
+                self._paths.pop(entry.credential.id, None)
+                result.removed.append(entry.credential.id)
+                logger.info(f"cliproxy: auth file {path.name} removed: its credential is out of the pool")
+        return result
+
+    def _load(self, path: Path, key: tuple[int, int, int], result: ScanResult) -> None:
+        entry = self._entries.get(path)
+        try:
+            token = load_token_file(path)
+            credential = credential_from_token(token)
+        except TokenFileError as e:
+            kept = " (the version loaded before stays in use)" if entry is not None else ""
+            self._report(path, f"cliproxy: auth file skipped: {e}{kept}")
+            return
+        self._problems.pop(path, None)
+        if entry is not None:
+            entry.stat = key
+            if token.data == entry.token.data or token.data == entry.pending:
+                return  # the proxy's own write, or a touch: nothing changed
+        self._note_unsupported(token)
+        disabled = token.disabled
+        new = Entry(path, token, credential, key, disabled)
+        self._entries[path] = new
+        if entry is not None and entry.credential.id != credential.id:
+            self._paths.pop(entry.credential.id, None)  # its type changed
+        self._paths[credential.id] = path
+        if entry is None:
+            result.added.append(credential.id)
+            state = " (disabled)" if disabled else ""
+            logger.info(f"cliproxy: auth file {path.name} loaded: {credential.provider} {credential.kind}{state}")
+        else:
+            result.changed.append(credential.id)
+            logger.info(f"cliproxy: auth file {path.name} changed on disk: reloaded")
+
+    def _report(self, path: Path, message: str) -> None:
+        # One line per problem: a file that stays broken is not reported at every scan.
+        if self._problems.get(path) != message:
+            self._problems[path] = message
+            logger.warning(message)
+
+    def _note_unsupported(self, token: TokenFile) -> None:
+        attributes = token.get("attributes")
+        attributes = attributes if isinstance(attributes, dict) else {}
+        for key in ("proxy_url", "websockets"):
+            value = token.get(key) or attributes.get(key)
+            if (_truthy(value) if key == "websockets" else value) and (token.path, key) not in self._notes:
+                self._notes.add((token.path, key))
+                logger.info(f"cliproxy: auth file {token.path.name}: {key} is accepted but not used here")
+
+    def _remove_stale_temp_files(self) -> None:
+        if self.directory is None:
+            return
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return
+        now = self._clock()
+        for name in names:
+            if _STALE_TEMP.match(name):
+                path = self.directory / name
+                try:
+                    if now - path.stat().st_mtime > STALE_TEMP_AGE:
+                        path.unlink()
+                except OSError:
+                    pass
+
+    # -- the proxy's own updates -------------------------------------------------------------
+
+    def begin_write(self, credential_id: str, data: dict[str, Any]) -> None:
+        """Announce that `data` is about to be written for the credential (not an edit)."""
+        if entry := self.entry(credential_id):
+            entry.pending = data
+
+    def replace(self, credential_id: str, token: TokenFile, credential: Credential | None = None) -> Credential | None:
+        """Put a refreshed token in force; returns its new credential (same id), or None if the
+        file has left the store meanwhile."""
+        entry = self.entry(credential_id)
+        if entry is None:
+            return None
+        if credential is None:
+            try:
+                credential = credential_from_token(token)
+            except TokenFileError as e:
+                logger.warning(f"cliproxy: {e}")
+                return None
+        entry.token = token
+        entry.credential = credential
+        entry.pending = None
+        return credential
+
+
+__all__ = [
+    "REFRESH_ERROR_KEY",
+    "AuthStore",
+    "Entry",
+    "ScanResult",
+    "credential_from_token",
+    "with_refresh_error",
+]
