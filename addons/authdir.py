@@ -15,6 +15,7 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from addons.watching import is_change
 from auth.store import ScanResult
 from auth.tokens import is_temporary
 from routing.config import Config
@@ -31,7 +32,7 @@ class _DirChanged(FileSystemEventHandler):
         self.notify = notify
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory:
+        if event.is_directory or not is_change(event):
             return
         paths = [p for p in (event.src_path, getattr(event, "dest_path", "")) if p]
         if any(not is_temporary(Path(str(p))) for p in paths):

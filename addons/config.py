@@ -11,6 +11,7 @@ from mitmproxy import ctx, exceptions
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from addons.watching import is_change
 from routing.config import EXAMPLE_CLIENT_KEY, Config, ConfigError, load_config, unknown_keys
 from routing.runtime import Runtime
 
@@ -46,6 +47,8 @@ class _FileChanged(FileSystemEventHandler):
         self.notify = notify
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if not is_change(event):
+            return
         paths = {event.src_path, getattr(event, "dest_path", "")}
         if any(p and Path(p).resolve() == self.path for p in paths):
             self.notify()
@@ -188,6 +191,7 @@ class ConfigLoader:
     def _reload(self) -> None:
         self._pending = None
         assert self.path is not None
+        logger.debug(f"cliproxy: reading {self.path}")
         if not self.path.exists():
             logger.warning(f"cliproxy: {self.path} was removed; keeping the running config")
             return

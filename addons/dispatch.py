@@ -72,6 +72,10 @@ def _mask(value: str) -> str:
     return value[:7] + "…" if value.lower().startswith("bearer ") else "…"
 
 
+def _client_side(flow: http.HTTPFlow) -> bool:
+    return flow.error is not None and flow.error.msg.startswith("Client disconnected")
+
+
 class Dispatcher:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -258,9 +262,13 @@ class Dispatcher:
         if ex is None or ex.leg is None:
             return
         self._hide_secrets(flow, ex)
+        self._annotate(flow, ex)
+        if flow.response is not None or _client_side(flow):
+            # The upstream answered, or the client hung up (a Stop button): the credential is
+            # fine, and resting it would lock the next request out.
+            return
         # mitmproxy has already answered the client (502); the next request goes elsewhere.
         self._failed(ex, ex.leg.route, 0, None)
-        self._annotate(flow, ex)
 
     # -- failover --------------------------------------------------------------------------
 

@@ -110,3 +110,15 @@ def test_listener_moves_when_the_port_changes(fake, make_proxy):
         anthropic.Anthropic(api_key="x", base_url=f"http://127.0.0.1:{old_port}", max_retries=0).messages.create(
             model="claude-test-1", max_tokens=8, messages=[]
         )
+
+
+def test_an_idle_proxy_does_not_reread_its_config(make_proxy):
+    """Reading the file is not a change: the watcher must not wake itself up."""
+    proxy = make_proxy({"debug": True})
+    proxy.get("/healthz")
+    time.sleep(0.5)  # the one check right after start-up
+    mark = len(proxy.output())
+    time.sleep(1.5)
+    assert "cliproxy: reading" not in proxy.output()[mark:]
+    proxy.write_config({"debug": True, "request-retry": 1})
+    proxy.wait_for_output("cliproxy: reading", start=mark)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import anthropic
 import openai
 import pytest
@@ -193,3 +195,17 @@ def test_revoked_key_is_set_aside(fake, make_proxy):
     for _ in range(3):
         ask_claude(proxy)
     assert fake.keys_used() == [KEY_A, KEY_B, KEY_B, KEY_B]
+
+
+def test_a_client_hanging_up_does_not_rest_the_key(fake, make_proxy):
+    """A user pressing Stop mid-stream is no fault of the credential."""
+    import httpx
+
+    proxy = make_proxy(two_claude_keys(fake, routing={"strategy": "fill-first"}))
+    body = {"model": "claude-test-1", "max_tokens": 8, "stream": True, "messages": []}
+    headers = {"x-fake-events": "50", "x-fake-event-delay": "0.05"}
+    with httpx.stream("POST", proxy.base_url + "/v1/messages", json=body, headers=headers) as r:
+        next(r.iter_bytes())  # the first event, then hang up
+    time.sleep(0.5)
+    ask_claude(proxy)
+    assert fake.keys_used() == [KEY_A, KEY_A]
