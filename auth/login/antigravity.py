@@ -15,10 +15,11 @@ from typing import Any
 from auth.login import google
 from auth.login.errors import LoginError
 from auth.login.session import Record, Session, expiry_after
+from auth.providers import ANTIGRAVITY
 
 TITLE = "Antigravity"
-CLIENT_ID = "1071006060591-tmhssin2h21lcre235vtolojh4g403ep.apps.googleusercontent.com"
-CLIENT_SECRET = "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"  # an installed-app secret, public by design
+CLIENT_ID = ANTIGRAVITY.client_id
+CLIENT_SECRET = ANTIGRAVITY.client_secret
 SCOPES = (
     "https://www.googleapis.com/auth/cloud-platform",
     "https://www.googleapis.com/auth/userinfo.email",

@@ -15,13 +15,14 @@ from auth.login.callback import browser_login
 from auth.login.errors import LoginError, TransientLoginError
 from auth.login.pkce import PKCE
 from auth.login.session import Record, Session, expiry_after, rfc3339
+from auth.providers import CLAUDE
 
 TITLE = "Claude"
 AUTHORIZE_URL = "https://claude.ai/oauth/authorize"
-TOKEN_URL = "https://platform.claude.com/v1/oauth/token"
+TOKEN_URL = CLAUDE.token_url
 PROFILE_URL = "https://api.anthropic.com/api/oauth/profile"
 ROLES_URL = "https://api.anthropic.com/api/oauth/claude_cli/roles"
-CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
+CLIENT_ID = CLAUDE.client_id
 SCOPE = "user:profile user:inference user:sessions:claude_code user:mcp_servers user:file_upload"
 CALLBACK_PORT = 54545
 CALLBACK_PATH = "/callback"

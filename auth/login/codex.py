@@ -27,11 +27,12 @@ from auth.login.device import parse_interval, poll, show_code
 from auth.login.errors import LoginError, TransientLoginError
 from auth.login.pkce import PKCE
 from auth.login.session import Record, Session, expiry_after, rfc3339
+from auth.providers import CODEX
 
 TITLE = "ChatGPT (Codex)"
 AUTHORIZE_URL = "https://auth.openai.com/oauth/authorize"
-TOKEN_URL = "https://auth.openai.com/oauth/token"
-CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
+TOKEN_URL = CODEX.token_url
+CLIENT_ID = CODEX.client_id
 SCOPE = "openid email profile offline_access"
 CALLBACK_PORT = 1455
 CALLBACK_PATH = "/auth/callback"

@@ -23,10 +23,11 @@ from typing import Any
 from auth.login import google
 from auth.login.errors import LoginError, TransientLoginError
 from auth.login.session import Record, Session, expiry_after
+from auth.providers import GEMINI_CLI
 
 TITLE = "Gemini"
-CLIENT_ID = "681255809395-oo8ft2oprdrnp9e3aqf6av3hmdib135j.apps.googleusercontent.com"
-CLIENT_SECRET = "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"  # an installed-app secret, public by design
+CLIENT_ID = GEMINI_CLI.client_id
+CLIENT_SECRET = GEMINI_CLI.client_secret
 SCOPES = (
     "https://www.googleapis.com/auth/cloud-platform",
     "https://www.googleapis.com/auth/userinfo.email",

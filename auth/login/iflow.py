@@ -18,13 +18,14 @@ import urllib.parse
 from auth.login.callback import browser_login
 from auth.login.errors import LoginError
 from auth.login.session import Record, Session, expiry_after, rfc3339
+from auth.providers import IFLOW
 
 TITLE = "iFlow"
 AUTHORIZE_URL = "https://iflow.cn/oauth"
-TOKEN_URL = "https://iflow.cn/oauth/token"
+TOKEN_URL = IFLOW.token_url
 USERINFO_URL = "https://iflow.cn/api/oauth/getUserInfo"
-CLIENT_ID = "10009311001"
-CLIENT_SECRET = "4Z3YjXycVsQvyGF1etiNlIBB4RsqSDtW"  # iFlow CLI's, public by design
+CLIENT_ID = IFLOW.client_id
+CLIENT_SECRET = IFLOW.client_secret
 CALLBACK_PORT = 11451
 CALLBACK_PATH = "/oauth2callback"
 

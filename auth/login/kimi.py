@@ -19,11 +19,12 @@ import uuid
 from auth.login.device import oauth_poll_result, parse_interval, poll, show_code
 from auth.login.errors import LoginError
 from auth.login.session import Record, Session, expiry_after
+from auth.providers import KIMI
 
 TITLE = "Kimi"
 DEVICE_URL = "https://auth.kimi.com/api/oauth/device_authorization"
-TOKEN_URL = "https://auth.kimi.com/api/oauth/token"
-CLIENT_ID = "17e5f671-d194-4dfb-9706-5516cb48c098"
+TOKEN_URL = KIMI.token_url
+CLIENT_ID = KIMI.client_id
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
 PLATFORM = "kimi_cli"
 CLIENT_VERSION = "1.40.0"

@@ -14,11 +14,12 @@ from auth.login.device import oauth_poll_result, parse_interval, poll, show_code
 from auth.login.errors import LoginError
 from auth.login.pkce import PKCE
 from auth.login.session import Record, Session, expiry_after, rfc3339
+from auth.providers import QWEN
 
 TITLE = "Qwen"
 DEVICE_URL = "https://chat.qwen.ai/api/v1/oauth2/device/code"
-TOKEN_URL = "https://chat.qwen.ai/api/v1/oauth2/token"
-CLIENT_ID = "f0304373b74a44d2b584a3fb70ca9e56"
+TOKEN_URL = QWEN.token_url
+CLIENT_ID = QWEN.client_id
 SCOPE = "openid profile email model.completion"
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
 _FORM = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
