@@ -19,6 +19,7 @@ import httpx
 from mitmproxy import http
 
 from addons.common import reply, reply_error
+from addons.images import inline_image
 from routing import legs
 from routing.legs import Leg
 from routing.router import Route, UnknownModel
@@ -120,7 +121,7 @@ class Dispatcher:
             self._reply_unavailable(flow, ex)
             return
         try:
-            leg = self._leg(ex, route)
+            leg = await self._prepared_leg(ex, route)
         except TranslationError as e:
             reply_error(flow, fmt, 400, str(e))
             return
@@ -167,6 +168,18 @@ class Dispatcher:
                 route = Route(current, route.model)
         ex.leg = legs.plan(ex.client, route, self.runtime.config.upstream_overrides)
         ex.secrets = tuple(ex.leg.target.auth_headers)
+        return ex.leg
+
+    async def _prepared_leg(self, ex: Exchange, route: Route) -> Leg:
+        """The leg for `route`, with images the upstream cannot fetch fetched and inlined."""
+        leg = self._leg(ex, route)
+        images = legs.remote_images(leg)
+        if not images:
+            return leg
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=_TIMEOUT, follow_redirects=False)
+        await asyncio.gather(*(inline_image(self._client, image) for image in images))
+        ex.leg = legs.plan(ex.client, leg.route, self.runtime.config.upstream_overrides, leg.request)
         return ex.leg
 
     def _rewrite(self, flow: http.HTTPFlow, leg: Leg) -> None:
@@ -288,7 +301,7 @@ class Dispatcher:
             return None
         logger.info(f"cliproxy: {cred.label} answered 401; token refreshed, retrying on it")
         try:
-            retry_leg = self._leg(ex, Route(fresh, leg.route.model))
+            retry_leg = await self._prepared_leg(ex, Route(fresh, leg.route.model))
         except TranslationError:
             return None
         return await self._send(ex, retry_leg)
@@ -318,7 +331,7 @@ class Dispatcher:
             assert route is not None
             in_round += 1
             try:
-                leg = self._leg(ex, route)
+                leg = await self._prepared_leg(ex, route)
             except TranslationError as e:
                 return self._error_response(ex, 400, str(e))
             if leg.local_answer is not None:

@@ -21,7 +21,7 @@ from routing.upstream import (
 )
 from translators import code_assist as envelope
 from translators import translate
-from translators.canonical import Request, StopReason, StreamError
+from translators.canonical import Image, Request, StopReason, StreamError, ToolResult
 from translators.codec import codec
 from translators.errors import error_body
 from translators.formats import Format
@@ -87,8 +87,16 @@ def _codex(body: bytes, parsed: dict) -> bytes:
     return body if wanted == parsed else json.dumps(wanted, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def plan(client: ClientRequest, route: Route, overrides: Mapping[str, str]) -> Leg:
-    """The attempt of `client` on `route`. Raises `translate.TranslationError` (a 400)."""
+def plan(
+    client: ClientRequest,
+    route: Route,
+    overrides: Mapping[str, str],
+    request: Request | None = None,
+) -> Leg:
+    """The attempt of `client` on `route`. Raises `translate.TranslationError` (a 400).
+
+    `request`, the client's request already decoded (and its remote images inlined), is encoded
+    as it is instead of being decoded again."""
     fmt = client.endpoint.format
     cred = route.credential
     upstream = PROVIDER_FORMATS[cred.provider]
@@ -114,7 +122,8 @@ def plan(client: ClientRequest, route: Route, overrides: Mapping[str, str]) -> L
             body = _codex(body, json.loads(body))
         return Leg(route, fmt, upstream, t, body, aggregate=aggregate)
 
-    request = translate.decode_request(fmt, client.parsed or {}, model, client.stream)
+    if request is None:
+        request = translate.decode_request(fmt, client.parsed or {}, model, client.stream)
     if counting and upstream in (Format.OPENAI_CHAT, Format.OPENAI_RESPONSES):
         estimate = translate.count_body(fmt, translate.estimate_tokens(client.body))
         return Leg(route, fmt, upstream, t, b"", request, estimate)
@@ -129,6 +138,20 @@ def plan(client: ClientRequest, route: Route, overrides: Mapping[str, str]) -> L
         elif forced_stream(cred):
             body = _codex(body, json.loads(body))
     return Leg(route, fmt, upstream, t, body, request, envelope=wrapped, aggregate=aggregate)
+
+
+def remote_images(leg: Leg) -> list[Image]:
+    """Images given by http(s) URL that the upstream cannot fetch itself: Gemini reads only its
+    own file URIs. The proxy fetches them and sends them inline."""
+    if leg.request is None or leg.upstream is not Format.GEMINI:
+        return []
+    found: list[Image] = []
+    for message in leg.request.messages:
+        for part in message.parts:
+            for item in part.content if isinstance(part, ToolResult) else (part,):
+                if isinstance(item, Image) and item.data is None and (item.url or "").startswith(("http://", "https://")):
+                    found.append(item)
+    return found
 
 
 def request_headers(leg: Leg) -> dict[str, str]:

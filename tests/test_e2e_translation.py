@@ -191,3 +191,61 @@ def test_n_greater_than_one_is_refused(oai, fake):
     with pytest.raises(openai.BadRequestError):
         oai.chat.completions.create(model="claude-test-1", messages=[{"role": "user", "content": "hi"}], n=2)
     assert fake.requests == []
+
+
+@pytest.fixture(scope="module")
+def image_server():
+    """A plain HTTP server with one PNG, as an image host would be."""
+    import base64
+    import http.server
+    import threading
+
+    png = base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    )
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            if self.path.startswith("/cat.png"):
+                self.send_response(200)
+                self.send_header("content-type", "image/png")
+                self.send_header("content-length", str(len(png)))
+                self.end_headers()
+                self.wfile.write(png)
+            else:
+                self.send_response(404)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", png
+    server.shutdown()
+
+
+def test_image_urls_are_fetched_for_gemini(oai, fake, image_server):
+    """Gemini cannot fetch an arbitrary URL: the proxy fetches the image and sends it inline."""
+    import base64
+
+    base, png = image_server
+    content = [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": f"{base}/cat.png?sig=secret-token"}},
+    ]
+    oai.chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": content}])
+    parts = fake.requests[0].json()["contents"][0]["parts"]
+    inline = [p["inlineData"] for p in parts if "inlineData" in p]
+    assert inline == [{"mimeType": "image/png", "data": base64.b64encode(png).decode()}]
+
+
+def test_an_image_that_cannot_be_fetched_is_a_clear_400(oai, fake, image_server):
+    base, _ = image_server
+    content = [{"type": "image_url", "image_url": {"url": f"{base}/missing.png?sig=secret-token"}}]
+    with pytest.raises(openai.BadRequestError) as raised:
+        oai.chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": content}])
+    assert "could not be fetched (HTTP 404)" in raised.value.message
+    assert "secret-token" not in raised.value.message
+    assert fake.requests == []
