@@ -173,6 +173,9 @@ class Dispatcher:
     async def _prepared_leg(self, ex: Exchange, route: Route) -> Leg:
         """The leg for `route`, with images the upstream cannot fetch fetched and inlined."""
         leg = self._leg(ex, route)
+        if leg.translated and logger.isEnabledFor(logging.DEBUG):
+            if dropped := legs.dropped_parameters(ex.client, leg):
+                logger.debug(f"cliproxy: {leg.description}: dropped {', '.join(dropped)}")
         images = legs.remote_images(leg)
         if not images:
             return leg

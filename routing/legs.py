@@ -140,6 +140,38 @@ def plan(
     return Leg(route, fmt, upstream, t, body, request, envelope=wrapped, aggregate=aggregate)
 
 
+_CANONICAL_PARAMETERS = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop",
+    "reasoning",
+    "response_format",
+    "tool_choice",
+    "n",
+)
+
+
+def dropped_parameters(client: ClientRequest, leg: Leg) -> list[str]:
+    """What a translated request lost on the way (for a debug log): client fields the hub does
+    not model, and parameters the upstream format cannot express. Costs a re-encode and a
+    re-decode, so only worth calling when someone reads the answer."""
+    if leg.request is None or leg.envelope or client.endpoint.kind is Kind.COUNT_TOKENS:
+        return []
+    lost: list[str] = []
+    try:
+        echoed = codec(client.endpoint.format).encode_request(leg.request)
+        lost += sorted(f"{key} (not translated)" for key in (client.parsed or {}) if key not in echoed)
+        arrived = codec(leg.upstream).decode_request(json.loads(leg.body))
+    except (NotImplementedError, ValueError):
+        return lost
+    for name in _CANONICAL_PARAMETERS:
+        if getattr(leg.request, name) not in (None, []) and getattr(arrived, name) in (None, []):
+            lost.append(f"{name} (no {leg.upstream.value} equivalent)")
+    return lost
+
+
 def remote_images(leg: Leg) -> list[Image]:
     """Images given by http(s) URL that the upstream cannot fetch itself: Gemini reads only its
     own file URIs. The proxy fetches them and sends them inline."""
