@@ -91,6 +91,13 @@ class Dispatcher:
         client, self._client = self._client, None
         return background(client.aclose())
 
+    def _http(self) -> httpx.AsyncClient:
+        """The client for the requests the proxy sends itself (retries, images); made on first
+        use, so that it belongs to the running event loop."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=_TIMEOUT, follow_redirects=False)
+        return self._client
+
     # -- first attempt ---------------------------------------------------------------------
 
     async def dispatch(
@@ -179,9 +186,7 @@ class Dispatcher:
         images = legs.remote_images(leg)
         if not images:
             return leg
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=_TIMEOUT, follow_redirects=False)
-        await asyncio.gather(*(inline_image(self._client, image) for image in images))
+        await asyncio.gather(*(inline_image(self._http(), image) for image in images))
         ex.leg = legs.plan(ex.client, leg.route, self.runtime.config.upstream_overrides, leg.request)
         return ex.leg
 
@@ -358,11 +363,9 @@ class Dispatcher:
         t, route = leg.target, leg.route
         headers = header_list(ex.client.raw_headers, t, legs.request_headers(leg), len(leg.body))
         body = leg.body
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=_TIMEOUT, follow_redirects=False)
         started = time.time()
         try:
-            async with self._client.stream(
+            async with self._http().stream(
                 ex.client.method, t.url, headers=headers, content=body
             ) as r:
                 # Raw bytes: the body goes to the client with the upstream's own encoding.
