@@ -8,7 +8,7 @@ from mitmproxy import http
 
 from routing.endpoints import Endpoint
 from routing.upstream import ClientRequest
-
+from translators.code_assist import envelope_model
 from translators.errors import error_body
 from translators.formats import Format
 
@@ -63,7 +63,7 @@ def client_request(
     if not isinstance(parsed, dict):
         reply_error(flow, endpoint.format, 400, "the request body must be a JSON object")
         return None
-    model = endpoint.model or parsed.get("model")
+    model = endpoint.model or (envelope_model(parsed) if endpoint.code_assist else parsed.get("model"))
     if not isinstance(model, str) or not model:
         reply_error(flow, endpoint.format, 400, 'the request names no model: set "model"')
         return None

@@ -49,6 +49,8 @@ class Credential:
     account_id: str = ""  # Codex: the ChatGPT account (`chatgpt-account-id`)
     project_id: str = ""  # Gemini CLI, Antigravity, Vertex: the Google Cloud project
     location: str = ""  # Vertex: the region
+    device_id: str = ""  # Kimi: the device the login registered (X-Msh-Device-Id)
+    user_agent: str = ""  # Antigravity: the file's User-Agent override
     expires_at: float | None = None  # the access token's expiry, epoch seconds, when known
     # A refresh failure that retrying cannot fix (`invalid_grant`, a reused refresh token).
     refresh_error: str = ""

@@ -8,7 +8,14 @@ dialling it.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import platform
+import re
+import socket
+import time
 import urllib.parse
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -65,13 +72,17 @@ GEMINI_CLI = OAuthProvider(
     client_secret="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",
     base_url="https://cloudcode-pa.googleapis.com",
 )
+# Antigravity's Code Assist hosts, in CLIProxyAPI's order (antigravityBaseURLFallbackOrder): the
+# daily host first. A file's `base_url` replaces both. Requests go to the first only: the proxy
+# does not fall back to the second on the same credential (a failure moves to the next one).
+ANTIGRAVITY_BASE_URLS = ("https://daily-cloudcode-pa.googleapis.com", "https://cloudcode-pa.googleapis.com")
 ANTIGRAVITY = OAuthProvider(
     "antigravity",
     lead=5 * MINUTE,
     token_url="https://oauth2.googleapis.com/token",
     client_id="1071006060591-tmhssin2h21lcre235vtolojh4g403ep.apps.googleusercontent.com",
     client_secret="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",
-    base_url="https://cloudcode-pa.googleapis.com",
+    base_url=ANTIGRAVITY_BASE_URLS[0],
 )
 QWEN = OAuthProvider(
     "qwen",
@@ -126,6 +137,23 @@ QWEN_DEFAULT_HEADERS = {
     "x-dashscope-authtype": "qwen-oauth",
     "x-dashscope-cachecontrol": "enable",
 }
+# iFlow (CLIProxyAPI's iflow_executor.go at f5dc6483d^): every request names the CLI, a fresh
+# session id and a millisecond timestamp, signed with the API key.
+IFLOW_USER_AGENT = "iFlow-Cli"
+
+# Kimi: the official Kimi CLI's identity (auth.kimi.com and api.kimi.com expect it); the login
+# and every API call send the same X-Msh-* device headers, with the file's `device_id`.
+KIMI_PLATFORM = "kimi_cli"
+KIMI_VERSION = "1.40.0"
+KIMI_USER_AGENT = f"KimiCLI/{KIMI_VERSION}"
+
+# Antigravity: CLIProxyAPI's floor for the Antigravity version it reports (internal/misc/
+# antigravity_version.go); a file's `user_agent` replaces the User-Agent.
+ANTIGRAVITY_VERSION = "2.9.1"
+ANTIGRAVITY_USER_AGENT = f"antigravity/hub/{ANTIGRAVITY_VERSION} darwin/arm64"
+ANTIGRAVITY_NODE_CLIENT = "google-api-nodejs-client/10.3.0"
+ANTIGRAVITY_GOOG_API_CLIENT = "gl-node/22.21.1"
+
 # Claude's token endpoint sits behind Cloudflare: look like Claude Code's own (axios) calls.
 CLAUDE_OAUTH_HEADERS = {"accept": "application/json, text/plain, */*", "user-agent": "axios/1.15.2"}
 
@@ -157,6 +185,40 @@ def upstream_model(provider: str, model: str) -> str:
     if provider == "kimi":
         return model.removeprefix("kimi-").replace("[1m]", "")
     return model
+
+
+def iflow_signature(api_key: str, user_agent: str, session_id: str, timestamp_ms: int) -> str:
+    """Hex HMAC-SHA256 keyed by the API key over `user_agent:session_id:timestamp_ms`."""
+    payload = f"{user_agent}:{session_id}:{timestamp_ms}".encode()
+    return hmac.new(api_key.encode(), payload, hashlib.sha256).hexdigest()
+
+
+def iflow_headers(api_key: str, *, session_id: str = "", timestamp_ms: int | None = None) -> dict[str, str]:
+    """The headers an iFlow API call carries besides the key (a new session id per call)."""
+    session_id = session_id or f"session-{uuid.uuid4()}"
+    stamp = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+    out = {"user-agent": IFLOW_USER_AGENT, "session-id": session_id, "x-iflow-timestamp": str(stamp)}
+    if api_key:
+        out["x-iflow-signature"] = iflow_signature(api_key, IFLOW_USER_AGENT, session_id, stamp)
+    return out
+
+
+def kimi_device_model() -> str:
+    system = {"Darwin": "macOS"}.get(platform.system(), platform.system() or "Unknown")
+    return f"{system} {platform.machine() or 'unknown'}".strip()
+
+
+def kimi_device_headers(device_id: str) -> dict[str, str]:
+    """Kimi's X-Msh-* device headers, for the login and the API calls alike."""
+    name = re.sub(r"[^\x20-\x7e]", "", socket.gethostname()) or "unknown"
+    return {
+        "X-Msh-Platform": KIMI_PLATFORM,
+        "X-Msh-Version": KIMI_VERSION,
+        "X-Msh-Device-Name": name,
+        "X-Msh-Device-Model": kimi_device_model(),
+        "X-Msh-Os-Version": platform.release() or "unknown",
+        "X-Msh-Device-Id": device_id,
+    }
 
 
 def lead_time(provider: str) -> float:

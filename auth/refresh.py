@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from auth import providers
+from auth import project, providers
 from auth.credential import Credential
 from auth.store import AuthStore, Entry, with_refresh_error
 from auth.tokens import (
@@ -192,9 +192,7 @@ async def _refresh_standard(
             form["client_secret"] = spec.client_secret
         elif cred.provider == "kimi":
             # The device identity the login registered (the official Kimi CLI's headers).
-            from auth.login.kimi import device_headers
-
-            headers.update(device_headers(str(token.get("device_id") or "")))
+            headers.update(providers.kimi_device_headers(str(token.get("device_id") or "")))
         elif cred.provider == "xai":
             url = str(token.get("token_endpoint") or url)
         kw = {"data": form}
@@ -400,6 +398,10 @@ class Refresher:
         self._inflight: dict[str, asyncio.Task[Credential | None]] = {}
         self._not_before: dict[str, float] = {}  # credential id -> clock time of the next attempt
         self._failed: set[str] = set()  # ids whose last refresh failed (transiently)
+        # Code Assist project discovery (auth.project): running, and failed until then.
+        self._discovering: dict[str, asyncio.Task[tuple[Credential | None, str]]] = {}
+        self._project_not_before: dict[str, tuple[float, str]] = {}
+        self.project_transport: httpx.BaseTransport | None = None  # tests: a scripted upstream
         self.attempts = 0  # refresh calls made (for tests and debug logs)
 
     # -- state -------------------------------------------------------------------------------
@@ -416,6 +418,7 @@ class Refresher:
         for i in ids:
             self._not_before.pop(i, None)
             self._failed.discard(i)
+            self._project_not_before.pop(i, None)
 
     def refreshing(self, cred: Credential) -> bool:
         return cred.id in self._inflight
@@ -470,7 +473,7 @@ class Refresher:
         return started
 
     async def aclose(self) -> None:
-        tasks = list(self._inflight.values())
+        tasks = [*self._inflight.values(), *self._discovering.values()]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -488,7 +491,14 @@ class Refresher:
 
     async def usable(self, cred: Credential) -> tuple[Credential | None, str]:
         """The version of `cred` to send a request with, refreshed first when its token has
-        expired; or None and the reason it cannot serve now."""
+        expired (and with its Code Assist project found first when its file names none); or
+        None and the reason it cannot serve now."""
+        current, why = await self._fresh(cred)
+        if current is None or not project.needs_project(current):
+            return current, why
+        return await self._with_project(current)
+
+    async def _fresh(self, cred: Credential) -> tuple[Credential | None, str]:
         if not cred.oauth:
             return cred, ""
         current = self.current(cred)
@@ -526,6 +536,59 @@ class Refresher:
         if refreshed is None or refreshed.secret == cred.secret:
             return None
         return refreshed
+
+    # -- Code Assist project discovery ----------------------------------------------------------
+
+    async def _with_project(self, cred: Credential) -> tuple[Credential | None, str]:
+        """`cred` with the project `loadCodeAssist` / `onboardUser` name, written into its file
+        (once per credential; concurrent requests wait for the same discovery)."""
+        failed = self._project_not_before.get(cred.id)
+        if failed is not None and cred.id not in self._discovering and failed[0] > self._clock():
+            return None, failed[1]
+        task = self._discovering.get(cred.id)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._discover(cred))
+            self._discovering[cred.id] = task
+
+            def finished(t: asyncio.Task, cid: str = cred.id) -> None:
+                if self._discovering.get(cid) is t:
+                    del self._discovering[cid]
+
+            task.add_done_callback(finished)
+        return await asyncio.shield(task)
+
+    async def _discover(self, cred: Credential) -> tuple[Credential | None, str]:
+        try:
+            found = await asyncio.to_thread(project.discover_project, cred, self._overrides(), self.project_transport)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - LoginError, or a bug: never a token in the log
+            message = str(e) if isinstance(e, project.LoginError) else type(e).__name__
+            why = f"its file names no Code Assist project and none could be found ({message})"
+            self._project_not_before[cred.id] = (self._clock() + FAILURE_BACKOFF, why)
+            logger.warning(f"cliproxy: {cred.label}: {why}; next attempt in {FAILURE_BACKOFF / 60:.0f} min")
+            return None, why
+        self._project_not_before.pop(cred.id, None)
+        entry = self.store.entry(cred.id)
+        if entry is None:
+            return None, "its auth file is gone"
+        if entry.credential.project_id:  # the file gained one meanwhile: it wins
+            return entry.credential, ""
+        new = entry.token.updated(project_id=found)
+        self.store.begin_write(cred.id, new.data)
+        try:
+            await asyncio.to_thread(save_token_file, new)
+        except OSError as e:
+            logger.error(
+                f"cliproxy: {cred.label}: its Code Assist project {found} could not be written "
+                f"({e.strerror or type(e).__name__}); it is kept in memory only"
+            )
+        current = self.store.replace(cred.id, new)
+        if current is None:
+            return None, "its auth file is gone"
+        self._publish()
+        logger.info(f"cliproxy: {cred.label}: Code Assist project {found} found and saved to the file")
+        return current, ""
 
     def _expired(self, cred: Credential) -> bool:
         if not cred.secret:

@@ -118,13 +118,17 @@ def credential_from_token(token: TokenFile) -> Credential:
 
     kind = "oauth"
     secret = token.access_token
-    account_id = project_id = location = ""
+    account_id = project_id = location = device_id = user_agent = ""
     service_account: dict[str, Any] = {}
     if provider == "codex":
         account_id = codex_account_id(data)
     elif provider in ("gemini-cli", "antigravity"):
         project = data.get("project_id") or ""
         project_id = str(project).split(",")[0].strip()
+        if provider == "antigravity":
+            user_agent = str(data.get("user_agent") or "").strip()
+    elif provider == "kimi":
+        device_id = str(data.get("device_id") or "").strip()
     elif provider == "qwen":
         resource = data.get("resource_url") or ""
         if resource and not base_url:
@@ -173,6 +177,8 @@ def credential_from_token(token: TokenFile) -> Credential:
         account_id=account_id,
         project_id=project_id,
         location=location,
+        device_id=device_id,
+        user_agent=user_agent,
         expires_at=None if kind == "service-account" else _expiry(token),
         refresh_error=refresh_error,
         description=str(attributes.get("description") or data.get("note") or ""),

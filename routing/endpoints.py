@@ -26,6 +26,11 @@ class Endpoint:
     model: str | None = None
     action: str = ""
     version: str = "v1beta"
+    # Gemini CLI signed in with Google: Code Assist's `/v1internal:{action}`, a Gemini body in an
+    # envelope (`{model, project, request}`) and every answer wrapped as `{response, traceId}`.
+    # The format stays GEMINI (errors, counts and streams are Gemini's); legs.plan_code_assist
+    # unwraps the call and wraps the answers back.
+    code_assist: bool = False
 
     @property
     def streams_by_path(self) -> bool:
@@ -40,6 +45,9 @@ _GEMINI_ACTIONS = {
     "streamGenerateContent": Kind.GENERATE,
     "countTokens": Kind.COUNT_TOKENS,
 }
+# Code Assist (cloudcode-pa.googleapis.com): the model calls only. `:loadCodeAssist`,
+# `:onboardUser`, `:listExperiments`... are the account's own business and stay unmatched.
+_CODE_ASSIST_CALL = re.compile(r"^/v1internal:([A-Za-z]+)$")
 
 _POST_ROUTES = {
     "/v1/chat/completions": Endpoint(Kind.GENERATE, Format.OPENAI_CHAT),
@@ -73,6 +81,8 @@ def match(method: str, path: str, headers: Mapping[str, str]) -> Endpoint | None
             version, model, action = m.groups()
             if kind := _GEMINI_ACTIONS.get(action):
                 return Endpoint(kind, Format.GEMINI, model, action, version)
+        if (m := _CODE_ASSIST_CALL.match(path)) and (kind := _GEMINI_ACTIONS.get(m.group(1))):
+            return Endpoint(kind, Format.GEMINI, None, m.group(1), "v1internal", code_assist=True)
         return None
     if method in ("GET", "HEAD"):
         if path == "/healthz":
@@ -91,7 +101,7 @@ def match(method: str, path: str, headers: Mapping[str, str]) -> Endpoint | None
 
 def guess_format(path: str, headers: Mapping[str, str]) -> Format:
     """The error shape to answer in when the route itself is unknown or refused."""
-    if path.startswith(("/v1beta", "/v1alpha")) or speaks_gemini(headers):
+    if path.startswith(("/v1beta", "/v1alpha", "/v1internal")) or speaks_gemini(headers):
         return Format.GEMINI
     if path.startswith("/v1/messages") or wants_anthropic(headers):
         return Format.ANTHROPIC

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from auth.providers import upstream_model
-from routing.endpoints import Kind
+from routing.endpoints import Endpoint, Kind
 from routing.router import PROVIDER_FORMATS, Route
 from routing.upstream import (
     ClientRequest,
@@ -59,6 +59,9 @@ class Leg:
     # The upstream answers as a stream although the client did not ask for one (the Codex
     # backend): the stream is read whole and answered as one response.
     aggregate: bool = False
+    # The client speaks Code Assist (Gemini CLI signed in with Google): its call was taken out of
+    # the envelope, and the answers go back in it. With `envelope` too, nothing converts.
+    client_envelope: bool = False
 
     @property
     def translated(self) -> bool:
@@ -67,18 +70,19 @@ class Leg:
     @property
     def converts(self) -> bool:
         """The upstream's answer is not what the client gets byte for byte."""
-        return self.request is not None or self.envelope or self.aggregate
+        return self.request is not None or self.envelope != self.client_envelope or self.aggregate
 
     @property
     def description(self) -> str:
+        client = "code-assist" if self.client_envelope else self.client_format.value
         upstream = "code-assist" if self.envelope else self.upstream.value
         if self.request is None:
-            if self.envelope:
-                return f"{self.client_format.value} -> {upstream} (envelope only)"
+            if self.envelope != self.client_envelope:
+                return f"{client} -> {upstream} (envelope only)"
             if self.aggregate:
-                return f"none ({self.client_format.value} passthrough, upstream stream read whole)"
-            return f"none ({self.client_format.value} passthrough)"
-        return f"{self.client_format.value} -> {upstream}"
+                return f"none ({client} passthrough, upstream stream read whole)"
+            return f"none ({client} passthrough)"
+        return f"{client} -> {upstream}"
 
 
 def _codex(body: bytes, parsed: dict) -> bytes:
@@ -97,6 +101,8 @@ def plan(
 
     `request`, the client's request already decoded (and its remote images inlined), is encoded
     as it is instead of being decoded again."""
+    if client.endpoint.code_assist:
+        return plan_code_assist(client, route, overrides, request)
     fmt = client.endpoint.format
     cred = route.credential
     upstream = PROVIDER_FORMATS[cred.provider]
@@ -114,7 +120,7 @@ def plan(
             if counting:
                 body = envelope.count_body(client.parsed or {}, base_model)
             else:
-                body = envelope.wrap_raw(client.body, base_model, cred.project_id)
+                body = envelope.wrap_raw(client.body, base_model, cred.project_id, antigravity=cred.provider == "antigravity")
             return Leg(route, fmt, upstream, t, body, envelope=True)
         if fmt is not Format.GEMINI and client.parsed is not None:  # Gemini: model in the path
             body = replace_model(client.body, client.parsed, model)
@@ -134,7 +140,7 @@ def plan(
     else:
         body = translate.encode_request(upstream, request)
         if wrapped:
-            body = envelope.wrap_raw(body, base_model, cred.project_id)
+            body = envelope.wrap_raw(body, base_model, cred.project_id, antigravity=cred.provider == "antigravity")
         elif forced_stream(cred):
             body = _codex(body, json.loads(body))
     return Leg(route, fmt, upstream, t, body, request, envelope=wrapped, aggregate=aggregate)
@@ -157,6 +163,8 @@ def dropped_parameters(client: ClientRequest, leg: Leg) -> list[str]:
     """What a translated request lost on the way (for a debug log): client fields the hub does
     not model, and parameters the upstream format cannot express. Costs a re-encode and a
     re-decode, so only worth calling when someone reads the answer."""
+    if client.endpoint.code_assist and leg.request is not None:
+        client = unwrapped(client, leg.route.credential.provider == "vertex")
     if leg.request is None or leg.envelope or client.endpoint.kind is Kind.COUNT_TOKENS:
         return []
     lost: list[str] = []
@@ -209,6 +217,8 @@ def gemini_sse(client: ClientRequest) -> bool:
 
 
 def stream_translator(leg: Leg, client: ClientRequest) -> Callable[[bytes], list[bytes]]:
+    if leg.client_envelope:
+        return _code_assist_stream(leg, client)
     sse = client.endpoint.format is not Format.GEMINI or gemini_sse(client)
     if leg.request is None:
         assert leg.envelope, "a pass-through leg has no stream translator"
@@ -232,6 +242,8 @@ def whole_response(leg: Leg, client: ClientRequest, status: int, body: bytes) ->
     """A complete upstream response (status, decoded body) as the client's format expects it:
     (content type, body). Raises ValueError when the upstream body cannot be read
     (UpstreamStreamError when it is a stream that ended in an error)."""
+    if leg.client_envelope:
+        return _code_assist_whole(leg, client, status, body)
     fmt = client.endpoint.format
     if status >= 400:
         return _JSON, error_body(fmt, status, translate.translate_error(leg.upstream, body))
@@ -247,3 +259,70 @@ def whole_response(leg: Leg, client: ClientRequest, status: int, body: bytes) ->
             return _JSON, envelope.unwrap_body(body)
         return _JSON, body  # the Codex backend answered JSON after all
     return _JSON, translate.translate_response(leg.upstream, fmt, body)
+
+
+# -- Code Assist clients ---------------------------------------------------------------------------
+# Gemini CLI signed in with Google calls `cloudcode-pa.googleapis.com/v1internal:{action}` with a
+# Gemini request in an envelope (translators/code_assist.py). The endpoint's format is GEMINI;
+# these functions take the call out of the envelope and put the answers back in.
+
+
+def plan_code_assist(
+    client: ClientRequest, route: Route, overrides: Mapping[str, str], request: Request | None = None
+) -> Leg:
+    """The attempt of a Code Assist client on `route`.
+
+    On a Gemini CLI login the call goes as it came, but for the token and the envelope's project
+    (that account's): a pass-through. On any other credential the Gemini request inside is served
+    as a Gemini client's would be: as it is to a Gemini API key, in Antigravity's own envelope to
+    an Antigravity login (whose answers, in the same envelope, then pass through), translated for
+    other providers; the Gemini answers are wrapped back."""
+    cred = route.credential
+    model = upstream_model(cred.provider, route.model) if cred.oauth else route.model
+    counting = client.endpoint.kind is Kind.COUNT_TOKENS
+    try:
+        same_api = code_assist(cred) and cred.provider == "gemini-cli"  # Antigravity's differs
+        if same_api and request is None and split_suffix(model)[1] is None:
+            body = envelope.retarget(client.body, client.parsed or {}, model, cred.project_id, counting)
+            t = target(cred, client, model, Format.GEMINI, overrides)
+            return Leg(route, Format.GEMINI, Format.GEMINI, t, body, envelope=True, client_envelope=True)
+        inner = unwrapped(client, cred.provider == "vertex")
+    except ValueError as e:
+        raise translate.TranslationError(str(e)) from None
+    return replace(plan(inner, route, overrides, request), client_envelope=True)
+
+
+def unwrapped(client: ClientRequest, vertex: bool = False) -> ClientRequest:
+    """A Code Assist client's call as the Gemini API call inside it. A stream always asks for
+    SSE, which the answer's wrapper reads. Raises ValueError for an envelope without a request."""
+    ep = client.endpoint
+    body, parsed = envelope.unwrap_request(client.parsed or {}, ep.kind is Kind.COUNT_TOKENS, vertex)
+    query = client.query
+    if client.stream and not gemini_sse(client):
+        query = (*query, ("alt", "sse"))
+    return replace(
+        client,
+        endpoint=Endpoint(ep.kind, Format.GEMINI, client.model, ep.action),
+        path=f"/v1beta/models/{client.model}:{ep.action}",
+        query=query,
+        body=body,
+        parsed=parsed,
+    )
+
+
+def _code_assist_stream(leg: Leg, client: ClientRequest) -> Callable[[bytes], list[bytes]]:
+    if leg.request is None:
+        # A Gemini upstream's own SSE (a Code Assist one's, unwrapped first).
+        return envelope.Wrapper(gemini_sse(client), envelope.Unwrapper() if leg.envelope else None)
+    inner = translate.StreamTranslator(leg.upstream, Format.GEMINI, leg.request, True)
+    return envelope.Wrapper(gemini_sse(client), inner)
+
+
+def _code_assist_whole(leg: Leg, client: ClientRequest, status: int, body: bytes) -> tuple[str, bytes]:
+    if client.stream and status < 400:
+        translator = _code_assist_stream(leg, client)
+        return stream_content_type(client), b"".join(translator(body) + translator(b""))
+    content_type, answer = whole_response(replace(leg, client_envelope=False), client, status, body)
+    if status >= 400 or client.endpoint.kind is Kind.COUNT_TOKENS:
+        return content_type, answer  # Google's error shape and `{totalTokens}`, as Code Assist's
+    return content_type, envelope.wrap_body(answer)

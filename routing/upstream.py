@@ -102,6 +102,8 @@ def _upstream_path(
     ep = client.endpoint
     counting = ep.kind is Kind.COUNT_TOKENS
     if code_assist(cred):
+        if ep.code_assist:  # a Code Assist client: its own call, only the account changes
+            return f"/v1internal:{ep.action}", [(k, v) for k, v in client.query if k not in _CLIENT_AUTH_QUERY]
         # Always SSE when streaming: the envelope is unwrapped event by event.
         action, query = _gemini_action(client, counting)
         return f"/v1internal:{action}", query
@@ -144,6 +146,19 @@ def _merge_list_header(client_value: str | None, required: str) -> str:
     return ",".join(values)
 
 
+def antigravity_user_agent(cred: Credential) -> str:
+    """The file's `user_agent`, without the Node client suffix onboarding adds; else Antigravity's
+    own (CLIProxyAPI's AntigravityRequestUserAgent)."""
+    ua = cred.user_agent.strip()
+    if not ua:
+        return providers.ANTIGRAVITY_USER_AGENT
+    lower = ua.lower()
+    cut = lower.find(" google-api-nodejs-client/")
+    if lower.startswith("antigravity/") and cut > 0:
+        return ua[:cut].strip()
+    return ua
+
+
 def _provider_headers(cred: Credential, client_headers: Mapping[str, str]) -> dict[str, str]:
     """What the provider requires beyond the token. Ids and flags the request cannot do without
     are always set; identity headers only when the client sent none of its own."""
@@ -159,6 +174,16 @@ def _provider_headers(cred: Credential, client_headers: Mapping[str, str]) -> di
         defaults = providers.CODEX_DEFAULT_HEADERS
     elif cred.provider == "qwen":
         defaults = providers.QWEN_DEFAULT_HEADERS
+    elif cred.provider == "iflow":
+        # Signed per request: always the CLI's own User-Agent, whatever the client's.
+        out.update(providers.iflow_headers(cred.secret))
+    elif cred.provider == "kimi":
+        # As CLIProxyAPI's Kimi executor: the CLI's identity replaces the client's.
+        out["user-agent"] = providers.KIMI_USER_AGENT
+        device = providers.kimi_device_headers(cred.device_id)
+        out.update({k.lower(): v for k, v in device.items() if v})  # no id: none sent
+    elif cred.provider == "antigravity":
+        out["user-agent"] = antigravity_user_agent(cred)
     out.update({k: v for k, v in defaults.items() if k not in client_headers})
     return out
 

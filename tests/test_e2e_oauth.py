@@ -32,6 +32,7 @@ API_HOSTS = (
     "api.anthropic.com",
     "chatgpt.com",
     "cloudcode-pa.googleapis.com",
+    "daily-cloudcode-pa.googleapis.com",
     "api.kimi.com",
     "portal.qwen.ai",
     "apis.iflow.cn",

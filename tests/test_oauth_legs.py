@@ -177,7 +177,7 @@ def test_gemini_cli_count_tokens():
 def test_other_formats_reach_code_assist_translated_and_wrapped():
     client = call(Format.OPENAI_CHAT, CHAT_BODY)
     leg = plan(oauth("antigravity", project_id="ag-proj"), client, "gemini-2.5-flash")
-    assert leg.target.url == "https://cloudcode-pa.googleapis.com/v1internal:generateContent"
+    assert leg.target.url == "https://daily-cloudcode-pa.googleapis.com/v1internal:generateContent"
     sent = json.loads(leg.body)
     assert (sent["model"], sent["project"]) == ("gemini-2.5-flash", "ag-proj")
     assert sent["request"]["contents"][0]["parts"][0]["text"] == "hi"

@@ -13,15 +13,22 @@ def replace_model(body: bytes, parsed: dict, model: str) -> bytes:
     If the textual edit cannot be shown to hit the top-level key (a nested `"model"` appearing
     first, an escaped spelling), fall back to re-serialising, which keeps the meaning.
     """
-    old = parsed.get("model")
-    if old == model:
+    return replace_field(body, parsed, "model", model)
+
+
+def replace_field(body: bytes, parsed: dict, key: str, value: str) -> bytes:
+    """Return `body` with its top-level string field `key` set to `value`, as `replace_model`
+    does (the field is added, by re-serialising, when the body lacks it)."""
+    old = parsed.get(key)
+    if old == value:
         return body
-    wanted = {**parsed, "model": model}
+    wanted = {**parsed, key: value}
     if isinstance(old, str):
         # The old value as the client may have spelled it: escaped or raw UTF-8.
+        name = re.escape(json.dumps(key).encode())
         for spelling in {json.dumps(old), json.dumps(old, ensure_ascii=False)}:
-            pattern = re.compile(rb'("model"\s*:\s*)' + re.escape(spelling.encode("utf-8", "surrogatepass")))
-            replacement = json.dumps(model, ensure_ascii=False).encode("utf-8", "surrogatepass")
+            pattern = re.compile(rb"(" + name + rb"\s*:\s*)" + re.escape(spelling.encode("utf-8", "surrogatepass")))
+            replacement = json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
             edited, count = pattern.subn(lambda m: m.group(1) + replacement, body, count=1)
             if count:
                 try:

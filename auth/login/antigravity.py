@@ -15,7 +15,14 @@ from typing import Any
 from auth.login import google
 from auth.login.errors import LoginError
 from auth.login.session import Record, Session, expiry_after
-from auth.providers import ANTIGRAVITY
+from auth.providers import (
+    ANTIGRAVITY,
+    ANTIGRAVITY_BASE_URLS,
+    ANTIGRAVITY_GOOG_API_CLIENT,
+    ANTIGRAVITY_NODE_CLIENT,
+    ANTIGRAVITY_USER_AGENT,
+    ANTIGRAVITY_VERSION,
+)
 
 TITLE = "Antigravity"
 CLIENT_ID = ANTIGRAVITY.client_id
@@ -29,11 +36,11 @@ SCOPES = (
 )
 APP = google.GoogleApp(TITLE, CLIENT_ID, CLIENT_SECRET, SCOPES, port=51121, path="/oauth-callback")
 USERINFO_URL = "https://www.googleapis.com/oauth2/v2/userinfo?alt=json"
-DAILY_CODE_ASSIST = "https://daily-cloudcode-pa.googleapis.com/v1internal"
-VERSION = "2.9.1"  # CLIProxyAPI's floor for the Antigravity version it reports
-USER_AGENT = f"antigravity/hub/{VERSION} darwin/arm64"
-ONBOARD_USER_AGENT = USER_AGENT + " google-api-nodejs-client/10.3.0"
-GOOG_API_CLIENT = "gl-node/22.21.1"
+DAILY_CODE_ASSIST = f"{ANTIGRAVITY_BASE_URLS[0]}/v1internal"
+VERSION = ANTIGRAVITY_VERSION
+USER_AGENT = ANTIGRAVITY_USER_AGENT
+ONBOARD_USER_AGENT = f"{USER_AGENT} {ANTIGRAVITY_NODE_CLIENT}"
+GOOG_API_CLIENT = ANTIGRAVITY_GOOG_API_CLIENT
 ONBOARD_INTERVAL = 2.0
 ONBOARD_ATTEMPTS = 5
 

@@ -10,41 +10,29 @@ name the account, so the file is `kimi-<unix milliseconds>.json`.
 
 from __future__ import annotations
 
-import platform
-import re
-import socket
 import time
 import uuid
 
 from auth.login.device import oauth_poll_result, parse_interval, poll, show_code
 from auth.login.errors import LoginError
 from auth.login.session import Record, Session, expiry_after
-from auth.providers import KIMI
+from auth.providers import (
+    KIMI,
+    KIMI_PLATFORM,
+    KIMI_VERSION,
+    kimi_device_headers,
+    kimi_device_model,
+)
 
 TITLE = "Kimi"
 DEVICE_URL = "https://auth.kimi.com/api/oauth/device_authorization"
 TOKEN_URL = KIMI.token_url
 CLIENT_ID = KIMI.client_id
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
-PLATFORM = "kimi_cli"
-CLIENT_VERSION = "1.40.0"
-
-
-def device_model() -> str:
-    system = {"Darwin": "macOS"}.get(platform.system(), platform.system() or "Unknown")
-    return f"{system} {platform.machine() or 'unknown'}".strip()
-
-
-def device_headers(device_id: str) -> dict[str, str]:
-    name = re.sub(r"[^\x20-\x7e]", "", socket.gethostname()) or "unknown"
-    return {
-        "X-Msh-Platform": PLATFORM,
-        "X-Msh-Version": CLIENT_VERSION,
-        "X-Msh-Device-Name": name,
-        "X-Msh-Device-Model": device_model(),
-        "X-Msh-Os-Version": platform.release() or "unknown",
-        "X-Msh-Device-Id": device_id,
-    }
+PLATFORM = KIMI_PLATFORM
+CLIENT_VERSION = KIMI_VERSION
+device_model = kimi_device_model
+device_headers = kimi_device_headers
 
 
 def login(session: Session) -> Record:

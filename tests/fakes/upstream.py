@@ -25,7 +25,8 @@ block's ``tool_result`` is answered with a final text.
 
 Gemini CLI's Code Assist API is served too (``POST /v1internal:{generateContent|
 streamGenerateContent|countTokens}``, body ``{model, project, request}``): the Gemini answers,
-each wrapped as ``{response, traceId}``. ``authorize`` (optional) is called with each recorded
+each wrapped as ``{response, traceId}``; ``:loadCodeAssist`` answers a free-tier account with
+project ``fake-project``. ``authorize`` (optional) is called with each recorded
 request and may return a status to fail it with (an OAuth fake rejecting unknown tokens).
 """
 
@@ -478,6 +479,9 @@ class FakeUpstream:
                 return self._gemini(req, s, match["model"], match["action"])
             if match := _CODE_ASSIST_ROUTE.search(path):
                 return self._code_assist(req, s, match["action"])
+            if path.endswith("/v1internal:loadCodeAssist"):
+                tier = {"id": "free-tier", "name": "Gemini Code Assist for individuals"}
+                return _Reply(200, _dumps({"currentTier": tier, "cloudaicompanionProject": "fake-project"}))
         return _bad_request(f"Invalid URL ({req.method} {req.path})", 404)
 
     def _next_id(self, prefix: str) -> str:
