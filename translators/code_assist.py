@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from translators.gemini import unwrap_code_assist
+from translators.gemini import GeminiFramer, unwrap_code_assist
 from translators.jsonutil import compact
 from translators.passthrough import replace_field
 from translators.sse import SSEReader
@@ -77,12 +77,11 @@ class Unwrapper:
     """mitmproxy's stream callable for a Gemini client on a Code Assist upstream: SSE events in,
     the Gemini events inside out, as SSE or as the streamed JSON array (no `alt=sse`)."""
 
-    __slots__ = ("_closed", "_opened", "_reader", "_sse")
+    __slots__ = ("_closed", "_framer", "_reader")
 
     def __init__(self, sse: bool = True) -> None:
         self._reader = SSEReader()
-        self._sse = sse
-        self._opened = False
+        self._framer = GeminiFramer(sse)
         self._closed = False
 
     def __call__(self, chunk: bytes) -> list[bytes]:
@@ -92,8 +91,7 @@ class Unwrapper:
         out = b"".join([self._frame(f.data) for f in frames])
         if not chunk:
             self._closed = True
-            if not self._sse:
-                out += b"]" if self._opened else b"[]"
+            out += self._framer.end()
         return [out] if out else []
 
     def _frame(self, data: str) -> bytes:
@@ -105,12 +103,7 @@ class Unwrapper:
         except ValueError:
             return b""
         payload = _dumps(unwrap_code_assist(parsed) if isinstance(parsed, dict) else parsed)
-        if self._sse:
-            return b"data: " + payload + b"\r\n\r\n"
-        if self._opened:
-            return b",\r\n" + payload
-        self._opened = True
-        return b"[" + payload
+        return self._framer.frame(payload)
 
 
 # -- client side: a Code Assist client served by the pool ---------------------------------------
@@ -207,14 +200,13 @@ class Wrapper:
     head and tail, never parsed.
     """
 
-    __slots__ = ("_buffer", "_closed", "_data", "_inner", "_opened", "_sse")
+    __slots__ = ("_buffer", "_closed", "_data", "_framer", "_inner")
 
     def __init__(self, sse: bool = True, inner: Callable[[bytes], list[bytes]] | None = None) -> None:
-        self._sse = sse
+        self._framer = GeminiFramer(sse)
         self._inner = inner
         self._buffer = b""
         self._data: list[bytes] = []
-        self._opened = False
         self._closed = False
 
     def __call__(self, chunk: bytes) -> list[bytes]:
@@ -250,9 +242,7 @@ class Wrapper:
         out = self._feed(b"\n") if self._buffer else b""
         if self._data:
             out += self._event()
-        if not self._sse:
-            out += b"]" if self._opened else b"[]"
-        return out
+        return out + self._framer.end()
 
     def _event(self) -> bytes:
         data = self._data
@@ -261,11 +251,6 @@ class Wrapper:
         self._data = []
         if not payload or payload == b"[DONE]":
             return b""
-        if self._sse:
-            before, after = b"data: ", b"\r\n\r\n"
-        else:
-            before, after = (b",\r\n" if self._opened else b"["), b""
-            self._opened = True
         if _ERROR.match(payload):  # as it is: Gemini CLI reads no response from it
-            return before + payload + after
-        return b"".join((before, b'{"response":', payload, _trace(payload), b"}", after))
+            return self._framer.frame(payload)
+        return self._framer.frame(b"".join((b'{"response":', payload, _trace(payload), b"}")))

@@ -1136,6 +1136,31 @@ _CHUNK_HEAD = b'{"candidates":[{"content":{"role":"model","parts":['
 _CHUNK_MIDDLE = b']},"index":0}]'
 
 
+class GeminiFramer:
+    """How a Gemini stream carries its chunks: SSE events (`alt=sse`), or the elements of one
+    JSON array, written as they come."""
+
+    __slots__ = ("sse", "_opened")
+
+    def __init__(self, sse: bool) -> None:
+        self.sse = sse
+        self._opened = False  # the array's "[" is out
+
+    def frame(self, payload: bytes) -> bytes:
+        if self.sse:
+            return b"data: " + payload + b"\r\n\r\n"
+        if self._opened:
+            return b",\r\n" + payload
+        self._opened = True
+        return b"[" + payload
+
+    def end(self) -> bytes:
+        """What ends the stream: nothing for SSE; the array's "]" (an empty array if none)."""
+        if self.sse:
+            return b""
+        return b"]" if self._opened else b"[]"
+
+
 class GeminiStreamEncoder:
     """Canonical events into a Gemini client's stream: SSE frames, or one streamed JSON array.
 
@@ -1143,11 +1168,10 @@ class GeminiStreamEncoder:
     its block stops, because a Gemini `functionCall` carries its arguments whole.
     """
 
-    __slots__ = ("_call", "_done", "_keep_signatures", "_kinds", "_model", "_opened", "_sse", "_tail")
+    __slots__ = ("_call", "_done", "_framer", "_keep_signatures", "_kinds", "_model", "_tail")
 
     def __init__(self, request: Request, sse: bool = True) -> None:
-        self._sse = sse
-        self._opened = False  # the array's "[" is out
+        self._framer = GeminiFramer(sse)
         self._done = False
         self._model = _bare_model(request.model)
         self._tail = self._meta(self._model, "")
@@ -1190,7 +1214,7 @@ class GeminiStreamEncoder:
         if isinstance(event, StreamError):
             self._done = True
             payload = error_body(Format.GEMINI, event.status, event.message)
-            return self._frame(payload) + (b"" if self._sse else b"]")
+            return self._frame(payload) + self._framer.end()
         return b""
 
     def close(self) -> bytes:
@@ -1247,15 +1271,10 @@ class GeminiStreamEncoder:
         candidate += _dumps(_FINISH_REASONS[event.stop_reason]).encode() + b',"index":0}]'
         if event.usage is not None:
             candidate += b',"usageMetadata":' + _dumps(_encode_usage(event.usage)).encode()
-        return self._frame(candidate + self._tail) + (b"" if self._sse else b"]")
+        return self._frame(candidate + self._tail) + self._framer.end()
 
     def _frame(self, payload: bytes) -> bytes:
-        if self._sse:
-            return b"data: " + payload + b"\r\n\r\n"
-        if self._opened:
-            return b",\r\n" + payload
-        self._opened = True
-        return b"[" + payload
+        return self._framer.frame(payload)
 
 
 def stream_decoder() -> GeminiStreamDecoder:
