@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import httpx
 from mitmproxy import http
+from mitmproxy.net import server_spec
 
 from addons.common import reply, reply_error
 from addons.images import inline_image
@@ -24,7 +25,7 @@ from routing import legs
 from routing.legs import Leg
 from routing.router import Route, UnknownModel
 from routing.runtime import Runtime
-from routing.upstream import CLIENT_AUTH_HEADERS, ClientRequest, header_list
+from routing.upstream import CLIENT_AUTH_HEADERS, ClientRequest, header_list, upstream_proxy
 from translators.errors import error_body, retry_hint
 from translators.translate import TranslationError
 
@@ -81,22 +82,25 @@ class Dispatcher:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._exchanges: dict[str, Exchange] = {}
-        self._client: httpx.AsyncClient | None = None
+        self._clients: dict[str | None, httpx.AsyncClient] = {}
 
     def done(self):
         # Synchronous: mitmproxy calls `done` synchronously when it reloads the script. The
         # returned future is awaited on shutdown.
-        if self._client is None:
+        if not self._clients:
             return None
-        client, self._client = self._client, None
-        return background(client.aclose())
+        clients, self._clients = list(self._clients.values()), {}
+        return background(asyncio.gather(*(c.aclose() for c in clients)))
 
-    def _http(self) -> httpx.AsyncClient:
-        """The client for the requests the proxy sends itself (retries, images); made on first
-        use, so that it belongs to the running event loop."""
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=_TIMEOUT, follow_redirects=False)
-        return self._client
+    def _http(self, proxy: str | None = None) -> httpx.AsyncClient:
+        """A client for the requests the proxy sends itself (retries, images), one per upstream
+        proxy; made on first use, so that it belongs to the running event loop."""
+        client = self._clients.get(proxy)
+        if client is None:
+            client = self._clients[proxy] = httpx.AsyncClient(
+                timeout=_TIMEOUT, follow_redirects=False, proxy=proxy
+            )
+        return client
 
     # -- first attempt ---------------------------------------------------------------------
 
@@ -191,6 +195,9 @@ class Dispatcher:
         return ex.leg
 
     def _rewrite(self, flow: http.HTTPFlow, leg: Leg) -> None:
+        if proxy := upstream_proxy(leg.route.credential, self.runtime.config.proxy_url):
+            # mitmproxy tunnels this flow's connection through the proxy (CONNECT).
+            flow.server_conn.via = server_spec.parse(proxy, "http")
         req = flow.request
         if req.url != leg.target.url:
             req.url = leg.target.url
@@ -365,7 +372,8 @@ class Dispatcher:
         body = leg.body
         started = time.time()
         try:
-            async with self._http().stream(
+            proxy = upstream_proxy(route.credential, self.runtime.config.proxy_url)
+            async with self._http(proxy).stream(
                 ex.client.method, t.url, headers=headers, content=body
             ) as r:
                 # Raw bytes: the body goes to the client with the upstream's own encoding.

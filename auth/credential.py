@@ -56,6 +56,9 @@ class Credential:
     refresh_error: str = ""
     description: str = ""
     websockets: bool = False  # accepted from token files; no WebSocket transport here
+    # Upstream proxy for this credential: http(s)://host:port, or "direct"/"none" to bypass the
+    # config's global `proxy-url`; "" follows the global one.
+    proxy_url: str = ""
     # Vertex: the service account JSON (private key included).
     service_account: Mapping[str, Any] = field(default_factory=dict, repr=False)
     # Stable across config reloads and token refreshes, so cooldowns survive both. Derived from

@@ -161,6 +161,8 @@ def credential_from_token(token: TokenFile) -> Credential:
     elif isinstance(failure, str):
         refresh_error = failure
 
+    proxy_url = str(data.get("proxy_url") or attributes.get("proxy_url") or "")
+
     return Credential(
         provider=provider,
         source=token.path.name,
@@ -184,6 +186,7 @@ def credential_from_token(token: TokenFile) -> Credential:
         description=str(attributes.get("description") or data.get("note") or ""),
         websockets=_truthy(attributes.get("websockets", data.get("websockets"))),
         service_account=service_account,
+        proxy_url=proxy_url,
     )
 
 
@@ -331,9 +334,9 @@ class AuthStore:
     def _note_unsupported(self, token: TokenFile) -> None:
         attributes = token.get("attributes")
         attributes = attributes if isinstance(attributes, dict) else {}
-        for key in ("proxy_url", "websockets"):
+        for key in ("websockets",):
             value = token.get(key) or attributes.get(key)
-            if (_truthy(value) if key == "websockets" else value) and (token.path, key) not in self._notes:
+            if _truthy(value) and (token.path, key) not in self._notes:
                 self._notes.add((token.path, key))
                 logger.info(f"cliproxy: auth file {token.path.name}: {key} is accepted but not used here")
 

@@ -148,6 +148,10 @@ class Config(_Section):
     disable_cooling: bool = False
     transient_error_cooldown_seconds: float = 0
     force_model_prefix: bool = False
+    # Upstream proxy for every credential (http:// or https://); a credential's own
+    # `proxy-url` wins, and "direct" or "none" there bypasses this one. A socks proxy (which
+    # CLIProxyAPI configs may name) loads, but the credentials it applies to are left out.
+    proxy_url: str = ""
     routing: Routing = Routing()
     quota_exceeded: QuotaExceeded = QuotaExceeded()
     remote_management: RemoteManagement = RemoteManagement()

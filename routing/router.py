@@ -80,6 +80,7 @@ def credentials_from_config(config: Config) -> list[Credential]:
             headers=dict(e.headers),
             models=tuple(ModelName(m.name, m.alias) for m in e.models),
             excluded_models=tuple(e.excluded_models),
+            proxy_url=e.proxy_url,
         )
 
     for key, provider in (
@@ -92,13 +93,14 @@ def credentials_from_config(config: Config) -> list[Credential]:
     for i, svc in enumerate(config.openai_compatibility):
         if svc.disabled:
             continue
-        keys = [k.api_key for k in svc.api_key_entries] or [""]
-        for j, key in enumerate(keys):
+        keys = [(k.api_key, k.proxy_url) for k in svc.api_key_entries] or [("", "")]
+        for j, (key, key_proxy) in enumerate(keys):
             creds.append(
                 Credential(
                     provider="openai-compatibility",
                     source=f"openai-compatibility[{i}] {svc.name} key[{j}]",
                     secret=key,
+                    proxy_url=key_proxy or svc.proxy_url,
                     base_url=svc.base_url.rstrip("/"),
                     prefix=svc.prefix,
                     priority=svc.priority,

@@ -3,6 +3,7 @@ router built from both, the pool and the token refresher."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from auth.credential import Credential
@@ -11,6 +12,10 @@ from auth.refresh import Refresher
 from auth.store import AuthStore
 from routing.config import Config
 from routing.router import Router, credentials_from_config
+from routing.upstream import upstream_proxy
+
+
+logger = logging.getLogger("cliproxy")
 
 
 class Runtime:
@@ -23,6 +28,7 @@ class Runtime:
             self.store, overrides=lambda: self.config.upstream_overrides, publish=self.publish_auth
         )
         self._config_credentials: list[Credential] = []
+        self._proxy_warnings: set[str] = set()
         # Called with each config put in force (the auth-dir watcher follows `auth-dir`).
         self.config_listeners: list[Callable[[Config], None]] = []
         if config is not None:
@@ -46,6 +52,21 @@ class Runtime:
         self._rebuild()
 
     def _rebuild(self) -> None:
-        credentials = [*self._config_credentials, *self.store.credentials()]
+        credentials = [
+            c
+            for c in (*self._config_credentials, *self.store.credentials())
+            if self._proxy_supported(c)
+        ]
         self.router = Router(credentials, force_model_prefix=self.config.force_model_prefix)
         self.pool.forget({c.id for c in credentials})
+
+    def _proxy_supported(self, cred: Credential) -> bool:
+        # Fail closed: a credential whose proxy cannot be honoured must not go out directly.
+        try:
+            upstream_proxy(cred, self.config.proxy_url)
+        except ValueError as e:
+            if cred.id not in self._proxy_warnings:
+                self._proxy_warnings.add(cred.id)
+                logger.warning(f"cliproxy: {e}; left out of the pool")
+            return False
+        return True

@@ -239,3 +239,18 @@ def header_list(
     headers.extend(t.extra_headers.items())
     headers.append(("content-length", str(body_length)))
     return headers
+
+
+def upstream_proxy(cred: Credential, default: str) -> str | None:
+    """The http(s) proxy `cred`'s upstream traffic goes through, or None for a direct
+    connection: the credential's own `proxy-url`, else the config's; "direct" and "none" bypass.
+    Raises ValueError for a proxy this proxy cannot speak (socks)."""
+    value = (cred.proxy_url or default).strip()
+    if value.lower() in ("", "direct", "none"):
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(
+            f"{cred.label}: proxy_url must be an http:// or https:// proxy (or direct/none); "
+            f"{value.split('://', 1)[0]} proxies are not supported"
+        )
+    return value

@@ -209,3 +209,42 @@ def test_a_client_hanging_up_does_not_rest_the_key(fake, make_proxy):
     time.sleep(0.5)
     ask_claude(proxy)
     assert fake.keys_used() == [KEY_A, KEY_A]
+
+
+def test_credentials_reach_their_upstream_through_their_proxy(fake, make_proxy):
+    """`proxy-url` per credential, the global one, and `direct` to bypass it."""
+    from tests.fakes.forward_proxy import ConnectProxy
+
+    with ConnectProxy() as corporate, ConnectProxy() as own:
+        config = two_claude_keys(fake, routing={"strategy": "fill-first"})
+        config["proxy-url"] = corporate.url
+        config["claude-api-key"][0]["proxy-url"] = own.url
+        config["claude-api-key"][1]["proxy-url"] = "direct"
+        config["gemini-api-key"] = [{"api-key": "AIza-proxy-test-key"}]
+        proxy = make_proxy(config)
+        ask_claude(proxy)
+        upstream = fake.base_url.removeprefix("http://")
+        assert own.tunnels == [upstream] and corporate.tunnels == []
+        client = genai.Client(
+            api_key="unused",
+            http_options=genai_types.HttpOptions(base_url=proxy.base_url, api_version="v1beta"),
+        )
+        client.models.generate_content(model="gemini-2.5-flash", contents="hi")
+        assert corporate.tunnels == [upstream]  # the global proxy, for a key without its own
+        fake.fail(KEY_A, 429, headers={"Retry-After": "30"}, times=1)
+        ask_claude(proxy)  # A through its proxy, then B: direct
+        assert fake.keys_used()[-2:] == [KEY_A, KEY_B]
+        assert len(own.tunnels) == 2 and len(corporate.tunnels) == 1
+
+
+def test_a_retry_goes_through_the_retried_credentials_proxy(fake, make_proxy):
+    from tests.fakes.forward_proxy import ConnectProxy
+
+    with ConnectProxy() as own:
+        config = two_claude_keys(fake, routing={"strategy": "fill-first"})
+        config["claude-api-key"][1]["proxy-url"] = own.url
+        proxy = make_proxy(config)
+        fake.fail(KEY_A, 503, times=1)
+        assert ask_claude(proxy).content[0].text == fake.text
+        assert fake.keys_used() == [KEY_A, KEY_B]
+        assert own.tunnels == [fake.base_url.removeprefix("http://")]  # B's retry, sent by httpx

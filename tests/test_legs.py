@@ -43,3 +43,36 @@ def test_only_gemini_needs_remote_images_fetched():
     body["model"] = "claude-x"
     to_claude = plan(call("/v1/chat/completions", body), Route(claude, "claude-x"), {})
     assert remote_images(to_claude) == []  # Anthropic fetches URLs itself
+
+
+def test_proxy_url_of_a_token_file():
+    from pathlib import Path
+
+    import pytest
+
+    from auth.store import credential_from_token
+    from auth.tokens import TokenFile
+    from routing.upstream import upstream_proxy
+
+    base = {"type": "claude", "access_token": "a" * 20, "refresh_token": "r" * 20, "email": "x@y"}
+    cred = credential_from_token(TokenFile(Path("/tmp/claude-x@y.json"), {**base, "proxy_url": "http://10.1.2.3:3128"}))
+    assert upstream_proxy(cred, "") == "http://10.1.2.3:3128"
+    direct = credential_from_token(TokenFile(Path("/tmp/claude-x@y.json"), {**base, "proxy_url": "direct"}))
+    assert upstream_proxy(direct, "http://corporate:8080") is None
+    plain = credential_from_token(TokenFile(Path("/tmp/claude-x@y.json"), base))
+    assert upstream_proxy(plain, "http://corporate:8080") == "http://corporate:8080"
+    socks = credential_from_token(TokenFile(Path("/tmp/claude-x@y.json"), {**base, "proxy_url": "socks5://h:1"}))
+    with pytest.raises(ValueError, match="socks5 proxies are not supported"):
+        upstream_proxy(socks, "")
+
+
+def test_a_credential_whose_proxy_cannot_be_honoured_is_left_out():
+    """Fail closed: a socks proxy (valid in CLIProxyAPI configs) must not mean going direct."""
+    from routing.config import parse_config
+    from routing.runtime import Runtime
+
+    runtime = Runtime(parse_config(
+        "claude-api-key:\n  - api-key: sk-ant-aaaaaaaaaaaa1\n    proxy-url: socks5://p:1080\n"
+        "  - api-key: sk-ant-bbbbbbbbbbbb2\n"
+    ))
+    assert [c.source for c in runtime.router.credentials] == ["claude-api-key[1]"]
