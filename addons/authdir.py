@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
-
-from addons.watching import is_change
+from addons.watching import DebouncedWatch
 from auth.store import ScanResult
 from auth.tokens import is_temporary
 from routing.config import Config
@@ -27,25 +23,11 @@ logger = logging.getLogger("cliproxy")
 RESCAN_DEBOUNCE = 0.15
 
 
-class _DirChanged(FileSystemEventHandler):
-    def __init__(self, notify) -> None:
-        self.notify = notify
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory or not is_change(event):
-            return
-        paths = [p for p in (event.src_path, getattr(event, "dest_path", "")) if p]
-        if any(not is_temporary(Path(str(p))) for p in paths):
-            self.notify()
-
-
 class AuthDirWatcher:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._observer: Observer | None = None
-        self._watched: Path | None = None
+        self._watcher: DebouncedWatch | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: asyncio.TimerHandle | None = None
         runtime.config_listeners.append(self._config_applied)
 
     # -- hooks -----------------------------------------------------------------------------
@@ -58,9 +40,6 @@ class AuthDirWatcher:
             logger.info(f"cliproxy: auth directory {self.runtime.store.directory}: {count} credential(s)")
 
     def done(self) -> None:
-        if self._pending:
-            self._pending.cancel()
-            self._pending = None
         self._stop()
         if self._config_applied in self.runtime.config_listeners:
             self.runtime.config_listeners.remove(self._config_applied)
@@ -89,39 +68,25 @@ class AuthDirWatcher:
 
     def _watch(self) -> None:
         directory = self.runtime.store.directory
-        if directory is None or (directory == self._watched and self._observer is not None):
+        if self._loop is None or directory is None:
+            return
+        if self._watcher is not None and self._watcher.directory == directory:
             return
         self._stop()
         if not directory.is_dir():
             logger.warning(f"cliproxy: auth directory {directory} does not exist; not watching it")
             return
-        observer = Observer()
-        observer.daemon = True
-        observer.schedule(_DirChanged(self._changed_from_thread), str(directory), recursive=False)
-        observer.start()
-        self._observer, self._watched = observer, directory
+        self._watcher = DebouncedWatch(
+            self._loop, directory, lambda p: not is_temporary(p), self._rescan, RESCAN_DEBOUNCE
+        )
+        self._watcher.start()
         # Anything written between the first scan and the watch starting.
-        self._schedule_rescan()
+        self._watcher.poke()
 
     def _stop(self) -> None:
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout=2)
-            self._observer = None
-            self._watched = None
-
-    def _changed_from_thread(self) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._schedule_rescan)
-
-    def _schedule_rescan(self) -> None:
-        if self._loop is None:
-            return
-        if self._pending:
-            self._pending.cancel()
-        self._pending = self._loop.call_later(RESCAN_DEBOUNCE, self._rescan)
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
 
     def _rescan(self) -> None:
-        self._pending = None
         self._apply(self.runtime.store.scan())

@@ -8,10 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mitmproxy import ctx, exceptions
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
 
-from addons.watching import is_change
+from addons.watching import DebouncedWatch
 from routing.config import EXAMPLE_CLIENT_KEY, Config, ConfigError, load_config, unknown_keys
 from routing.runtime import Runtime
 
@@ -41,27 +39,13 @@ def is_listener_mode(spec: str) -> bool:
     return spec.startswith(f"reverse:http://{LISTENER_TARGET}@")
 
 
-class _FileChanged(FileSystemEventHandler):
-    def __init__(self, path: Path, notify) -> None:
-        self.path = path
-        self.notify = notify
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if not is_change(event):
-            return
-        paths = {event.src_path, getattr(event, "dest_path", "")}
-        if any(p and Path(p).resolve() == self.path for p in paths):
-            self.notify()
-
-
 class ConfigLoader:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.path: Path | None = None
         self.mode_spec: str | None = None
-        self._observer: Observer | None = None
+        self._watcher: DebouncedWatch | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: asyncio.TimerHandle | None = None
         # Other concerns' mitmproxy options that follow from the config (name -> value).
         self.option_sources: list[Callable[[Config], dict]] = []
 
@@ -116,12 +100,9 @@ class ConfigLoader:
             )
 
     def done(self) -> None:
-        if self._pending:
-            self._pending.cancel()
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout=2)
-            self._observer = None
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
 
     # -- applying a config -----------------------------------------------------------------
 
@@ -165,31 +146,20 @@ class ConfigLoader:
     # -- watching the file -----------------------------------------------------------------
 
     def _watch(self) -> None:
-        if self._observer is not None:
-            self._observer.stop()
-        assert self.path is not None
-        handler = _FileChanged(self.path, self._changed_from_thread)
-        self._observer = Observer()
-        self._observer.daemon = True
-        self._observer.schedule(handler, str(self.path.parent), recursive=False)
-        self._observer.start()
+        if self._watcher is not None:
+            self._watcher.stop()
+        path = self.path
+        assert path is not None and self._loop is not None
+        self._watcher = DebouncedWatch(
+            self._loop, path.parent, lambda p: p.resolve() == path, self._reload, RELOAD_DEBOUNCE
+        )
+        self._watcher.start()
         # An edit saved between loading the file and watching it (the listener can already
         # serve by then) would otherwise go unnoticed until the next one.
-        if self.path.exists():
-            self._schedule_reload()
-
-    def _changed_from_thread(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._schedule_reload)
-
-    def _schedule_reload(self) -> None:
-        if self._pending:
-            self._pending.cancel()
-        assert self._loop is not None
-        self._pending = self._loop.call_later(RELOAD_DEBOUNCE, self._reload)
+        if path.exists():
+            self._watcher.poke()
 
     def _reload(self) -> None:
-        self._pending = None
         assert self.path is not None
         logger.debug(f"cliproxy: reading {self.path}")
         if not self.path.exists():
