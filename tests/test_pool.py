@@ -304,7 +304,7 @@ def test_connection_failure_reason_is_named(clock):
     pool = make_pool(clock)
     pool.failed(A, MODEL, 0)
     (skip,) = pool.pick([(A, MODEL)], MODEL).skipped
-    assert "connection failed" in skip.reason
+    assert "unreachable" in skip.reason
 
 
 # -- disable_cooling ----------------------------------------------------------------------
