@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -108,15 +109,25 @@ def _why_unreachable(e: httpx.HTTPError) -> str:
     if isinstance(e, httpx.RemoteProtocolError):
         return "connection closed without an answer"
     if isinstance(e, httpx.ConnectError):
-        text = str(e).lower()
-        if "refused" in text:
+        causes = _causes(e)
+        if any(isinstance(c, ConnectionRefusedError) for c in causes):
             return "connection refused"
-        if "ssl" in text or "certificate" in text:
+        if any(isinstance(c, ssl.SSLError) for c in causes):
             return "TLS failure"
         return "cannot connect"
     if isinstance(e, httpx.ReadError):
         return "connection reset"
     return type(e).__name__
+
+
+def _causes(e: BaseException) -> list[BaseException]:
+    # httpx wraps httpcore's error, which wraps anyio's, which wraps the OSError that says why.
+    found: list[BaseException] = []
+    cause: BaseException | None = e
+    while cause is not None and len(found) < 8:
+        found.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return found
 
 
 def _timeouts(config: Config) -> httpx.Timeout:
