@@ -174,10 +174,8 @@ class Dispatcher:
                 # Every open stream holds a connection: no cap but the upstream's own.
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
             )
-            # Only what the client sent (and the credential) goes upstream: none of httpx's
-            # defaults but the keep-alive its own pooled connection needs.
-            for name in ("user-agent", "accept", "accept-encoding"):
-                del client.headers[name]
+            # Only what the client sent (and the credential) goes upstream: no httpx defaults.
+            client.headers.clear()
         return client
 
     def _timeout(self) -> httpx.Timeout:

@@ -233,7 +233,13 @@ def header_list(
         for token in value.split(",")
     }
     skip = {*_HOP_BY_HOP, *named, *replaced}
-    headers = [(k, v) for k, v in client_headers if k.lower() not in skip]
+    headers = [
+        (k, v)
+        for k, v in client_headers
+        # `Connection: keep-alive` is what the upstream connection does anyway: kept as the
+        # client sent it, so that an intercepted CLI's header set reaches its vendor unchanged.
+        if k.lower() not in skip or (k.lower() == "connection" and v.lower() == "keep-alive")
+    ]
     headers.extend(translation_headers.items())
     headers.extend(t.auth_headers.items())
     headers.extend(t.extra_headers.items())
