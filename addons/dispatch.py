@@ -159,8 +159,12 @@ class Dispatcher:
 
     def _start_relay(self) -> asyncio.Future:
         if self._relay_started is None:
-            self._relay_started = background(self._relay.start())
+            self._relay_started = background(self._open_relay())
         return self._relay_started
+
+    async def _open_relay(self) -> None:
+        await self._relay.start()
+        logger.debug(f"cliproxy: upstream relay on 127.0.0.1:{self._relay.port}")
 
     def _http(self, proxy: str | None = None) -> httpx.AsyncClient:
         """A client for the requests the proxy sends itself (attempts, images), one per upstream
@@ -394,11 +398,14 @@ class Dispatcher:
             chunks = response.aiter_raw()
             try:
                 # Until the first chunk is here, nothing has reached the client: a stream that
-                # dies before it fails over like any other failure.
+                # dies or ends before it fails over like any other failure.
                 first = await anext(chunks, b"")
             except httpx.HTTPError as e:
                 await response.aclose()
                 return self._unreachable(ex, route, e, started)
+            if not first:
+                await response.aclose()
+                return self._empty(ex, route, status, started)
             self._succeeded(ex, route)
             self._record(ex, cred.label, str(status), started)
             stream = self._stream(ex, route, response, first, chunks)
@@ -409,6 +416,8 @@ class Dispatcher:
             return self._unreachable(ex, route, e, started)
         finally:
             await response.aclose()
+        if status < 300 and not body:
+            return self._empty(ex, route, status, started)
         if status < 400:
             self._succeeded(ex, route)
         else:
@@ -449,6 +458,12 @@ class Dispatcher:
         self._failed(ex, route, 0, None, reason=f"unreachable: {why}")
         self._record(ex, route.credential.label, f"unreachable ({why})", started, "unreachable")
         return 0
+
+    def _empty(self, ex: Exchange, route: Route, status: int, started: float) -> int:
+        # A success with nothing in it is no answer: every API here answers in JSON or events.
+        self._failed(ex, route, 502, None, reason=f"HTTP {status} with an empty body")
+        self._record(ex, route.credential.label, f"{status}, empty", started, "error")
+        return 502
 
     def _failed(
         self,

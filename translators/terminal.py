@@ -28,18 +28,24 @@ _TERMINAL = {
 }
 # Longer than any marker: what of the previous chunk must be seen with the next one.
 _OVERLAP = 48
+# A Responses stream's lifecycle events must all name the same response (the SDK checks), and
+# its events are numbered: the failure event continues both.
+_RESPONSE_ID = re.compile(rb'"response": ?\{[^{}]*?"id": ?"([^"\\]{1,200})"')
+_SEQUENCE = re.compile(rb'"sequence_number": ?(\d{1,12})')
 
 
-def cut_event(fmt: Format, message: str, sse: bool = True) -> bytes:
+def cut_event(
+    fmt: Format, message: str, sse: bool = True, *, response_id: str = "resp_cut", sequence: int = 0
+) -> bytes:
     """`fmt`'s own way of ending a stream with an error (502: the upstream failed)."""
     if fmt is Format.ANTHROPIC:
         return b"event: error\ndata: " + error_body(fmt, 502, message) + b"\n\n"
     if fmt is Format.OPENAI_RESPONSES:
         failed = {
             "type": "response.failed",
-            "sequence_number": 0,
+            "sequence_number": sequence,
             "response": {
-                "id": "resp_cut",
+                "id": response_id,
                 "object": "response",
                 "created_at": 0,
                 "status": "failed",
@@ -60,7 +66,7 @@ class TerminalWatch:
     Chunks go on untouched; at the end (b""), if no terminal event went by, the format's error
     event follows, with the reason `why()` gives (the relay's account of the cut, if any)."""
 
-    __slots__ = ("_pattern", "_tail", "_seen", "_fmt", "_sse", "_why")
+    __slots__ = ("_pattern", "_tail", "_seen", "_fmt", "_sse", "_why", "_responses", "_id", "_sequence")
 
     def __init__(self, fmt: Format, sse: bool, why: Callable[[], str | None]) -> None:
         self._pattern = _TERMINAL.get(fmt)
@@ -69,6 +75,9 @@ class TerminalWatch:
         self._fmt = fmt
         self._sse = sse
         self._why = why
+        self._responses = fmt is Format.OPENAI_RESPONSES
+        self._id: bytes | None = None
+        self._sequence = -1
 
     def __call__(self, chunk: bytes) -> bytes | list[bytes]:
         if chunk:
@@ -78,8 +87,20 @@ class TerminalWatch:
                     self._seen = True
                 else:
                     self._tail = chunk[-_OVERLAP:]
+                    if self._responses:
+                        self._follow_responses(chunk)
             return chunk
         if self._seen:
             return []
         why = self._why() or "the upstream ended the stream early"
-        return [cut_event(self._fmt, f"the answer was cut off: {why}", self._sse)]
+        message = f"the answer was cut off: {why}"
+        if self._responses:
+            response_id = (self._id or b"resp_cut").decode("utf-8", "replace")
+            return [cut_event(self._fmt, message, response_id=response_id, sequence=self._sequence + 1)]
+        return [cut_event(self._fmt, message, self._sse)]
+
+    def _follow_responses(self, chunk: bytes) -> None:
+        if self._id is None and (found := _RESPONSE_ID.search(chunk)):
+            self._id = found.group(1)
+        if numbers := _SEQUENCE.findall(chunk):
+            self._sequence = int(numbers[-1])
