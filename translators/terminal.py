@@ -86,7 +86,9 @@ class TerminalWatch:
                 if search(chunk) or (self._tail and search(self._tail + chunk[:_OVERLAP])):
                     self._seen = True
                 else:
-                    self._tail = chunk[-_OVERLAP:]
+                    # Enough of the recent bytes to find a marker that small chunks split.
+                    tail = chunk if len(chunk) >= _OVERLAP else self._tail + chunk
+                    self._tail = tail[-_OVERLAP:]
                     if self._responses:
                         self._follow_responses(chunk)
             return chunk
