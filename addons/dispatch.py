@@ -2,7 +2,7 @@
 
 The request hook picks the first credential and prepares the attempt (translated if need be),
 then points the flow at the relay (addons/relay.py): a loopback server of this addon that makes
-the attempts through httpx. Every failure before the client has seen a byte (refused, reset,
+the attempts (addons/upstream_client.py). Every failure before the client has seen a byte (refused, reset,
 timed out, a status worth rotating on, a stream that dies before its first chunk) moves the
 request to the next credential; the first answer worth giving goes back to mitmproxy, which
 streams it to the client chunk by chunk, translated on the way when the formats differ. A
@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import aiohttp
 import httpx
 from mitmproxy import http
 
 from addons.common import mask, reply, reply_error
 from addons.images import inline_image
 from addons.relay import FLOW_HEADER, Answer, Relay
+from addons.upstream_client import UNREACHABLE, UpstreamClient, decoded, why_unreachable
 from auth.pool import Cooldown
 from routing import legs
 from routing.config import Config
@@ -99,54 +100,14 @@ def _client_side(flow: http.HTTPFlow) -> bool:
     return flow.error is not None and flow.error.msg.startswith("Client disconnected")
 
 
-def _why_unreachable(e: httpx.HTTPError) -> str:
-    if isinstance(e, httpx.ConnectTimeout):
-        return "connect timeout"
-    if isinstance(e, httpx.ReadTimeout):
-        return "no answer in time"
-    if isinstance(e, httpx.TimeoutException):
-        return "timeout"
-    if isinstance(e, httpx.RemoteProtocolError):
-        return "connection closed without an answer"
-    if isinstance(e, httpx.ConnectError):
-        causes = _causes(e)
-        if any(isinstance(c, ConnectionRefusedError) for c in causes):
-            return "connection refused"
-        if any(isinstance(c, ssl.SSLError) for c in causes):
-            return "TLS failure"
-        return "cannot connect"
-    if isinstance(e, httpx.ReadError):
-        return "connection reset"
-    return type(e).__name__
-
-
-def _causes(e: BaseException) -> list[BaseException]:
-    # httpx wraps httpcore's error, which wraps anyio's, which wraps the OSError that says why.
-    found: list[BaseException] = []
-    cause: BaseException | None = e
-    while cause is not None and len(found) < 8:
-        found.append(cause)
-        cause = cause.__cause__ or cause.__context__
-    return found
-
-
-def _timeouts(config: Config) -> httpx.Timeout:
-    return httpx.Timeout(
-        connect=config.connect_timeout,
-        read=config.response_header_timeout,
-        write=60.0,
-        pool=config.connect_timeout,
-    )
-
-
 class Dispatcher:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._exchanges: dict[str, Exchange] = {}
         self._clients: dict[str | None, httpx.AsyncClient] = {}
+        self._upstream = UpstreamClient()
         self._relay = Relay(self.answer)
         self._relay_started: asyncio.Future | None = None
-        self._timeouts: tuple[Config, httpx.Timeout] | None = None
 
     def running(self) -> None:
         self._start_relay()
@@ -155,7 +116,9 @@ class Dispatcher:
         # Synchronous: mitmproxy calls `done` synchronously when it reloads the script. The
         # returned future is awaited on shutdown.
         clients, self._clients = list(self._clients.values()), {}
-        return background(asyncio.gather(self._relay.close(), *(c.aclose() for c in clients)))
+        return background(
+            asyncio.gather(self._relay.close(), self._upstream.close(), *(c.aclose() for c in clients))
+        )
 
     def _start_relay(self) -> asyncio.Future:
         if self._relay_started is None:
@@ -167,26 +130,16 @@ class Dispatcher:
         logger.debug(f"cliproxy: upstream relay on 127.0.0.1:{self._relay.port}")
 
     def _http(self, proxy: str | None = None) -> httpx.AsyncClient:
-        """A client for the requests the proxy sends itself (attempts, images), one per upstream
+        """A client for the other requests the proxy sends itself (images), one per upstream
         proxy; made on first use, so that it belongs to the running event loop."""
         client = self._clients.get(proxy)
         if client is None:
             client = self._clients[proxy] = httpx.AsyncClient(
-                timeout=_timeouts(self.runtime.config),
+                timeout=httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=60.0),
                 follow_redirects=False,
                 proxy=proxy,
-                # Every open stream holds a connection: no cap but the upstream's own.
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
             )
-            # Only what the client sent (and the credential) goes upstream: no httpx defaults.
-            client.headers.clear()
         return client
-
-    def _timeout(self) -> httpx.Timeout:
-        config = self.runtime.config
-        if self._timeouts is None or self._timeouts[0] is not config:
-            self._timeouts = (config, _timeouts(config))
-        return self._timeouts[1]
 
     # -- the request hook: first pick, then off to the relay ----------------------------------
 
@@ -358,26 +311,25 @@ class Dispatcher:
         """One try of `leg`: the answer to give, or the status it failed with (0: unreachable)."""
         started = time.perf_counter()
         ex.settled = False
+        config = self.runtime.config
         route, cred = leg.route, leg.route.credential
         headers = header_list(ex.client.raw_headers, leg.target, legs.request_headers(leg), len(leg.body))
         ex.sent = headers
-        client = self._http(upstream_proxy(cred, self.runtime.config.proxy_url))
-        request = client.build_request(
-            ex.client.method, leg.target.url, headers=headers, content=leg.body, timeout=self._timeout()
-        )
+        proxy = upstream_proxy(cred, config.proxy_url)
         ex.overhead += time.perf_counter() - started
         try:
-            response = await client.send(request, stream=True)
-        except httpx.HTTPError as e:
+            response = await self._upstream.send(config, ex.client.method, leg.target.url, headers, leg.body, proxy)
+        except UNREACHABLE as e:
             return self._unreachable(ex, route, e, started)
-        status = response.status_code
+        status = response.status
+        reason = (response.reason or "").encode("latin-1", "replace")
         if status in _ROTATE:
             try:
-                body = await response.aread()  # decoded: the retry hints are in there
-            except httpx.HTTPError:
-                body = b""
+                raw = await response.read()
+            except UNREACHABLE:
+                raw = b""
             finally:
-                await response.aclose()
+                response.release()
             if status == 401 and cred.oauth and cred.id not in ex.refreshed:
                 ex.refreshed.add(cred.id)
                 self._record(ex, cred.label, "401, refreshing", started)
@@ -388,34 +340,37 @@ class Dispatcher:
                     except TranslationError as e:
                         return self._local(ex, 400, str(e))
                     return await self._attempt(ex, retry)
+            # The retry hints are in the decoded body; the client gets it decoded too.
+            body = decoded(raw, response.headers.get("content-encoding"))
+            error_headers = self._headers(response, decoded=body is not None)
+            body = raw if body is None else body
             self._failed(ex, route, status, retry_hint(response.headers, body))
             kind = "quota" if status == 429 else "auth" if status in (401, 402, 403) else "error"
             self._record(ex, cred.label, str(status), started, kind)
-            ex.last_error = Answer(status, self._headers(response, decoded=True), response.reason_phrase.encode(), body)
+            ex.last_error = Answer(status, error_headers, reason, body)
             return status
         answer_headers = self._headers(response)
         if ex.client.stream and status < 300:
-            chunks = response.aiter_raw()
+            chunks = response.content.iter_any()
             try:
                 # Until the first chunk is here, nothing has reached the client: a stream that
                 # dies or ends before it fails over like any other failure.
                 first = await anext(chunks, b"")
-            except httpx.HTTPError as e:
-                await response.aclose()
+            except UNREACHABLE as e:
+                response.release()
                 return self._unreachable(ex, route, e, started)
             if not first:
-                await response.aclose()
+                response.release()
                 return self._empty(ex, route, status, started)
             self._succeeded(ex, route)
             self._record(ex, cred.label, str(status), started)
-            stream = self._stream(ex, route, response, first, chunks)
-            return Answer(status, answer_headers, response.reason_phrase.encode(), chunks=stream)
+            return Answer(status, answer_headers, reason, chunks=self._stream(ex, route, response, first, chunks))
         try:
-            body = b"".join([chunk async for chunk in response.aiter_raw()])
-        except httpx.HTTPError as e:
+            body = await response.read()
+        except UNREACHABLE as e:
             return self._unreachable(ex, route, e, started)
         finally:
-            await response.aclose()
+            response.release()
         if status < 300 and not body:
             return self._empty(ex, route, status, started)
         if status < 400:
@@ -423,13 +378,13 @@ class Dispatcher:
         else:
             self._settle(ex)  # the request's fault, not the credential's
         self._record(ex, cred.label, str(status), started)
-        return Answer(status, answer_headers, response.reason_phrase.encode(), body)
+        return Answer(status, answer_headers, reason, body)
 
     async def _stream(
         self,
         ex: Exchange,
         route: Route,
-        response: httpx.Response,
+        response: aiohttp.ClientResponse,
         first: bytes,
         chunks: AsyncIterator[bytes],
     ) -> AsyncIterator[bytes]:
@@ -437,23 +392,23 @@ class Dispatcher:
             yield first
             async for chunk in chunks:
                 yield chunk
-        except httpx.HTTPError as e:
+        except UNREACHABLE as e:
             # The client has had part of the answer: too late to fail over. The stream ends
             # here, and its last event (the stream callable's) says it was cut.
-            ex.cut = f"the upstream connection was lost ({_why_unreachable(e)})"
+            ex.cut = f"the upstream connection was lost ({why_unreachable(e)})"
             self._failed(ex, route, 0, None, reason="stream cut off", rest=CUT_STREAM_REST)
         finally:
-            await response.aclose()
+            response.release()
 
-    def _headers(self, response: httpx.Response, *, decoded: bool = False) -> list[tuple[bytes, bytes]]:
+    def _headers(self, response: aiohttp.ClientResponse, *, decoded: bool = False) -> list[tuple[bytes, bytes]]:
         skip = _HOP_BY_HOP | {b"content-encoding"} if decoded else _HOP_BY_HOP
-        return [(k, v) for k, v in response.headers.raw if k.lower() not in skip]
+        return [(k, v) for k, v in response.raw_headers if k.lower() not in skip]
 
     def _record(self, ex: Exchange, label: str, outcome: str, started: float, kind: str = "answered") -> None:
         ex.attempts.append(Attempt(label, outcome, (time.perf_counter() - started) * 1000, kind))
 
-    def _unreachable(self, ex: Exchange, route: Route, e: httpx.HTTPError, started: float) -> int:
-        why = _why_unreachable(e)
+    def _unreachable(self, ex: Exchange, route: Route, e: BaseException, started: float) -> int:
+        why = why_unreachable(e)
         logger.info(f"cliproxy: {route.credential.label}: upstream unreachable ({why})")
         self._failed(ex, route, 0, None, reason=f"unreachable: {why}")
         self._record(ex, route.credential.label, f"unreachable ({why})", started, "unreachable")
