@@ -7,7 +7,7 @@ import json
 from mitmproxy import http
 
 from routing.endpoints import Endpoint
-from routing.upstream import ClientRequest
+from routing.upstream import CLIENT_AUTH_HEADERS, CLIENT_AUTH_QUERY, ClientRequest
 from translators.code_assist import envelope_model
 from translators.errors import error_body
 from translators.formats import Format
@@ -47,6 +47,24 @@ def reply_error(
     if retry_after is not None:
         headers["retry-after"] = str(max(1, round(retry_after)))
     reply(flow, status, error_body(fmt, status, message, code=code, retry_after=retry_after), headers=headers)
+
+
+def hide_client_auth(flow: http.HTTPFlow) -> None:
+    """Mask the key a client authenticated with, in the flow mitmproxy keeps (mitmweb, saved
+    flows, the console dump), once nothing needs it any more."""
+    headers = flow.request.headers
+    for name in CLIENT_AUTH_HEADERS:
+        if value := headers.get(name):
+            headers[name] = mask(value)
+    query = flow.request.query
+    if any(name in query for name in CLIENT_AUTH_QUERY):
+        for name in CLIENT_AUTH_QUERY:
+            if name in query:
+                query[name] = "…"
+
+
+def mask(value: str) -> str:
+    return value[:7] + "…" if value.lower().startswith("bearer ") else "…"
 
 
 def client_request(

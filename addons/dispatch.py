@@ -1,11 +1,12 @@
 """Sends a client request upstream on a pool credential, streams the answer, fails over.
 
-The first attempt is mitmproxy's own: the flow is rewritten to the chosen credential's upstream
-and mitmproxy dials it, so a successful stream reaches the client chunk by chunk. When that
-attempt fails with a status worth rotating on, the `response` hook re-sends the request on the
-next credential through httpx and puts that answer in the flow (a retried stream therefore
-arrives as one complete body; cooldowns make this rare, since a credential known to be
-exhausted is skipped before dispatch).
+The request hook picks the first credential and prepares the attempt (translated if need be),
+then points the flow at the relay (addons/relay.py): a loopback server of this addon that makes
+the attempts (addons/upstream_client.py). Every failure before the client has seen a byte (refused, reset,
+timed out, a status worth rotating on, a stream that dies before its first chunk) moves the
+request to the next credential; the first answer worth giving goes back to mitmproxy, which
+streams it to the client chunk by chunk, translated on the way when the formats differ. A
+stream cut short after that ends with its format's own error event.
 """
 
 from __future__ import annotations
@@ -13,20 +14,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import aiohttp
 import httpx
 from mitmproxy import http
-from mitmproxy.net import server_spec
 
-from addons.common import reply, reply_error
+from addons.common import mask, reply, reply_error
 from addons.images import inline_image
+from addons.relay import FLOW_HEADER, Answer, Relay
+from addons.upstream_client import UNREACHABLE, UpstreamClient, decoded, why_unreachable
+from auth.pool import Cooldown
 from routing import legs
+from routing.config import Config
 from routing.legs import Leg
 from routing.router import Route, UnknownModel
 from routing.runtime import Runtime
-from routing.upstream import CLIENT_AUTH_HEADERS, ClientRequest, header_list, upstream_proxy
+from routing.upstream import ClientRequest, header_list, upstream_proxy
 from translators.errors import error_body, retry_hint
+from translators.formats import Format
+from translators.terminal import TerminalWatch
 from translators.translate import TranslationError
 
 logger = logging.getLogger("cliproxy")
@@ -36,11 +44,23 @@ ANNOTATION = "cliproxy"
 
 # Statuses that say "this credential, not this request": rotate to the next one.
 _ROTATE = frozenset({401, 402, 403, 408, 429, 500, 502, 503, 504, 529})
-# Statuses for which a whole new round over the credentials is worth it (CLIProxyAPI's set).
-_NEW_ROUND = frozenset({403, 408, 429, 500, 502, 503, 504, 529})
+# Failures for which a whole new round over the credentials is worth it (CLIProxyAPI's set,
+# and an unreachable upstream, recorded as 0).
+_NEW_ROUND = frozenset({0, 403, 408, 429, 500, 502, 503, 504, 529})
 _HOP_BY_HOP = frozenset({b"transfer-encoding", b"connection", b"keep-alive", b"content-length"})
-# LLM answers can take minutes to start; the connect timeout is what catches a dead upstream.
-_TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=60.0)
+_JSON = [(b"content-type", b"application/json")]
+# A stream the upstream cut short rests its credential briefly: the next request may well work.
+CUT_STREAM_REST = 10.0
+# What the answer naming every resting credential lists at most.
+_MAX_LISTED = 8
+
+
+@dataclass(slots=True)
+class Attempt:
+    credential: str  # the label, never the secret
+    outcome: str  # the status, or why the upstream could not be reached
+    ms: float
+    kind: str = "answered"  # or a pool RestKind: quota, unreachable, auth, error
 
 
 @dataclass(slots=True)
@@ -52,11 +72,17 @@ class Exchange:
     routes: list[Route]
     leg: Leg | None = None
     tried: set[str] = field(default_factory=set)
-    attempts: int = 0
+    attempts: list[Attempt] = field(default_factory=list)
     overhead: float = 0.0  # seconds spent in the proxy's own code, upstream waits excluded
-    secrets: tuple[str, ...] = ()
     # Why credentials were passed over without a try (an expired token that cannot be refreshed).
     unusable: list[str] = field(default_factory=list)
+    refreshed: set[str] = field(default_factory=set)  # credential ids refreshed after a 401
+    last_error: Answer | None = None  # the last upstream error, should every credential fail
+    local: bool = False  # the relay's answer is the proxy's own, already in the client's shape
+    sent: list[tuple[str, str]] = field(default_factory=list)  # headers of the last attempt
+    cut: str | None = None  # how the upstream stream broke off, once it has
+    task: asyncio.Task | None = None  # the relay's attempts, cancelled if the client leaves
+    settled: bool = False  # the pool has heard how the chosen credential did
 
 
 # Coroutines started from synchronous hooks, kept referenced until they finish.
@@ -70,10 +96,6 @@ def background(coro) -> asyncio.Future:
     return future
 
 
-def _mask(value: str) -> str:
-    return value[:7] + "…" if value.lower().startswith("bearer ") else "…"
-
-
 def _client_side(flow: http.HTTPFlow) -> bool:
     return flow.error is not None and flow.error.msg.startswith("Client disconnected")
 
@@ -83,31 +105,48 @@ class Dispatcher:
         self.runtime = runtime
         self._exchanges: dict[str, Exchange] = {}
         self._clients: dict[str | None, httpx.AsyncClient] = {}
+        self._upstream = UpstreamClient()
+        self._relay = Relay(self.answer)
+        self._relay_started: asyncio.Future | None = None
+
+    def running(self) -> None:
+        self._start_relay()
 
     def done(self):
         # Synchronous: mitmproxy calls `done` synchronously when it reloads the script. The
         # returned future is awaited on shutdown.
-        if not self._clients:
-            return None
         clients, self._clients = list(self._clients.values()), {}
-        return background(asyncio.gather(*(c.aclose() for c in clients)))
+        return background(
+            asyncio.gather(self._relay.close(), self._upstream.close(), *(c.aclose() for c in clients))
+        )
+
+    def _start_relay(self) -> asyncio.Future:
+        if self._relay_started is None:
+            self._relay_started = background(self._open_relay())
+        return self._relay_started
+
+    async def _open_relay(self) -> None:
+        await self._relay.start()
+        logger.debug(f"cliproxy: upstream relay on 127.0.0.1:{self._relay.port}")
 
     def _http(self, proxy: str | None = None) -> httpx.AsyncClient:
-        """A client for the requests the proxy sends itself (retries, images), one per upstream
+        """A client for the other requests the proxy sends itself (images), one per upstream
         proxy; made on first use, so that it belongs to the running event loop."""
         client = self._clients.get(proxy)
         if client is None:
             client = self._clients[proxy] = httpx.AsyncClient(
-                timeout=_TIMEOUT, follow_redirects=False, proxy=proxy
+                timeout=httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=60.0),
+                follow_redirects=False,
+                proxy=proxy,
             )
         return client
 
-    # -- first attempt ---------------------------------------------------------------------
+    # -- the request hook: first pick, then off to the relay ----------------------------------
 
     async def dispatch(
         self, flow: http.HTTPFlow, client: ClientRequest, routes: list[Route] | None = None
     ) -> None:
-        """Route `client` to a credential and rewrite the flow to go there, or answer it."""
+        """Route `client` to a credential and send the flow to the relay, or answer it."""
         started = time.perf_counter()
         fmt = client.endpoint.format
         if routes is None:
@@ -129,20 +168,38 @@ class Dispatcher:
                 route = await self._pick_usable(ex)
                 started = time.perf_counter()
         if route is None:
-            self._reply_unavailable(flow, ex)
+            status, message, code, retry_after = self._unavailable(ex)
+            reply_error(flow, fmt, status, message, code=code, retry_after=retry_after)
             return
         try:
             leg = await self._prepared_leg(ex, route)
         except TranslationError as e:
+            self.runtime.pool.release_probe(route.credential, route.model)
             reply_error(flow, fmt, 400, str(e))
             return
         if leg.local_answer is not None:
             reply(flow, 200, leg.local_answer)
-        else:
-            self._rewrite(flow, leg)
-            self._exchanges[flow.id] = ex
-        self._annotate(flow, ex)
+            self._annotate(flow, ex)
+            return
+        await self._start_relay()
+        self._exchanges[flow.id] = ex
+        self._to_relay(flow)
         ex.overhead += time.perf_counter() - started
+
+    def _to_relay(self, flow: http.HTTPFlow) -> None:
+        req = flow.request
+        req.scheme = "http"
+        req.host = "127.0.0.1"
+        req.port = self._relay.port
+        # Only the head goes to the relay: the body and the credential are the dispatcher's.
+        req.headers = http.Headers(
+            [
+                (b"host", b"127.0.0.1:%d" % self._relay.port),
+                (FLOW_HEADER.encode(), flow.id.encode()),
+                (b"content-length", b"0"),
+            ]
+        )
+        req.raw_content = b""
 
     def _pick(self, ex: Exchange) -> Route | None:
         candidates = [(r.credential, r.model) for r in ex.routes]
@@ -165,12 +222,13 @@ class Dispatcher:
             ex.unusable.append(f"{route.credential.label}: {why}")
             logger.info(f"cliproxy: {ex.client.model}: skipped {route.credential.label}: {why}")
 
+    def _candidates(self, ex: Exchange) -> list:
+        return [(r.credential, r.model) for r in ex.routes]
+
     def _soonest_recovery(self, ex: Exchange) -> float | None:
-        candidates = [(r.credential, r.model) for r in ex.routes]
-        return self.runtime.pool.pick(candidates, ex.client.model).retry_after
+        return self.runtime.pool.pick(self._candidates(ex), ex.client.model, probe=False).retry_after
 
     def _leg(self, ex: Exchange, route: Route) -> Leg:
-        ex.attempts += 1
         ex.tried.add(route.credential.id)
         if route.credential.oauth:
             # A token refreshed since the candidates were listed replaces the one they hold.
@@ -178,7 +236,6 @@ class Dispatcher:
             if current is not None and current is not route.credential:
                 route = Route(current, route.model)
         ex.leg = legs.plan(ex.client, route, self.runtime.config.upstream_overrides)
-        ex.secrets = tuple(ex.leg.target.auth_headers)
         return ex.leg
 
     async def _prepared_leg(self, ex: Exchange, route: Route) -> Leg:
@@ -194,236 +251,331 @@ class Dispatcher:
         ex.leg = legs.plan(ex.client, leg.route, self.runtime.config.upstream_overrides, leg.request)
         return ex.leg
 
-    def _rewrite(self, flow: http.HTTPFlow, leg: Leg) -> None:
-        if proxy := upstream_proxy(leg.route.credential, self.runtime.config.proxy_url):
-            # mitmproxy tunnels this flow's connection through the proxy (CONNECT).
-            flow.server_conn.via = server_spec.parse(proxy, "http")
-        req = flow.request
-        if req.url != leg.target.url:
-            req.url = leg.target.url
-        headers = req.headers
-        for name in CLIENT_AUTH_HEADERS:
-            if name in headers:
-                del headers[name]
-        for name, value in (
-            *legs.request_headers(leg).items(),
-            *leg.target.auth_headers.items(),
-            *leg.target.extra_headers.items(),
-        ):
-            headers[name] = value
-        if leg.body is not req.raw_content:
-            req.raw_content = leg.body
-            headers["content-length"] = str(len(leg.body))
+    # -- the relay's side: attempts until one answers ------------------------------------------
 
-    # -- hooks -----------------------------------------------------------------------------
-
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
-        ex = self._exchanges.get(flow.id)
-        if ex is None:
-            return
-        started = time.perf_counter()
-        self._hide_secrets(flow, ex)
-        response = flow.response
-        assert response is not None and ex.leg is not None
-        if ex.client.stream and response.status_code < 300:
-            if ex.leg.converts:
-                response.stream = legs.stream_translator(ex.leg, ex.client)
-                response.headers["content-type"] = legs.stream_content_type(ex.client)
-                response.headers.pop("content-length", None)
-            else:
-                response.stream = True
-        ex.overhead += time.perf_counter() - started
-        flow.response.headers[OVERHEAD_HEADER] = f"{ex.overhead * 1000:.2f}"
-
-    async def response(self, flow: http.HTTPFlow) -> None:
-        ex = self._exchanges.pop(flow.id, None)
-        if ex is None or flow.response is None:
-            return
-        started = time.perf_counter()
-        status = flow.response.status_code
-        leg = ex.leg
-        assert leg is not None
-        retried: http.Response | None = None
-        if status == 401 and leg.route.credential.oauth:
-            ex.overhead += time.perf_counter() - started
-            retried = await self._retry_refreshed(ex, leg)
-            started = time.perf_counter()
-            if retried is not None:
-                status, leg = retried.status_code, ex.leg
-                assert leg is not None
-        if status in _ROTATE:
-            failed = retried if retried is not None else flow.response
-            hint = retry_hint(failed.headers, failed.raw_content or b"")
-            self._failed(ex, leg.route, status, hint)
-            ex.overhead += time.perf_counter() - started
-            replacement = await self._failover(ex, status)
-            started = time.perf_counter()
-            if replacement is not None:
-                flow.response = replacement
-            elif self._soonest_recovery(ex) is not None:
-                self._reply_cooling(flow, ex)
-            elif retried is not None:
-                flow.response = self._converted(ex, retried)
-            else:
-                self._to_client(flow, ex)  # nothing is cooling: the upstream's error says most
-        else:
-            if status < 400:
-                self.runtime.pool.succeeded(leg.route.credential, leg.route.model)
-            if retried is not None:
-                flow.response = self._converted(ex, retried)
-            elif not flow.response.stream:
-                self._to_client(flow, ex)
-        self._annotate(flow, ex)
-        ex.overhead += time.perf_counter() - started
-        if flow.response is not None and not flow.response.stream:
-            flow.response.headers[OVERHEAD_HEADER] = f"{ex.overhead * 1000:.2f}"
-
-    def server_connect_error(self, data) -> None:
-        # mitmproxy's own `error` hooks (the console dump among them) run before ours: hide the
-        # credential from them as soon as the connection is known to have failed.
-        for ex in self._exchanges.values():
-            if ex.flow.client_conn.id == data.client.id:
-                self._hide_secrets(ex.flow, ex)
-
-    def error(self, flow: http.HTTPFlow) -> None:
-        ex = self._exchanges.pop(flow.id, None)
-        if ex is None or ex.leg is None:
-            return
-        self._hide_secrets(flow, ex)
-        self._annotate(flow, ex)
-        if flow.response is not None or _client_side(flow):
-            # The upstream answered, or the client hung up (a Stop button): the credential is
-            # fine, and resting it would lock the next request out.
-            return
-        # mitmproxy has already answered the client (502); the next request goes elsewhere.
-        self._failed(ex, ex.leg.route, 0, None)
-
-    # -- failover --------------------------------------------------------------------------
-
-    def _failed(self, ex: Exchange, route: Route, status: int, hint: float | None) -> None:
-        wait = self.runtime.pool.failed(route.credential, route.model, status, hint)
-        what = f"HTTP {status}" if status else "connection failed"
-        logger.info(
-            f"cliproxy: {route.credential.label} failed for {route.model} ({what}); "
-            f"resting it {wait:.0f}s"
-        )
-
-    async def _retry_refreshed(self, ex: Exchange, leg: Leg) -> http.Response | None:
-        """An OAuth credential answered 401: refresh its token (once) and resend on it."""
-        cred = leg.route.credential
-        fresh = await self.runtime.refresher.after_unauthorized(cred)
-        if fresh is None:
-            return None
-        logger.info(f"cliproxy: {cred.label} answered 401; token refreshed, retrying on it")
+    async def answer(self, flow_id: str) -> Answer:
+        """The answer for the flow the relay was asked about (its `x-cliproxy-flow`)."""
+        ex = self._exchanges.get(flow_id)
+        if ex is None or ex.task is not None:
+            return Answer(404, [(b"content-type", b"text/plain")], body=b"no such flow")
+        ex.task = asyncio.current_task()
         try:
-            retry_leg = await self._prepared_leg(ex, Route(fresh, leg.route.model))
-        except TranslationError:
-            return None
-        return await self._send(ex, retry_leg)
+            return await self._attempts(ex)
+        except asyncio.CancelledError:
+            self._settle(ex)
+            raise
+        except Exception as e:
+            logger.exception("cliproxy: internal error while sending a request upstream")
+            self._settle(ex)
+            return self._local(ex, 500, f"internal error in cliproxy ({type(e).__name__}); see the proxy's log")
 
-    async def _failover(self, ex: Exchange, status: int) -> http.Response | None:
-        """Try the remaining credentials, in rounds; the last upstream error if all fail."""
+    async def _attempts(self, ex: Exchange) -> Answer:
         config = self.runtime.config
+        assert ex.leg is not None
+        leg = ex.leg
         rounds_left = config.request_retry
         in_round = 1
-        last: http.Response | None = None
         while True:
-            route = await self._pick_usable(ex)
-            round_over = route is None or (
-                config.max_retry_credentials and in_round >= config.max_retry_credentials
-            )
-            if round_over:
+            outcome = await self._attempt(ex, leg)
+            if isinstance(outcome, Answer):
+                return outcome
+            status = outcome
+            while True:
+                route = await self._pick_usable(ex)
+                round_over = route is None or (
+                    config.max_retry_credentials and in_round >= config.max_retry_credentials
+                )
+                if not round_over:
+                    break
                 if rounds_left <= 0 or status not in _NEW_ROUND:
-                    return last
+                    return self._exhausted(ex)
                 wait = self._soonest_recovery(ex) or 0.0
                 if wait > config.max_retry_interval:
-                    return last
+                    return self._exhausted(ex)
                 rounds_left -= 1
                 in_round = 0
                 ex.tried.clear()
                 await asyncio.sleep(wait)
-                continue
             assert route is not None
             in_round += 1
             try:
                 leg = await self._prepared_leg(ex, route)
             except TranslationError as e:
-                return self._error_response(ex, 400, str(e))
+                self.runtime.pool.release_probe(route.credential, route.model)
+                return self._local(ex, 400, str(e))
             if leg.local_answer is not None:
-                return http.Response.make(200, leg.local_answer, {"content-type": "application/json"})
-            response = await self._send(ex, leg)
-            if response is None:
-                status = 502
-                continue
-            if response.status_code == 401 and route.credential.oauth:
-                response = await self._retry_refreshed(ex, leg) or response
-                route = ex.leg.route if ex.leg is not None else route
-            status = response.status_code
-            if status not in _ROTATE:
-                if status < 400:
-                    self.runtime.pool.succeeded(route.credential, route.model)
-                return self._converted(ex, response)
-            self._failed(ex, route, status, retry_hint(response.headers, response.raw_content or b""))
-            last = self._converted(ex, response)
+                ex.local = True
+                return Answer(200, list(_JSON), body=leg.local_answer)
 
-    async def _send(self, ex: Exchange, leg: Leg) -> http.Response | None:
-        t, route = leg.target, leg.route
-        headers = header_list(ex.client.raw_headers, t, legs.request_headers(leg), len(leg.body))
-        body = leg.body
-        started = time.time()
+    async def _attempt(self, ex: Exchange, leg: Leg) -> Answer | int:
+        """One try of `leg`: the answer to give, or the status it failed with (0: unreachable)."""
+        started = time.perf_counter()
+        ex.settled = False
+        config = self.runtime.config
+        route, cred = leg.route, leg.route.credential
+        headers = header_list(ex.client.raw_headers, leg.target, legs.request_headers(leg), len(leg.body))
+        ex.sent = headers
+        proxy = upstream_proxy(cred, config.proxy_url)
+        ex.overhead += time.perf_counter() - started
         try:
-            proxy = upstream_proxy(route.credential, self.runtime.config.proxy_url)
-            async with self._http(proxy).stream(
-                ex.client.method, t.url, headers=headers, content=body
-            ) as r:
-                # Raw bytes: the body goes to the client with the upstream's own encoding.
-                content = b"".join([chunk async for chunk in r.aiter_raw()])
-        except httpx.HTTPError as e:
-            logger.info(f"cliproxy: {route.credential.label}: upstream unreachable ({type(e).__name__})")
-            self._failed(ex, route, 0, None)
-            return None
-        headers_out = [(k, v) for k, v in r.headers.raw if k.lower() not in _HOP_BY_HOP]
-        headers_out.append((b"content-length", str(len(content)).encode()))
-        return http.Response(
-            b"HTTP/1.1",
-            r.status_code,
-            r.reason_phrase.encode(),
-            http.Headers(headers_out),
-            content,
-            None,
-            started,
-            time.time(),
-        )
+            response = await self._upstream.send(config, ex.client.method, leg.target.url, headers, leg.body, proxy)
+        except UNREACHABLE as e:
+            return self._unreachable(ex, route, e, started)
+        status = response.status
+        reason = (response.reason or "").encode("latin-1", "replace")
+        if status in _ROTATE:
+            try:
+                raw = await response.read()
+            except UNREACHABLE:
+                raw = b""
+            finally:
+                response.release()
+            if status == 401 and cred.oauth and cred.id not in ex.refreshed:
+                ex.refreshed.add(cred.id)
+                self._record(ex, cred.label, "401, refreshing", started)
+                if (fresh := await self.runtime.refresher.after_unauthorized(cred)) is not None:
+                    logger.info(f"cliproxy: {cred.label} answered 401; token refreshed, retrying on it")
+                    try:
+                        retry = await self._prepared_leg(ex, Route(fresh, route.model))
+                    except TranslationError as e:
+                        return self._local(ex, 400, str(e))
+                    return await self._attempt(ex, retry)
+            # The retry hints are in the decoded body; the client gets it decoded too.
+            body = decoded(raw, response.headers.get("content-encoding"))
+            error_headers = self._headers(response, decoded=body is not None)
+            body = raw if body is None else body
+            self._failed(ex, route, status, retry_hint(response.headers, body))
+            kind = "quota" if status == 429 else "auth" if status in (401, 402, 403) else "error"
+            self._record(ex, cred.label, str(status), started, kind)
+            ex.last_error = Answer(status, error_headers, reason, body)
+            return status
+        answer_headers = self._headers(response)
+        if ex.client.stream and status < 300:
+            chunks = response.content.iter_any()
+            try:
+                # Until the first chunk is here, nothing has reached the client: a stream that
+                # dies or ends before it fails over like any other failure.
+                first = await anext(chunks, b"")
+            except UNREACHABLE as e:
+                response.release()
+                return self._unreachable(ex, route, e, started)
+            if not first:
+                response.release()
+                return self._empty(ex, route, status, started)
+            self._succeeded(ex, route)
+            self._record(ex, cred.label, str(status), started)
+            return Answer(status, answer_headers, reason, chunks=self._stream(ex, route, response, first, chunks))
+        try:
+            body = await response.read()
+        except UNREACHABLE as e:
+            return self._unreachable(ex, route, e, started)
+        finally:
+            response.release()
+        if status < 300 and not body:
+            return self._empty(ex, route, status, started)
+        if status < 400:
+            self._succeeded(ex, route)
+        else:
+            self._settle(ex)  # the request's fault, not the credential's
+        self._record(ex, cred.label, str(status), started)
+        return Answer(status, answer_headers, reason, body)
 
-    def _reply_unavailable(self, flow: http.HTTPFlow, ex: Exchange) -> None:
-        if ex.unusable and self._soonest_recovery(ex) is None:
-            reply_error(
-                flow,
-                ex.client.endpoint.format,
-                503,
-                f"no credential for model {ex.client.model!r} can serve now: " + "; ".join(ex.unusable),
-                code="credentials_unavailable",
+    async def _stream(
+        self,
+        ex: Exchange,
+        route: Route,
+        response: aiohttp.ClientResponse,
+        first: bytes,
+        chunks: AsyncIterator[bytes],
+    ) -> AsyncIterator[bytes]:
+        try:
+            yield first
+            async for chunk in chunks:
+                yield chunk
+        except UNREACHABLE as e:
+            # The client has had part of the answer: too late to fail over. The stream ends
+            # here, and its last event (the stream callable's) says it was cut.
+            ex.cut = f"the upstream connection was lost ({why_unreachable(e)})"
+            self._failed(ex, route, 0, None, reason="stream cut off", rest=CUT_STREAM_REST)
+        finally:
+            response.release()
+
+    def _headers(self, response: aiohttp.ClientResponse, *, decoded: bool = False) -> list[tuple[bytes, bytes]]:
+        skip = _HOP_BY_HOP | {b"content-encoding"} if decoded else _HOP_BY_HOP
+        return [(k, v) for k, v in response.raw_headers if k.lower() not in skip]
+
+    def _record(self, ex: Exchange, label: str, outcome: str, started: float, kind: str = "answered") -> None:
+        ex.attempts.append(Attempt(label, outcome, (time.perf_counter() - started) * 1000, kind))
+
+    def _unreachable(self, ex: Exchange, route: Route, e: BaseException, started: float) -> int:
+        why = why_unreachable(e)
+        logger.info(f"cliproxy: {route.credential.label}: upstream unreachable ({why})")
+        self._failed(ex, route, 0, None, reason=f"unreachable: {why}")
+        self._record(ex, route.credential.label, f"unreachable ({why})", started, "unreachable")
+        return 0
+
+    def _empty(self, ex: Exchange, route: Route, status: int, started: float) -> int:
+        # A success with nothing in it is no answer: every API here answers in JSON or events.
+        self._failed(ex, route, 502, None, reason=f"HTTP {status} with an empty body")
+        self._record(ex, route.credential.label, f"{status}, empty", started, "error")
+        return 502
+
+    def _failed(
+        self,
+        ex: Exchange,
+        route: Route,
+        status: int,
+        hint: float | None,
+        *,
+        reason: str | None = None,
+        rest: float | None = None,
+    ) -> float:
+        ex.settled = True
+        wait = self.runtime.pool.failed(route.credential, route.model, status, hint, reason=reason, rest=rest)
+        what = f"HTTP {status}" if status else (reason or "unreachable")
+        logger.info(
+            f"cliproxy: {route.credential.label} failed for {route.model} ({what}); "
+            f"resting it {wait:.0f}s"
+        )
+        return wait
+
+    def _succeeded(self, ex: Exchange, route: Route) -> None:
+        ex.settled = True
+        self.runtime.pool.succeeded(route.credential, route.model)
+
+    def _settle(self, ex: Exchange) -> None:
+        """The request ends with no verdict on its credential: let another request test it."""
+        if not ex.settled and ex.leg is not None:
+            ex.settled = True
+            self.runtime.pool.release_probe(ex.leg.route.credential, ex.leg.route.model)
+
+    # -- when no credential can answer -----------------------------------------------------------
+
+    def _local(
+        self, ex: Exchange, status: int, message: str, *, code: str | None = None, retry_after: float | None = None
+    ) -> Answer:
+        ex.local = True
+        headers = list(_JSON)
+        if retry_after is not None:
+            headers.append((b"retry-after", b"%d" % max(1, round(retry_after))))
+        body = error_body(ex.client.endpoint.format, status, message, code=code, retry_after=retry_after)
+        return Answer(status, headers, body=body)
+
+    def _exhausted(self, ex: Exchange) -> Answer:
+        """Every credential was tried or is resting: say why, in the client's shape."""
+        quota = any(a.kind == "quota" for a in ex.attempts)
+        resting = self.runtime.pool.resting(self._candidates(ex))
+        if not quota and not any(c.kind == "quota" for _, c, _ in resting):
+            last = ex.attempts[-1] if ex.attempts else None
+            if last is not None and last.kind != "unreachable" and ex.last_error is not None:
+                return ex.last_error  # the upstream's own error says most (converted for the client)
+        status, message, code, retry_after = self._unavailable(ex, resting)
+        return self._local(ex, status, message, code=code, retry_after=retry_after)
+
+    def _unavailable(
+        self, ex: Exchange, resting: list[tuple] | None = None
+    ) -> tuple[int, str, str, float | None]:
+        """(status, message, code, Retry-After) for a request no credential can serve now:
+        429 when quotas are the reason (with the wait), 502 when this request found them
+        unreachable, 503 otherwise (resting after failures, tokens that cannot be refreshed)."""
+        if resting is None:
+            resting = self.runtime.pool.resting(self._candidates(ex))
+        reasons: dict[str, str] = {}
+        for a in ex.attempts:
+            if a.kind != "answered":
+                reasons[a.credential] = "rate-limited" if a.kind == "quota" else a.outcome
+        quota_waits = []
+        for cred, cooldown, left in resting:
+            if cooldown.kind == "quota":
+                quota_waits.append(left)
+            reasons.setdefault(cred.label, self._describe_rest(cooldown, left))
+        for why in ex.unusable:
+            label, _, what = why.partition(": ")
+            reasons.setdefault(label, what)
+        listed = "; ".join(f"{k}: {v}" for k, v in list(reasons.items())[:_MAX_LISTED])
+        if len(reasons) > _MAX_LISTED:
+            listed += f"; and {len(reasons) - _MAX_LISTED} more"
+        model = ex.client.model
+        if quota_waits:
+            wait = min(quota_waits)
+            return (
+                429,
+                f"every credential for model {model!r} is rate-limited or unavailable; "
+                f"retry in {max(1, round(wait))}s ({listed})",
+                "model_cooldown",
+                wait,
             )
-            return
-        self._reply_cooling(flow, ex)
-
-    def _reply_cooling(self, flow: http.HTTPFlow, ex: Exchange) -> None:
-        wait = self._soonest_recovery(ex) or 0.0
-        reply_error(
-            flow,
-            ex.client.endpoint.format,
-            429,
-            f"all credentials for model {ex.client.model!r} are cooling down; "
-            f"retry in {max(1, round(wait))}s",
-            code="model_cooldown",
-            retry_after=wait,
+        if ex.attempts and all(a.kind == "unreachable" for a in ex.attempts if a.kind != "answered"):
+            return 502, f"no upstream for model {model!r} could be reached ({listed})", "upstream_unreachable", None
+        return (
+            503,
+            f"no credential for model {model!r} can serve now ({listed or 'none available'})",
+            "credentials_unavailable",
+            None,
         )
+
+    @staticmethod
+    def _describe_rest(cooldown: Cooldown, left: float) -> str:
+        if cooldown.kind == "quota":
+            return f"rate-limited, back in {max(1, round(left))}s"
+        return f"{cooldown.reason}, resting {max(1, round(left))}s"
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        ex = self._exchanges.get(flow.id)
+        if ex is None or ex.leg is None:
+            return
+        started = time.perf_counter()
+        self._show_upstream_request(flow, ex)
+        response = flow.response
+        assert response is not None
+        if ex.client.stream and response.status_code < 300 and not ex.local:
+            leg = ex.leg
+            if leg.converts:
+                response.stream = legs.stream_translator(leg, ex.client)
+                response.headers["content-type"] = legs.stream_content_type(ex.client)
+                response.headers.pop("content-length", None)
+            else:
+                fmt = ex.client.endpoint.format
+                sse = fmt is not Format.GEMINI or legs.gemini_sse(ex.client)
+                response.stream = TerminalWatch(fmt, sse, lambda: self._cut_short(ex))
+        ex.overhead += time.perf_counter() - started
+        response.headers[OVERHEAD_HEADER] = f"{ex.overhead * 1000:.2f}"
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        ex = self._exchanges.pop(flow.id, None)
+        if ex is None or flow.response is None:
+            return
+        started = time.perf_counter()
+        if not ex.local and not flow.response.stream:
+            flow.response = self._converted(ex, flow.response)
+        self._annotate(flow, ex)
+        ex.overhead += time.perf_counter() - started
+        if not flow.response.stream:
+            flow.response.headers[OVERHEAD_HEADER] = f"{ex.overhead * 1000:.2f}"
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        ex = self._exchanges.pop(flow.id, None)
+        if ex is None:
+            return
+        if ex.leg is not None:
+            self._show_upstream_request(flow, ex)
+            self._annotate(flow, ex)
+        if _client_side(flow):
+            if ex.task is not None and not ex.task.done():
+                # The relay connection goes with the client: stop spending the credential on it.
+                ex.task.cancel()
+            self._settle(ex)
+
+    def _cut_short(self, ex: Exchange) -> str | None:
+        """A passed-through stream ended without its terminal event."""
+        if ex.cut is None and ex.leg is not None:
+            # A clean early end is the upstream's fault as much as a lost connection.
+            self._failed(ex, ex.leg.route, 0, None, reason="stream ended early", rest=CUT_STREAM_REST)
+        return ex.cut
 
     # -- answering in the client's format ------------------------------------------------------
-
-    def _to_client(self, flow: http.HTTPFlow, ex: Exchange) -> None:
-        assert flow.response is not None
-        flow.response = self._converted(ex, flow.response)
 
     def _converted(self, ex: Exchange, response: http.Response) -> http.Response:
         """A complete upstream response, translated for the client when the leg translates."""
@@ -453,28 +605,40 @@ class Dispatcher:
 
     # -- traceability ----------------------------------------------------------------------
 
-    def _hide_secrets(self, flow: http.HTTPFlow, ex: Exchange) -> None:
-        # The request has left: what mitmweb shows and what a saved flow holds is masked.
-        for name in ex.secrets:
-            if name in flow.request.headers:
-                flow.request.headers[name] = _mask(flow.request.headers[name])
+    def _show_upstream_request(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        """What mitmweb shows and a saved flow holds: the last attempt's request, as sent but
+        for its credential, in place of the relay's request head."""
+        leg = ex.leg
+        assert leg is not None
+        secret = leg.target.auth_headers
+        req = flow.request
+        req.url = leg.target.url
+        req.headers = http.Headers(
+            [(k.encode(), (mask(v) if k in secret else v).encode()) for k, v in ex.sent]
+        )
+        req.raw_content = leg.body
 
     def _annotate(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         leg = ex.leg
         if leg is None:
             return
         route, cred = leg.route, leg.route.credential
+        attempts = [{"credential": a.credential, "outcome": a.outcome, "ms": round(a.ms, 1)} for a in ex.attempts]
         info = {
             "provider": cred.service or cred.provider,
             "credential": cred.label,
             "model": ex.client.model,
             "upstream_model": route.model,
-            "attempts": ex.attempts,
+            "attempts": len(ex.attempts),
+            "attempt_log": attempts,
             "translation": leg.description,
         }
+        if ex.cut:
+            info["cut"] = ex.cut
         flow.metadata[ANNOTATION] = info
+        tries = ", ".join(f"{a.credential} {a.outcome} {a.ms:.0f}ms" for a in ex.attempts)
         flow.comment = (
             f"cliproxy: {info['provider']} via {cred.label}; model {ex.client.model}"
             + (f" -> {route.model}" if route.model != ex.client.model else "")
-            + f"; {ex.attempts} attempt{'s' if ex.attempts != 1 else ''}; {info['translation']}"
+            + f"; attempts: {tries or 'none'}; {info['translation']}"
         )

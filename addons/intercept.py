@@ -13,7 +13,7 @@ import re
 
 from mitmproxy import http
 
-from addons.common import client_request, reply_error
+from addons.common import client_request, hide_client_auth, reply_error
 from addons.dispatch import Dispatcher
 from routing.config import Config
 from routing.endpoints import Kind, match
@@ -48,6 +48,8 @@ class Interceptor:
         self.dispatcher = dispatcher
         self.is_listener_flow = is_listener_flow
         self._reported: set[tuple[str, str]] = set()
+        # Flows sent on with the CLI's own credential, masked in the flow once it has left.
+        self._passed: set[str] = set()
 
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live or self.is_listener_flow(flow):
@@ -99,3 +101,17 @@ class Interceptor:
         url = redirect(flow.request.url, self.runtime.config.upstream_overrides)
         if url != flow.request.url:
             flow.request.url = url
+        self._passed.add(flow.id)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        # The request has left: the CLI's own key is no longer needed in the flow.
+        if flow.id in self._passed:
+            hide_client_auth(flow)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._passed.discard(flow.id)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        if flow.id in self._passed:
+            self._passed.discard(flow.id)
+            hide_client_auth(flow)

@@ -11,7 +11,7 @@ import logging
 
 from mitmproxy import http
 
-from addons.common import client_request, reply, reply_error
+from addons.common import client_request, hide_client_auth, reply, reply_error
 from addons.config import ConfigLoader
 from addons.dispatch import Dispatcher
 from auth.refresh import running_tasks
@@ -54,6 +54,13 @@ class ApiListener:
             logger.exception("cliproxy: internal error while routing a request")
             fmt = guess_format(flow.request.path, {k.lower(): v for k, v in flow.request.headers.items()})
             reply_error(flow, fmt, 500, f"internal error in cliproxy ({type(e).__name__}); see the proxy's log")
+        finally:
+            hide_client_auth(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        # A flow that never reached `request` (the client left while sending it).
+        if self.is_listener_flow(flow):
+            hide_client_auth(flow)
 
     async def _serve(self, flow: http.HTTPFlow) -> None:
         req = flow.request

@@ -20,6 +20,13 @@ QUOTA_BACKOFF_BASE = 1.0
 QUOTA_BACKOFF_CAP = 30 * 60.0
 AUTH_FAILURE_COOLDOWN = 30 * 60.0
 MAX_CURSORS = 4096
+# How long the one request testing a rested credential has the credential to itself before
+# another request may test it too (its outcome normally arrives with the response headers).
+PROBE_WINDOW = 30.0
+
+# Why a credential rests: its quota ran out, it could not be reached, it was refused, or the
+# upstream failed otherwise (5xx, a cut stream).
+RestKind = Literal["quota", "unreachable", "auth", "error"]
 
 
 @dataclass(slots=True)
@@ -27,6 +34,10 @@ class Cooldown:
     until: float
     reason: str
     level: int = 0  # quota backoff exponent; escalates while failures repeat
+    kind: RestKind = "error"
+    # Once the rest is over, one request tests the credential (a half-open probe): until it
+    # answers (or this moment passes), the others keep to other credentials.
+    probing_until: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +51,8 @@ class Pick:
     index: int | None  # into the candidates; None when every one is tried or cooling
     skipped: tuple[Skip, ...]
     retry_after: float | None = None  # set when nothing is available: seconds until the soonest recovery
+    # When nothing is available: why the candidates that were not tried are resting.
+    resting: tuple[Cooldown, ...] = ()
 
 
 class Pool:
@@ -72,41 +85,78 @@ class Pool:
     # -- selection -------------------------------------------------------------------------
 
     def blocked(self, credential: Credential, model: str) -> Cooldown | None:
-        """The cooldown keeping `credential` from serving `model` now, if any."""
+        """The cooldown keeping `credential` from serving `model` now, if any: a rest not over
+        yet, or one whose probe is under way."""
         now = self._clock()
-        for cooldown in (
-            self._credential_cooldowns.get(credential.id),
-            self._model_cooldowns.get((credential.id, model)),
-        ):
-            if cooldown and cooldown.until > now:
+        for cooldown in self._cooldowns(credential, model):
+            if cooldown.until > now or cooldown.probing_until > now:
                 return cooldown
         return None
+
+    def _cooldowns(self, credential: Credential, model: str) -> list[Cooldown]:
+        found = []
+        if cooldown := self._credential_cooldowns.get(credential.id):
+            found.append(cooldown)
+        if cooldown := self._model_cooldowns.get((credential.id, model)):
+            found.append(cooldown)
+        return found
+
+    def _start_probe(self, credential: Credential, model: str) -> None:
+        # A rest that is over but not yet cleared by a success: this request is its probe.
+        now = self._clock()
+        for cooldown in self._cooldowns(credential, model):
+            cooldown.probing_until = now + PROBE_WINDOW
+
+    def resting(
+        self, candidates: Sequence[tuple[Credential, str]]
+    ) -> list[tuple[Credential, Cooldown, float]]:
+        """The candidates kept out now, each with its cooldown and the seconds it has left."""
+        now = self._clock()
+        found = []
+        for cred, model in candidates:
+            if cooldown := self.blocked(cred, model):
+                found.append((cred, cooldown, max(0.0, max(cooldown.until, cooldown.probing_until) - now)))
+        return found
+
+    def release_probe(self, credential: Credential, model: str) -> None:
+        """The probing request ended without a verdict on the credential (the client left)."""
+        for cooldown in self._cooldowns(credential, model):
+            cooldown.probing_until = 0.0
 
     def pick(
         self,
         candidates: Sequence[tuple[Credential, str]],
         cursor: str,
         tried: frozenset[str] | set[str] = frozenset(),
+        *,
+        probe: bool = True,
     ) -> Pick:
         """Choose among `(credential, model)` candidates, skipping those in `tried` (credential
         ids) and those cooling down. `cursor` names the round-robin sequence (the model asked for).
+        A chosen credential whose rest is over becomes the one request testing it, unless
+        `probe` is False (a question, not a choice).
         """
         now = self._clock()
         skipped: list[Skip] = []
         available: list[int] = []
+        resting: list[Cooldown] = []
         soonest: float | None = None
         for i, (cred, model) in enumerate(candidates):
             if cred.id in tried:
                 skipped.append(Skip(cred, "already tried for this request"))
                 continue
             if cooldown := self.blocked(cred, model):
-                wait = cooldown.until - now
+                wait = max(cooldown.until, cooldown.probing_until) - now
                 soonest = wait if soonest is None else min(soonest, wait)
-                skipped.append(Skip(cred, f"cooling down for {wait:.0f}s ({cooldown.reason})"))
+                resting.append(cooldown)
+                if cooldown.until > now:
+                    skipped.append(Skip(cred, f"cooling down for {wait:.0f}s ({cooldown.reason})"))
+                else:
+                    skipped.append(Skip(cred, f"being tested by another request after resting ({cooldown.reason})"))
                 continue
             available.append(i)
         if not available:
-            return Pick(None, tuple(skipped), soonest)
+            return Pick(None, tuple(skipped), soonest, tuple(resting))
 
         top = max(candidates[i][0].priority for i in available)
         tier = [i for i in available if candidates[i][0].priority == top]
@@ -116,12 +166,16 @@ class Pool:
             if candidates[i][0].priority != top
         )
         if self.strategy == "fill-first" or len(tier) == 1:
-            return Pick(tier[0], tuple(skipped))
-        position = self._cursors.get(cursor, 0)
-        if cursor not in self._cursors and len(self._cursors) >= MAX_CURSORS:
-            self._cursors.clear()
-        self._cursors[cursor] = position + 1
-        return Pick(tier[position % len(tier)], tuple(skipped))
+            chosen = tier[0]
+        else:
+            position = self._cursors.get(cursor, 0)
+            if cursor not in self._cursors and len(self._cursors) >= MAX_CURSORS:
+                self._cursors.clear()
+            self._cursors[cursor] = position + 1
+            chosen = tier[position % len(tier)]
+        if probe and (self._model_cooldowns or self._credential_cooldowns):
+            self._start_probe(*candidates[chosen])
+        return Pick(chosen, tuple(skipped))
 
     # -- outcomes --------------------------------------------------------------------------
 
@@ -129,16 +183,27 @@ class Pool:
         self._model_cooldowns.pop((credential.id, model), None)
 
     def failed(
-        self, credential: Credential, model: str, status: int, retry_after: float | None = None
+        self,
+        credential: Credential,
+        model: str,
+        status: int,
+        retry_after: float | None = None,
+        *,
+        reason: str | None = None,
+        rest: float | None = None,
     ) -> float:
-        """Record an upstream failure; returns the cooldown applied, in seconds."""
+        """Record an upstream failure; returns the cooldown applied, in seconds.
+
+        `status` 0 means the upstream could not be reached (refused, reset, timed out), with
+        `reason` saying how. `rest` overrides the transient cooldown (a stream cut short rests
+        the credential only briefly)."""
         if self.disable_cooling:
             return 0.0
         now = self._clock()
         if status in (401, 402, 403):
             # The credential itself is bad (revoked key, no billing): every model is affected.
             self._credential_cooldowns[credential.id] = Cooldown(
-                now + AUTH_FAILURE_COOLDOWN, f"HTTP {status}"
+                now + AUTH_FAILURE_COOLDOWN, f"HTTP {status}", kind="auth"
             )
             return AUTH_FAILURE_COOLDOWN
         key = (credential.id, model)
@@ -150,16 +215,18 @@ class Pool:
             else:
                 wait = min(QUOTA_BACKOFF_BASE * 2**level, QUOTA_BACKOFF_CAP)
                 level += 1
-            self._model_cooldowns[key] = Cooldown(now + wait, "quota exhausted (HTTP 429)", level)
+            self._model_cooldowns[key] = Cooldown(now + wait, "quota exhausted (HTTP 429)", level, "quota")
             return wait
-        if self.transient_cooldown <= 0:
+        wait = self.transient_cooldown if rest is None else rest
+        if wait <= 0:
             return 0.0
-        reason = f"HTTP {status}" if status else "connection failed"
+        kind: RestKind = "error" if status else "unreachable"
+        label = reason or (f"HTTP {status}" if status else "unreachable")
         previous = self._model_cooldowns.get(key)
         # An outage between two 429s does not reset the quota backoff.
         level = previous.level if previous else 0
-        self._model_cooldowns[key] = Cooldown(now + self.transient_cooldown, reason, level)
-        return self.transient_cooldown
+        self._model_cooldowns[key] = Cooldown(now + wait, label, level, kind)
+        return wait
 
     def forget(self, keep_ids: set[str]) -> None:
         """Drop state of credentials that left the config."""

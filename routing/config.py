@@ -148,6 +148,11 @@ class Config(_Section):
     disable_cooling: bool = False
     transient_error_cooldown_seconds: float = 0
     force_model_prefix: bool = False
+    # Seconds to open a connection to an upstream (TCP and TLS), and to wait for its response
+    # headers (and, in a stream, for each next chunk): past either, the attempt fails over.
+    # Generous for headers, since a model may think for minutes before a non-stream answer.
+    connect_timeout: float = Field(5.0, gt=0)
+    response_header_timeout: float = Field(600.0, gt=0)
     # Upstream proxy for every credential (http:// or https://); a credential's own
     # `proxy-url` wins, and "direct" or "none" there bypasses this one. A socks proxy (which
     # CLIProxyAPI configs may name) loads, but the credentials it applies to are left out.

@@ -21,7 +21,7 @@ DEFAULT_BASE_URLS = {
 # Headers through which a client authenticates to the proxy (or to a vendor, when intercepted):
 # they never travel upstream.
 CLIENT_AUTH_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
-_CLIENT_AUTH_QUERY = ("key", "auth_token")
+CLIENT_AUTH_QUERY = ("key", "auth_token")
 _HOP_BY_HOP = frozenset(
     {
         "host",
@@ -103,12 +103,12 @@ def _upstream_path(
     counting = ep.kind is Kind.COUNT_TOKENS
     if code_assist(cred):
         if ep.code_assist:  # a Code Assist client: its own call, only the account changes
-            return f"/v1internal:{ep.action}", [(k, v) for k, v in client.query if k not in _CLIENT_AUTH_QUERY]
+            return f"/v1internal:{ep.action}", [(k, v) for k, v in client.query if k not in CLIENT_AUTH_QUERY]
         # Always SSE when streaming: the envelope is unwrapped event by event.
         action, query = _gemini_action(client, counting)
         return f"/v1internal:{action}", query
     if upstream is ep.format:
-        query = [(k, v) for k, v in client.query if k not in _CLIENT_AUTH_QUERY]
+        query = [(k, v) for k, v in client.query if k not in CLIENT_AUTH_QUERY]
         version, action = ep.version, ep.action
     else:
         query, version = [], "v1beta"
@@ -233,7 +233,13 @@ def header_list(
         for token in value.split(",")
     }
     skip = {*_HOP_BY_HOP, *named, *replaced}
-    headers = [(k, v) for k, v in client_headers if k.lower() not in skip]
+    headers = [
+        (k, v)
+        for k, v in client_headers
+        # `Connection: keep-alive` is what the upstream connection does anyway: kept as the
+        # client sent it, so that an intercepted CLI's header set reaches its vendor unchanged.
+        if k.lower() not in skip or (k.lower() == "connection" and v.lower() == "keep-alive")
+    ]
     headers.extend(translation_headers.items())
     headers.extend(t.auth_headers.items())
     headers.extend(t.extra_headers.items())

@@ -134,7 +134,8 @@ def test_missing_model_is_a_400(proxy):
 
 
 def test_no_secret_reaches_the_log_or_saved_flows(fake, make_proxy, tmp_path):
-    """Debug logging, full flow dumps, a failover and a dead upstream: no pool key anywhere."""
+    """Debug logging, full flow dumps, a failover and a dead upstream: no pool key, and not the
+    client's own key either, anywhere."""
     flows = tmp_path / "flows.mitm"
     dead = f"http://127.0.0.1:{free_port()}"
     cfg = config(fake, debug=True, routing={"strategy": "fill-first"})
@@ -142,31 +143,38 @@ def test_no_secret_reaches_the_log_or_saved_flows(fake, make_proxy, tmp_path):
     proxy = make_proxy(cfg, extra_args=("--set", "flow_detail=4", "-w", str(flows)))
     fake.fail(CLAUDE_A, 429, headers={"Retry-After": "30"}, times=1)
     claude = anthropic.Anthropic(api_key=CLIENT_KEY, base_url=proxy.base_url, max_retries=0)
-    with pytest.raises(anthropic.APIStatusError):  # the dead upstream: mitmproxy's 502
-        claude.messages.create(model="claude-test-1", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+    # The dead upstream, then the 429: the third credential answers.
+    claude.messages.create(model="claude-test-1", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
     claude.messages.create(model="claude-test-1", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
     gemini = genai.Client(api_key=CLIENT_KEY, http_options=genai_types.HttpOptions(base_url=proxy.base_url))
     gemini.models.generate_content(model="gemini-2.5-flash", contents="hi")
     openai.OpenAI(api_key=CLIENT_KEY, base_url=proxy.base_url + "/v1").chat.completions.create(
         model="compat-model", messages=[{"role": "user", "content": "hi"}]
     )
-    assert fake.keys_used() == [CLAUDE_A, CLAUDE_B, GEMINI, COMPAT]
+    assert fake.keys_used() == [CLAUDE_A, CLAUDE_B, CLAUDE_B, GEMINI, COMPAT]
+    # Answered by the listener itself: a wrong key, an unknown route, the health check.
+    proxy.get("/healthz", headers={"authorization": f"Bearer {CLIENT_KEY}"})
+    proxy.post("/v1/nothing", json={}, headers={"x-api-key": CLIENT_KEY})
+    proxy.post("/v1/messages", content=b"{", headers={"x-api-key": CLIENT_KEY})
+    proxy.get(f"/v1beta/models?key={CLIENT_KEY}")
     proxy.stop()
 
     output = proxy.output()
     assert "cliproxy" in output and "resting it" in output  # debug output really was produced
     saved = flows.read_bytes()
-    for secret in (CLAUDE_A, CLAUDE_B, GEMINI, COMPAT, "sk-ant-errors-test-dead-D5"):
+    for secret in (CLIENT_KEY, CLAUDE_A, CLAUDE_B, GEMINI, COMPAT, "sk-ant-errors-test-dead-D5"):
         assert secret not in output
         assert secret.encode() not in saved
 
     with flows.open("rb") as f:
         recorded = [fl for fl in mitm_io.FlowReader(f).stream() if fl.type == "http"]
-    served = [fl for fl in recorded if fl.response and fl.response.status_code == 200]
+    served = [fl for fl in recorded if fl.request.method == "POST" and fl.response and fl.response.status_code == 200]
     annotations = [fl.metadata["cliproxy"] for fl in served]
     assert {a["provider"] for a in annotations} == {"claude", "gemini", "compat"}
     failed_over = next(a for a in annotations if a["provider"] == "claude")
-    assert failed_over["attempts"] == 2 and failed_over["credential"].startswith("claude-api-key[1]")
+    assert failed_over["attempts"] == 3 and failed_over["credential"].startswith("claude-api-key[1]")
+    outcomes = [a["outcome"] for a in failed_over["attempt_log"]]
+    assert outcomes == ["unreachable (connection refused)", "429", "200"]
     assert all("cliproxy:" in fl.comment for fl in served)
 
 

@@ -454,11 +454,20 @@ def test_header_list_replaces_client_auth_and_sets_content_length():
 
 @pytest.mark.parametrize(
     "dropped",
-    ["host", "authorization", "x-goog-api-key", "connection", "keep-alive", "transfer-encoding"],
+    ["host", "authorization", "x-goog-api-key", "keep-alive", "transfer-encoding"],
 )
 def test_header_list_drops_hop_by_hop_and_client_headers(dropped):
     t = UpstreamTarget("u", {"x-api-key": "sk-pool"}, {})
     assert dropped not in names(header_list(CLIENT_HEADERS, t, {}, 0))
+
+
+def test_header_list_keeps_only_a_keep_alive_connection_header():
+    """`Connection: keep-alive` is what the pooled upstream connection does anyway, so an
+    intercepted CLI's header set stays as sent; any other Connection header stays here."""
+    t = UpstreamTarget("u", {"x-api-key": "sk-pool"}, {})
+    assert ("Connection", "keep-alive") in header_list(CLIENT_HEADERS, t, {}, 0)
+    closing = (("Connection", "close"), ("Content-Type", "application/json"))
+    assert "connection" not in names(header_list(closing, t, {}, 0))
 
 
 def test_header_list_keeps_the_clients_other_headers_in_order():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from auth.credential import Credential
-from auth.pool import AUTH_FAILURE_COOLDOWN, QUOTA_BACKOFF_CAP, Pool
+from auth.pool import AUTH_FAILURE_COOLDOWN, PROBE_WINDOW, QUOTA_BACKOFF_CAP, Pool
 
 MODEL = "claude-sonnet-4-5"
 
@@ -304,7 +304,7 @@ def test_connection_failure_reason_is_named(clock):
     pool = make_pool(clock)
     pool.failed(A, MODEL, 0)
     (skip,) = pool.pick([(A, MODEL)], MODEL).skipped
-    assert "connection failed" in skip.reason
+    assert "unreachable" in skip.reason
 
 
 # -- disable_cooling ----------------------------------------------------------------------
@@ -440,3 +440,63 @@ def test_a_transient_failure_does_not_reset_the_quota_backoff(clock):
     pool.failed(A, MODEL, 503)
     clock.advance(10)
     assert pool.failed(A, MODEL, 429) == 8
+
+
+# -- half-open probe ------------------------------------------------------------------------
+
+
+def test_after_a_rest_one_request_tests_the_credential_while_others_keep_away(clock):
+    pool = make_pool(clock, strategy="fill-first")
+    pool.failed(A, MODEL, 0, reason="unreachable: connect timeout")
+    assert picked(pool, [A, B]) is B
+    clock.advance(61)
+    assert picked(pool, [A, B]) is A  # the rest is over: this request is the probe
+    (skip,) = [s for s in pool.pick([(A, MODEL), (B, MODEL)], MODEL).skipped if s.credential is A]
+    assert "being tested" in skip.reason
+    assert picked(pool, [A, B]) is B  # concurrent requests keep to the others meanwhile
+    pool.succeeded(A, MODEL)
+    assert picked(pool, [A, B]) is A and picked(pool, [A, B]) is A  # cleared for everyone
+
+
+def test_a_failed_probe_rests_the_credential_again_longer(clock):
+    pool = make_pool(clock, strategy="fill-first")
+    pool.failed(A, MODEL, 429)  # 1 s
+    clock.advance(1.5)
+    assert picked(pool, [A, B]) is A
+    assert pool.failed(A, MODEL, 429) == 2  # the probe failed: a longer rest
+    assert picked(pool, [A, B]) is B
+
+
+def test_a_probe_that_ends_without_a_verdict_frees_the_credential(clock):
+    pool = make_pool(clock, strategy="fill-first")
+    pool.failed(A, MODEL, 500)
+    clock.advance(61)
+    assert picked(pool, [A, B]) is A
+    pool.release_probe(A, MODEL)  # the client hung up before the upstream answered
+    assert picked(pool, [A, B]) is A
+
+
+def test_an_abandoned_probe_expires(clock):
+    pool = make_pool(clock, strategy="fill-first")
+    pool.failed(A, MODEL, 500)
+    clock.advance(61)
+    assert picked(pool, [A, B]) is A
+    assert picked(pool, [A, B]) is B
+    clock.advance(PROBE_WINDOW + 1)
+    assert picked(pool, [A, B]) is A
+
+
+def test_a_question_about_the_pool_starts_no_probe(clock):
+    pool = make_pool(clock, strategy="fill-first")
+    pool.failed(A, MODEL, 500)
+    clock.advance(61)
+    assert pool.pick([(A, MODEL)], MODEL, probe=False).index == 0
+    assert picked(pool, [A, B]) is A  # still free to be the probe
+
+
+def test_resting_says_why_and_for_how_long(clock):
+    pool = make_pool(clock)
+    pool.failed(A, MODEL, 429, retry_after=30)
+    pool.failed(B, MODEL, 0, reason="unreachable: connection refused")
+    rest = {cred.source: (cooldown.kind, cooldown.reason, round(left)) for cred, cooldown, left in pool.resting([(A, MODEL), (B, MODEL), (C, MODEL)])}
+    assert rest == {"a": ("quota", "quota exhausted (HTTP 429)", 30), "b": ("unreachable", "unreachable: connection refused", 60)}

@@ -19,6 +19,10 @@ Determinism, which tests may rely on:
 Per-request overrides (request headers): ``x-fake-events: N``, ``x-fake-event-delay: seconds``,
 ``x-fake-latency: seconds``.
 
+Connection faults (``fault``), per API key: reset the connection instead of answering, close it
+before the headers, never answer, die (reset) after N frames of the answer, or end the answer
+cleanly after N frames, its terminal events never sent.
+
 Scripted tool use (Anthropic Messages only, see ``script_tool_use``): a request whose last user
 message contains a trigger text is answered with a ``tool_use`` block; the request carrying that
 block's ``tool_result`` is answered with a final text.
@@ -37,6 +41,8 @@ import http
 import itertools
 import json
 import re
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -117,6 +123,16 @@ class _Failure:
     headers: dict[str, str]
     body: bytes | None
     remaining: int | None  # None = until clear()
+
+
+Fault = Literal["reset", "close", "hang", "die", "early_end"]
+
+
+@dataclass
+class _Fault:
+    kind: Fault
+    after: int  # frames of the answer sent first (die, early_end)
+    remaining: int | None
 
 
 @dataclass
@@ -233,6 +249,7 @@ class FakeUpstream:
         # Called with each request (a Recorded); a status it returns fails the request.
         self.authorize: Callable[[Recorded], int | None] | None = None
         self._failures: dict[str, list[_Failure]] = {}
+        self._faults: dict[str, list[_Fault]] = {}
         self._tool_scripts: list[_ToolScript] = []
         self._tool_calls: dict[str, _ToolScript] = {}  # tool_use ids handed out -> their script
         self._lock = threading.Lock()  # fail()/clear() run on the caller's thread, lookups on the loop's
@@ -308,6 +325,16 @@ class FakeUpstream:
         with self._lock:
             self._failures.setdefault(api_key, []).append(_Failure(status, dict(headers or {}), body, times))
 
+    def fault(self, api_key: str, kind: Fault, *, after: int = 0, times: int | None = None) -> None:
+        """Break the connection of requests carrying `api_key` (see the module docstring).
+
+        `after` is the number of frames (body bytes, for a non-stream answer) sent before `die`
+        or `early_end` strikes. Queued and counted like `fail`."""
+        if times is not None and times <= 0:
+            return
+        with self._lock:
+            self._faults.setdefault(api_key, []).append(_Fault(kind, after, times))
+
     def script_tool_use(self, trigger: str, name: str, input: dict[str, Any], answer: str) -> None:
         """Have the Anthropic route ask for a tool, then answer once it has the tool's result.
 
@@ -322,6 +349,7 @@ class FakeUpstream:
     def clear(self) -> None:
         with self._lock:
             self._failures.clear()
+            self._faults.clear()
             self._tool_scripts.clear()
             self._tool_calls.clear()
         self.requests.clear()
@@ -335,18 +363,21 @@ class FakeUpstream:
         return "".join(split_text(self.text, self.stream_events if events is None else events))
 
     def _take_failure(self, api_key: str | None) -> _Failure | None:
+        return self._take(self._failures, api_key)
+
+    def _take(self, scripts: dict[str, list[Any]], api_key: str | None) -> Any:
         if api_key is None:
             return None
         with self._lock:
-            queue = self._failures.get(api_key)
+            queue = scripts.get(api_key)
             if not queue:
                 return None
-            failure = queue[0]
-            if failure.remaining is not None:
-                failure.remaining -= 1
-                if failure.remaining <= 0:
+            script = queue[0]
+            if script.remaining is not None:
+                script.remaining -= 1
+                if script.remaining <= 0:
                     queue.pop(0)
-            return failure
+            return script
 
     # ------------------------------------------------------------------ HTTP plumbing
 
@@ -410,6 +441,13 @@ class FakeUpstream:
         self.requests.append(recorded)
 
         settings = self._settings(headers)
+        fault: _Fault | None = self._take(self._faults, api_key)
+        if fault is not None and fault.kind in ("reset", "close", "hang"):
+            if fault.kind == "hang":
+                await reader.read()  # until the client gives up
+            elif fault.kind == "reset":
+                _reset(writer)
+            return False
         failure = self._take_failure(api_key)
         if failure is None and self.authorize is not None and (status := self.authorize(recorded)):
             failure = _Failure(status, {}, None, None)
@@ -419,6 +457,9 @@ class FakeUpstream:
             reply = _bad_request(f"fake upstream could not handle the request: {exc!r}")
         if settings.latency > 0:
             await asyncio.sleep(settings.latency)
+        if fault is not None:
+            await self._write_broken_reply(writer, reply, fault, settings.event_delay)
+            return False
         await self._write_reply(writer, reply, keep_alive, settings.event_delay)
         return keep_alive
 
@@ -458,6 +499,32 @@ class FakeUpstream:
             self.last_event_sent_at = time.monotonic()
         writer.write(b"0\r\n\r\n")
         await writer.drain()
+
+    async def _write_broken_reply(
+        self, writer: asyncio.StreamWriter, reply: _Reply, fault: _Fault, event_delay: float
+    ) -> None:
+        """The start of `reply`, then a reset (die) or a clean end of the body (early_end)."""
+        head = [f"HTTP/1.1 {reply.status} {_reason(reply.status)}", f"Content-Type: {reply.content_type}"]
+        head += [f"{k}: {v}" for k, v in reply.headers.items()]
+        if reply.frames is None:
+            body = reply.body[: fault.after]
+            length = len(reply.body) if fault.kind == "die" else len(body)
+            head.append(f"Content-Length: {length}")
+            writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        else:
+            head.append("Transfer-Encoding: chunked")
+            writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+            for data, delayed in itertools.islice(reply.frames, fault.after):
+                if delayed and event_delay > 0:
+                    await asyncio.sleep(event_delay)
+                writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+                await writer.drain()
+                self.last_event_sent_at = time.monotonic()
+            if fault.kind == "early_end":
+                writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        if fault.kind == "die":
+            _reset(writer)
 
     # ------------------------------------------------------------------ routes
 
@@ -856,6 +923,14 @@ class FakeUpstream:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Abort the connection with a TCP reset, as a crashed upstream or a middlebox would."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
