@@ -20,7 +20,7 @@ from mitmproxy import http
 from mitmproxy.net import server_spec
 
 from addons.common import reply, reply_error
-from addons.images import inline_image
+from addons.images import ImageFetcher
 from routing import legs
 from routing.legs import Leg
 from routing.router import Route, UnknownModel
@@ -83,6 +83,7 @@ class Dispatcher:
         self.runtime = runtime
         self._exchanges: dict[str, Exchange] = {}
         self._clients: dict[str | None, httpx.AsyncClient] = {}
+        self._images = ImageFetcher()
 
     def done(self):
         # Synchronous: mitmproxy calls `done` synchronously when it reloads the script. The
@@ -190,7 +191,7 @@ class Dispatcher:
         images = legs.remote_images(leg)
         if not images:
             return leg
-        await asyncio.gather(*(inline_image(self._http(), image) for image in images))
+        await self._images.inline_all(images, self._images.policy(self.runtime.config.image_fetch))
         ex.leg = legs.plan(ex.client, leg.route, self.runtime.config.upstream_overrides, leg.request)
         return ex.leg
 
