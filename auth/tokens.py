@@ -134,7 +134,7 @@ def _read_bounded(path: Path) -> bytes:
     checked on the open descriptor, so that a FIFO put in place meanwhile cannot hang the event
     loop and a file swapped for a huge one is not read whole."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
         raise TokenFileError(f"{shown(path)}: cannot read: {e.strerror}") from None
     with os.fdopen(fd, "rb") as f:
