@@ -16,6 +16,8 @@ from routing.runtime import Runtime
 logger = logging.getLogger("cliproxy")
 # watchdog logs every inotify event at debug level, our own log file's writes included.
 logging.getLogger("watchdog").setLevel(logging.INFO)
+# httpx logs every request at info level with its whole URL, query string included.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 # Editors save in bursts (truncate, write, rename); wait for the burst to end.
 RELOAD_DEBOUNCE = 0.2

@@ -18,11 +18,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import aiohttp
-import httpx
 from mitmproxy import http
 
 from addons.common import mask, reply, reply_error
-from addons.images import inline_image
+from addons.images import ImageFetcher
 from addons.relay import FLOW_HEADER, Answer, Relay
 from addons.upstream_client import UNREACHABLE, UpstreamClient, decoded, why_unreachable
 from auth.pool import Cooldown
@@ -104,8 +103,8 @@ class Dispatcher:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._exchanges: dict[str, Exchange] = {}
-        self._clients: dict[str | None, httpx.AsyncClient] = {}
         self._upstream = UpstreamClient()
+        self._images = ImageFetcher()
         self._relay = Relay(self.answer)
         self._relay_started: asyncio.Future | None = None
 
@@ -115,10 +114,7 @@ class Dispatcher:
     def done(self):
         # Synchronous: mitmproxy calls `done` synchronously when it reloads the script. The
         # returned future is awaited on shutdown.
-        clients, self._clients = list(self._clients.values()), {}
-        return background(
-            asyncio.gather(self._relay.close(), self._upstream.close(), *(c.aclose() for c in clients))
-        )
+        return background(asyncio.gather(self._relay.close(), self._upstream.close()))
 
     def _start_relay(self) -> asyncio.Future:
         if self._relay_started is None:
@@ -128,18 +124,6 @@ class Dispatcher:
     async def _open_relay(self) -> None:
         await self._relay.start()
         logger.debug(f"cliproxy: upstream relay on 127.0.0.1:{self._relay.port}")
-
-    def _http(self, proxy: str | None = None) -> httpx.AsyncClient:
-        """A client for the other requests the proxy sends itself (images), one per upstream
-        proxy; made on first use, so that it belongs to the running event loop."""
-        client = self._clients.get(proxy)
-        if client is None:
-            client = self._clients[proxy] = httpx.AsyncClient(
-                timeout=httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=60.0),
-                follow_redirects=False,
-                proxy=proxy,
-            )
-        return client
 
     # -- the request hook: first pick, then off to the relay ----------------------------------
 
@@ -247,7 +231,7 @@ class Dispatcher:
         images = legs.remote_images(leg)
         if not images:
             return leg
-        await asyncio.gather(*(inline_image(self._http(), image) for image in images))
+        await self._images.inline_all(images, self._images.policy(self.runtime.config.image_fetch))
         ex.leg = legs.plan(ex.client, leg.route, self.runtime.config.upstream_overrides, leg.request)
         return ex.leg
 

@@ -37,7 +37,9 @@ class _Handler(FileSystemEventHandler):
         self.watch = watch
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory or not is_change(event):
+        # Directory events pass too: `accept` decides, so that a directory put where a watched
+        # file belongs (`x.json` in the auth directory) is noticed and reported.
+        if not is_change(event):
             return
         paths = (event.src_path, getattr(event, "dest_path", ""))
         if any(p and self.watch.accept(Path(str(p))) for p in paths):

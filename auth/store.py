@@ -17,8 +17,10 @@ import base64
 import datetime
 import json
 import logging
+import math
 import os
 import re
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from auth.tokens import (
     format_time,
     is_temporary,
     load_token_file,
+    shown,
 )
 
 logger = logging.getLogger("cliproxy")
@@ -55,9 +58,29 @@ def _jwt_claims(token: str) -> dict[str, Any]:
         payload = token.split(".")[1]
         payload += "=" * (-len(payload) % 4)
         claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (IndexError, ValueError):
+    except (IndexError, ValueError, RecursionError):
         return {}
     return claims if isinstance(claims, dict) else {}
+
+
+def _not_a_token_file(
+    path: Path, name: str, link: os.stat_result, st: os.stat_result, real_directory: str
+) -> str | None:
+    """Why a directory entry named `*.json` is not read at all, or None."""
+    if not name.isprintable() or shown(name) != name:
+        # Its name would end up in log lines and credential labels.
+        return "its name has control characters or bytes that are not UTF-8"
+    if stat.S_ISLNK(link.st_mode):
+        target = os.path.realpath(path)
+        if os.path.commonpath([target, real_directory]) != real_directory:
+            return "is a symbolic link to a file outside the auth directory"
+        if st is link:
+            return "is a symbolic link to nothing"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a directory, not a token file"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file (a FIFO, socket or device)"
+    return None
 
 
 def codex_account_id(data: dict[str, Any]) -> str:
@@ -70,6 +93,16 @@ def codex_account_id(data: dict[str, Any]) -> str:
     return ""
 
 
+def _text(data: dict[str, Any], key: str, token: TokenFile) -> str:
+    """A field that must be a string when present (a token, a URL, an id sent upstream)."""
+    value = data.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TokenFileError(f"{shown(token.path)}: {key} must be a string")
+    return value
+
+
 def _string_list(value: Any, what: str, token: TokenFile) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -77,7 +110,7 @@ def _string_list(value: Any, what: str, token: TokenFile) -> tuple[str, ...]:
         return tuple(v.strip() for v in value.split(",") if v.strip())
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
-    raise TokenFileError(f"{token.path}: {what} must be a list of strings")
+    raise TokenFileError(f"{shown(token.path)}: {what} must be a list of strings")
 
 
 def _truthy(value: Any) -> bool:
@@ -93,7 +126,8 @@ def _expiry(token: TokenFile) -> float | None:
     # Antigravity files also carry the issue time (ms) and the lifetime.
     issued, lifetime = token.get("timestamp"), token.get("expires_in")
     if isinstance(issued, (int, float)) and isinstance(lifetime, (int, float)):
-        return (issued / 1000 if issued > 1e12 else issued) + lifetime
+        when = (issued / 1000 if issued > 1e12 else issued) + lifetime
+        return when if math.isfinite(when) else None
     return None
 
 
@@ -104,17 +138,24 @@ def credential_from_token(token: TokenFile) -> Credential:
     provider = providers.FILE_TYPES.get(token.type)
     if provider is None:
         known = ", ".join(sorted(providers.FILE_TYPES))
-        raise TokenFileError(f"{token.path}: type {token.type!r} is not supported here (known: {known})")
+        raise TokenFileError(f"{shown(token.path)}: type {shown(token.type)!r} is not supported here (known: {known})")
     prefix = data.get("prefix") or ""
     if not isinstance(prefix, str) or "/" in prefix.strip("/"):
-        raise TokenFileError(f"{token.path}: prefix must be one path segment, without '/'")
+        raise TokenFileError(f"{shown(token.path)}: prefix must be one path segment, without '/'")
     attributes = data.get("attributes") if isinstance(data.get("attributes"), dict) else {}
     headers = data.get("headers") or {}
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-        raise TokenFileError(f"{token.path}: headers must map names to strings")
-    base_url = data.get("base_url") or ""
-    if not isinstance(base_url, str):
-        raise TokenFileError(f"{token.path}: base_url must be a string")
+        raise TokenFileError(f"{shown(token.path)}: headers must map names to strings")
+    base_url = _text(data, "base_url", token)
+    # The fields a request or a refresh sends upstream: a number or an object there is a
+    # damaged file, not a token.
+    nested = data.get("token") if isinstance(data.get("token"), dict) else data
+    for key in ("access_token", "refresh_token"):
+        _text(nested, key, token)
+    for key in ("api_key", "project_id", "resource_url", "device_id", "user_agent", "location", "proxy_url"):
+        _text(data, key, token)
+    if not isinstance(attributes.get("proxy_url"), (str, type(None))):
+        raise TokenFileError(f"{shown(token.path)}: attributes.proxy_url must be a string")
 
     kind = "oauth"
     secret = token.access_token
@@ -142,17 +183,19 @@ def credential_from_token(token: TokenFile) -> Credential:
         kind = "service-account"
         sa = data.get("service_account")
         if not isinstance(sa, dict) or not sa.get("private_key") or not sa.get("client_email"):
-            raise TokenFileError(f"{token.path}: service_account needs private_key and client_email")
+            raise TokenFileError(f"{shown(token.path)}: service_account needs private_key and client_email")
+        if not isinstance(sa["private_key"], str) or not isinstance(sa["client_email"], str):
+            raise TokenFileError(f"{shown(token.path)}: service_account private_key and client_email must be strings")
         service_account = sa
         project_id = str(data.get("project_id") or sa.get("project_id") or "")
         location = str(data.get("location") or providers.VERTEX_DEFAULT_LOCATION)
         if not project_id:
-            raise TokenFileError(f"{token.path}: no project_id")
+            raise TokenFileError(f"{shown(token.path)}: no project_id")
         secret = ""  # minted from the service account, held in memory only
 
     if kind == "oauth" and not secret and not token.refresh_token:
         what = "api_key" if provider == "iflow" else "access_token"
-        raise TokenFileError(f"{token.path}: neither {what} nor refresh_token is set")
+        raise TokenFileError(f"{shown(token.path)}: neither {what} nor refresh_token is set")
 
     failure = data.get(REFRESH_ERROR_KEY)
     refresh_error = ""
@@ -258,7 +301,11 @@ class AuthStore:
         return self.scan()
 
     def scan(self) -> ScanResult:
-        """Read every changed `*.json` of the directory; forget the files that are gone."""
+        """Read every changed `*.json` of the directory; forget the files that are gone.
+
+        A file that cannot be used is skipped with one log line naming it and saying why, and
+        the scan goes on; the line is not repeated until the file changes and is still bad in
+        another way."""
         result = ScanResult()
         if self.directory is None:
             return result
@@ -268,42 +315,57 @@ class AuthStore:
         except FileNotFoundError:
             names = []
         except OSError as e:
-            self._report(self.directory, f"{self.directory}: cannot list the auth directory: {e.strerror}")
+            self._report(self.directory, f"{shown(self.directory)}: cannot list the auth directory: {e.strerror}")
             names = []
+        real_directory = os.path.realpath(self.directory)
         for name in names:
             path = self.directory / name
             if is_temporary(path):
                 continue
             try:
-                st = path.stat()
+                link = os.lstat(path)
             except OSError:
-                continue
-            if not os.path.isfile(path):
-                continue
+                continue  # removed since the listing
+            st = link
+            if stat.S_ISLNK(link.st_mode):
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    pass  # a symlink to nothing (or a loop)
             seen.add(path)
             key = _stat_key(st)
             if self._stats.get(path) == key:
                 continue
             self._stats[path] = key
+            if refusal := _not_a_token_file(path, name, link, st, real_directory):
+                self._forget(path, result)
+                self._report(path, f"cliproxy: auth file skipped: {shown(path)}: {refusal}")
+                continue
             self._load(path, key, result)
         for path in [p for p in self._stats if p not in seen]:
             del self._stats[path]
             self._problems.pop(path, None)
-            entry = self._entries.pop(path, None)
-            if entry is not None:
-                self._paths.pop(entry.credential.id, None)
-                result.removed.append(entry.credential.id)
-                logger.info(f"cliproxy: auth file {path.name} removed: its credential is out of the pool")
+            self._forget(path, result)
         return result
+
+    def _forget(self, path: Path, result: ScanResult) -> None:
+        entry = self._entries.pop(path, None)
+        if entry is not None:
+            self._paths.pop(entry.credential.id, None)
+            result.removed.append(entry.credential.id)
+            logger.info(f"cliproxy: auth file {shown(path.name)} removed: its credential is out of the pool")
 
     def _load(self, path: Path, key: tuple[int, int, int], result: ScanResult) -> None:
         entry = self._entries.get(path)
+        kept = " (the version loaded before stays in use)" if entry is not None else ""
         try:
             token = load_token_file(path)
             credential = credential_from_token(token)
         except TokenFileError as e:
-            kept = " (the version loaded before stays in use)" if entry is not None else ""
             self._report(path, f"cliproxy: auth file skipped: {e}{kept}")
+            return
+        except Exception as e:  # noqa: BLE001 - one odd file must not stop the scan nor leak a token in a traceback
+            self._report(path, f"cliproxy: auth file skipped: {shown(path)}: cannot be used ({type(e).__name__}){kept}")
             return
         self._problems.pop(path, None)
         if entry is not None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,16 +21,31 @@ from typing import Any
 # CLIProxyAPI reads the expiry from the first of these that is present.
 EXPIRY_KEYS = ("expired", "expire", "expires_at", "expiresAt", "expiry", "expires")
 FILE_MODE = 0o600
+# Real token files are a few KiB (a Vertex service account, the largest, about 3 KiB): anything
+# past this is not a token file, and is refused unread.
+MAX_TOKEN_FILE_BYTES = 1024 * 1024
 
 
 class TokenFileError(ValueError):
     """A token file that cannot be used; the message names the file, never a token."""
 
 
+def shown(path: Path | str) -> str:
+    """A file name fit for one log line: undecodable bytes and control characters escaped, so
+    that a file name cannot forge or split log lines."""
+    text = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _parse_time(value: Any) -> datetime.datetime | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            return None
         seconds = value / 1000 if value > 1e12 else value  # milliseconds or seconds
-        return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+        try:
+            return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+        except (OverflowError, ValueError, OSError):  # past year 9999, or before year 1
+            return None
     if isinstance(value, str) and value:
         text = value.strip().replace("Z", "+00:00")
         # Go writes up to nanoseconds; Python reads up to microseconds.
@@ -93,7 +110,7 @@ class TokenFile:
             value = attributes.get("priority")
         try:
             return int(value or 0)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return 0
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -112,19 +129,59 @@ class TokenFile:
         return TokenFile(self.path, data)
 
 
-def load_token_file(path: Path) -> TokenFile:
+def _read_bounded(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_TOKEN_FILE_BYTES. Opened non-blocking and
+    checked on the open descriptor, so that a FIFO put in place meanwhile cannot hang the event
+    loop and a file swapped for a huge one is not read whole."""
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
-        raise TokenFileError(f"{path}: cannot read: {e.strerror}") from None
+        raise TokenFileError(f"{shown(path)}: cannot read: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise TokenFileError(f"{shown(path)}: is a directory, not a token file")
+        if not stat.S_ISREG(st.st_mode):
+            raise TokenFileError(f"{shown(path)}: is not a regular file (a FIFO, socket or device)")
+        if st.st_size > MAX_TOKEN_FILE_BYTES:
+            raise TokenFileError(f"{shown(path)}: {_too_large(st.st_size)}")
+        try:
+            data = f.read(MAX_TOKEN_FILE_BYTES + 1)
+        except OSError as e:
+            raise TokenFileError(f"{shown(path)}: cannot read: {e.strerror}") from None
+    if len(data) > MAX_TOKEN_FILE_BYTES:  # grew after the check
+        raise TokenFileError(f"{shown(path)}: {_too_large(len(data))}")
+    return data
+
+
+def _too_large(size: int) -> str:
+    return f"is {size} bytes, over the {MAX_TOKEN_FILE_BYTES // 1024 // 1024} MiB limit for a token file"
+
+
+def load_token_file(path: Path) -> TokenFile:
+    """Read and parse a token file, or raise TokenFileError saying what is wrong with it (never
+    quoting its content)."""
+    raw = _read_bounded(path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise TokenFileError(f"{shown(path)}: not UTF-8 text (invalid byte at offset {e.start})") from None
+    text = text.removeprefix("\ufeff")  # a BOM, as some Windows editors write
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise TokenFileError(f"{shown(path)}: JSON nested too deeply") from None
     except ValueError as e:
-        raise TokenFileError(f"{path}: not valid JSON (line {getattr(e, 'lineno', '?')}); is it still being written?") from None
+        raise TokenFileError(
+            f"{shown(path)}: not valid JSON (line {getattr(e, 'lineno', '?')}); is it still being written?"
+        ) from None
     if not isinstance(data, dict):
-        raise TokenFileError(f"{path}: expected a JSON object")
-    if not isinstance(data.get("type"), str) or not data["type"]:
-        raise TokenFileError(f'{path}: no "type" naming the provider')
+        raise TokenFileError(f"{shown(path)}: expected a JSON object")
+    kind = data.get("type")
+    if kind is None or kind == "":
+        raise TokenFileError(f'{shown(path)}: no "type" naming the provider')
+    if not isinstance(kind, str):
+        raise TokenFileError(f'{shown(path)}: "type" must be a string naming the provider')
     return TokenFile(path, data)
 
 

@@ -7,6 +7,7 @@ that an existing CLIProxyAPI config loads unchanged.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -136,6 +137,33 @@ class Interception(_Section):
     no_credential: Literal["pass-through", "refuse"] = "pass-through"
 
 
+class ImageFetch(_Section):
+    """Images given by URL that the proxy fetches for upstreams that take only inline data
+    (Gemini). Not in CLIProxyAPI. Only public addresses by default: otherwise any client of the
+    listener could make the proxy read hosts only the proxy's machine can reach."""
+
+    allow_private: bool = False
+    # Host names (`images.corp.example`, `*.corp.example`), addresses or networks (`10.8.0.0/16`)
+    # fetched from although they are not public. Cloud metadata addresses are never fetched.
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts_or_networks(cls, v: list[str]) -> list[str]:
+        hosts = []
+        for entry in v:
+            host = entry.strip().lower().rstrip(".").removeprefix("[").removesuffix("]")
+            if not host or "://" in host or "@" in host:
+                raise ValueError(f"{entry!r} is not a host name, address or network")
+            if "/" in host or ":" in host or host.replace(".", "").isdigit():
+                try:
+                    ipaddress.ip_network(host, strict=False)
+                except ValueError:
+                    raise ValueError(f"{entry!r} is not an address or network") from None
+            hosts.append(host)
+        return hosts
+
+
 class Config(_Section):
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_PORT, ge=1, le=65535)
@@ -168,6 +196,7 @@ class Config(_Section):
     # redirect every upstream, API and OAuth alike.
     upstream_overrides: dict[str, str] = Field(default_factory=dict)
     interception: Interception = Interception()
+    image_fetch: ImageFetch = ImageFetch()
 
     @field_validator("upstream_overrides")
     @classmethod

@@ -189,7 +189,8 @@ def remote_images(leg: Leg) -> list[Image]:
     for message in leg.request.messages:
         for part in message.parts:
             for item in part.content if isinstance(part, ToolResult) else (part,):
-                if isinstance(item, Image) and item.data is None and (item.url or "").startswith(("http://", "https://")):
+                url = (item.url or "").lower() if isinstance(item, Image) and item.data is None else ""
+                if url.startswith(("http://", "https://")):
                     found.append(item)
     return found
 

@@ -271,3 +271,244 @@ def test_cliproxy_check_lists_the_auth_files(tmp_path):
     assert "auth file claude-user@example.com.json" in result.stdout
     assert "gemini-2.5-pro" in result.stdout
     assert "SAMPLE" not in result.stdout + result.stderr
+
+
+# -- files that are not token files, or damaged ones: one line each, and the scan goes on ----------
+
+SECRET = "SECRET-TOKEN-VALUE"
+GOOD = {"type": "claude", "access_token": "at-good", "refresh_token": "rt-good"}
+
+
+def _scan_logged(store: AuthStore, caplog, scans: int = 1) -> list[str]:
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="cliproxy"):
+        for _ in range(scans):
+            store.scan()
+    return [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b'{"type": "claude", "access_token": "SECRET-TOKEN-VALUE\xff\xfe"}', "not UTF-8 text (invalid byte at offset 54)"),
+        (bytes(range(256)) * 64 + SECRET.encode(), "not UTF-8 text"),
+        (b"\x00" * 100 + SECRET.encode(), "not valid JSON"),
+        (b"", "not valid JSON"),
+        (b"[" * 200_000, "JSON nested too deeply"),
+        (b'{"type": "claude", "access_token": "SECRET-TOKEN-VALUE", "x": ' + b"[" * 200_000 + b"]" * 200_000 + b"}",
+         "JSON nested too deeply"),
+        (b'"SECRET-TOKEN-VALUE"', "expected a JSON object"),
+        (b"null", "expected a JSON object"),
+        (b'{"type": 5, "access_token": "SECRET-TOKEN-VALUE"}', '"type" must be a string'),
+        (b'{"type": ["claude"], "access_token": "SECRET-TOKEN-VALUE"}', '"type" must be a string'),
+        (b'{"type": "claude", "access_token": 12345}', "access_token must be a string"),
+        (b'{"type": "claude", "access_token": {"SECRET-TOKEN-VALUE": [1, {"a": null}]}}', "access_token must be a string"),
+        (b'{"type": "gemini", "token": {"access_token": "a", "refresh_token": ["SECRET-TOKEN-VALUE"]}}',
+         "refresh_token must be a string"),
+        (b'{"type": "gemini", "access_token": "SECRET-TOKEN-VALUE", "project_id": ["p"]}', "project_id must be a string"),
+        (b'{"type": "iflow", "api_key": 7, "refresh_token": "SECRET-TOKEN-VALUE"}', "api_key must be a string"),
+        (b'{"type": "claude", "access_token": "SECRET-TOKEN-VALUE", "proxy_url": {"u": 1}}', "proxy_url must be a string"),
+        (b'{"type": "claude", "access_token": "SECRET-TOKEN-VALUE", "headers": ["x"]}', "headers must map"),
+        (b'{"type": "claude", "access_token": "SECRET-TOKEN-VALUE", "excluded_models": {"a": 1}}', "excluded_models must be"),
+        (b'{"type": "vertex", "service_account": {"private_key": 1, "client_email": "x"}, "project_id": "p"}',
+         "must be strings"),
+        (b'{"type": "claude", "access_token": "SECRET-TOKEN-VALUE", "n": ' + b"9" * 5000 + b"}", "not valid JSON"),
+    ],
+    ids=["invalid-utf8", "binary", "nul-bytes", "empty", "deep-array", "deep-field", "string", "null",
+         "type-number", "type-list", "token-number", "token-object", "nested-refresh-token", "project-list",
+         "api-key-number", "proxy-url-object", "headers-list", "excluded-object", "vertex-key-number", "huge-int"],
+)
+def test_a_damaged_file_is_named_once_and_the_scan_goes_on(tmp_path, caplog, content, message):
+    (tmp_path / "a-bad.json").write_bytes(content)
+    _write(tmp_path / "z-good.json", GOOD)  # sorted after the bad one
+    store = AuthStore()
+    caplog.set_level(logging.INFO, logger="cliproxy")
+    store.set_directory(tmp_path)
+    os.utime(tmp_path / "a-bad.json", (time.time() + 5, time.time() + 5))  # touched, still as broken
+    store.scan()
+    lines = [r.getMessage() for r in caplog.records if "a-bad.json" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert message in lines[0] and str(tmp_path / "a-bad.json") in lines[0]
+    assert SECRET not in caplog.text and "Traceback" not in caplog.text
+    assert [c.source for c in store.credentials()] == ["z-good.json"]
+
+
+def test_a_file_over_one_mib_is_refused_and_a_huge_one_is_not_read(tmp_path, caplog):
+    big = tmp_path / "a-big.json"
+    big.write_text(json.dumps({**GOOD, "access_token": SECRET, "padding": " " * (1024 * 1024)}))
+    huge = tmp_path / "b-huge.json"
+    with huge.open("wb") as f:
+        f.write(json.dumps(GOOD).encode())
+        f.truncate(64 * 1024**3)  # sparse: reading it whole would take minutes and all the memory
+    _write(tmp_path / "z-good.json", GOOD)
+    store = AuthStore()
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="cliproxy"):
+        store.set_directory(tmp_path)
+    assert time.monotonic() - started < 1.0
+    (line,) = [r.getMessage() for r in caplog.records if "a-big.json" in r.getMessage()]
+    assert f"is {big.stat().st_size} bytes, over the 1 MiB limit for a token file" in line
+    (line,) = [r.getMessage() for r in caplog.records if "b-huge.json" in r.getMessage()]
+    assert f"is {64 * 1024**3} bytes, over the 1 MiB limit" in line
+    assert [c.source for c in store.credentials()] == ["z-good.json"]
+
+
+@pytest.mark.parametrize(
+    "data, check",
+    [
+        ({"expired": 12}, lambda c: c.expires_at == 12.0),  # epoch seconds: long expired, refreshed at first use
+        ({"expired": "not a time"}, lambda c: c.expires_at is None),
+        ({"expired": 1e300}, lambda c: c.expires_at is None),
+        ({"expired": float("inf")}, lambda c: c.expires_at is None),  # json.loads reads `Infinity`
+        ({"expired": float("nan"), "expires_in": float("nan"), "timestamp": 1}, lambda c: c.expires_at is None),
+        ({"priority": 1e400}, lambda c: c.priority == 0),
+        ({"priority": [1]}, lambda c: c.priority == 0),
+        ({"attributes": [[["garbage"]]], "email": {"a": 1}}, lambda c: c.description == ""),
+        ({"disabled": "yes"}, lambda c: True),  # only `true` disables
+    ],
+)
+def test_odd_but_harmless_fields_load(tmp_path, caplog, data, check):
+    path = tmp_path / "claude-odd.json"
+    path.write_text(json.dumps({**GOOD, **data}))
+    store = AuthStore()
+    with caplog.at_level(logging.WARNING, logger="cliproxy"):
+        store.set_directory(tmp_path)
+    assert caplog.records == []
+    (credential,) = store.credentials()
+    assert check(credential)
+
+
+def test_a_utf8_bom_is_accepted(tmp_path):
+    (tmp_path / "claude-a.json").write_bytes("\ufeff".encode() + json.dumps(GOOD).encode())
+    store = AuthStore()
+    store.set_directory(tmp_path)
+    assert [c.secret for c in store.credentials()] == ["at-good"]
+
+
+def _refused(tmp_path, caplog, name: str) -> str:
+    _write(tmp_path / "z-good.json", GOOD)
+    store = AuthStore()
+    with caplog.at_level(logging.INFO, logger="cliproxy"):
+        store.set_directory(tmp_path)
+        store.scan()
+    lines = [r.getMessage() for r in caplog.records if name in r.getMessage()]
+    assert len(lines) == 1, caplog.text
+    assert [c.source for c in store.credentials()] == ["z-good.json"]
+    return lines[0]
+
+
+def test_a_directory_named_json_is_refused_with_a_line(tmp_path, caplog):
+    (tmp_path / "x.json").mkdir()
+    _write(tmp_path / "x.json" / "claude-inside.json", GOOD)
+    assert "x.json: is a directory, not a token file" in _refused(tmp_path, caplog, "x.json")
+
+
+def test_a_symlink_to_etc_passwd_is_refused_unread(tmp_path, caplog):
+    (tmp_path / "passwd.json").symlink_to("/etc/passwd")
+    line = _refused(tmp_path, caplog, "passwd.json")
+    assert "is a symbolic link to a file outside the auth directory" in line
+    assert "root:" not in caplog.text
+
+
+def test_a_symlink_to_a_token_file_outside_is_refused(tmp_path, caplog):
+    outside = tmp_path / "elsewhere" / "claude-x.json"
+    outside.parent.mkdir()
+    _write(outside, {**GOOD, "access_token": SECRET})
+    auth = tmp_path / "auth"
+    auth.mkdir()
+    (auth / "claude-x.json").symlink_to(outside)
+    (auth / "claude-dotdot.json").symlink_to("../elsewhere/claude-x.json")
+    _write(auth / "z-good.json", GOOD)
+    store = AuthStore()
+    with caplog.at_level(logging.INFO, logger="cliproxy"):
+        store.set_directory(auth)
+    refused = [r.getMessage() for r in caplog.records if "outside the auth directory" in r.getMessage()]
+    assert len(refused) == 2 and SECRET not in caplog.text
+    assert [c.source for c in store.credentials()] == ["z-good.json"]
+
+
+def test_a_symlink_inside_the_directory_is_followed(tmp_path):
+    (tmp_path / "real").mkdir()
+    _write(tmp_path / "real" / "claude-real.json", GOOD)
+    (tmp_path / "claude-link.json").symlink_to("real/claude-real.json")
+    store = AuthStore()
+    store.set_directory(tmp_path)
+    assert [c.secret for c in store.credentials()] == ["at-good"]
+
+
+def test_a_dangling_symlink_is_named_and_loaded_once_its_target_appears(tmp_path, caplog):
+    (tmp_path / "claude-later.json").symlink_to("target.txt")
+    _write(tmp_path / "z-good.json", GOOD)
+    store = AuthStore()
+    with caplog.at_level(logging.INFO, logger="cliproxy"):
+        store.set_directory(tmp_path)
+    (line,) = [r.getMessage() for r in caplog.records if "claude-later.json" in r.getMessage()]
+    assert "is a symbolic link to nothing" in line
+    _write(tmp_path / "target.txt", {**GOOD, "access_token": "at-later"})
+    assert store.scan().added == ["claude:claude-later.json"]
+    assert sorted(c.secret for c in store.credentials()) == ["at-good", "at-later"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_is_refused_without_hanging(tmp_path, caplog):
+    os.mkfifo(tmp_path / "pipe.json")
+    assert "is not a regular file" in _refused(tmp_path, caplog, "pipe.json")
+
+
+def test_a_file_name_with_control_characters_cannot_forge_log_lines(tmp_path, caplog):
+    name = "x\ncliproxy: auth file forged.json loaded.json"
+    _write(tmp_path / name, GOOD)
+    line = _refused(tmp_path, caplog, "forged.json")
+    assert "\n" not in line and "x\\ncliproxy" in line
+    assert "its name has control characters" in line
+
+
+def test_an_unexpected_error_names_the_file_and_only_the_error_type(tmp_path, caplog, monkeypatch):
+    import auth.store
+
+    def explode(token):
+        raise KeyError(SECRET)
+
+    monkeypatch.setattr(auth.store, "credential_from_token", explode)
+    _write(tmp_path / "claude-a.json", GOOD)
+    store = AuthStore()
+    with caplog.at_level(logging.INFO, logger="cliproxy"):
+        store.set_directory(tmp_path)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"cliproxy: auth file skipped: {tmp_path / 'claude-a.json'}: cannot be used (KeyError)"
+    ]
+
+
+def test_a_bad_file_is_reported_once_per_change_and_picked_up_once_fixed(tmp_path, caplog):
+    store = AuthStore()
+    store.set_directory(tmp_path)
+    path = tmp_path / "claude-a.json"
+    path.write_bytes(b"\xff" + SECRET.encode())
+    assert len(_scan_logged(store, caplog, scans=3)) == 1
+    path.write_bytes(b"\xff" + SECRET.encode())  # rewritten, as bad as before: nothing new to say
+    assert _scan_logged(store, caplog, scans=2) == []
+    path.write_text('["' + SECRET + '"]')  # bad in another way: one new line
+    (line,) = _scan_logged(store, caplog, scans=2)
+    assert "expected a JSON object" in line and SECRET not in line
+    path.unlink()
+    path.mkdir()
+    (line,) = _scan_logged(store, caplog, scans=2)
+    assert "is a directory" in line
+    path.rmdir()
+    _write(path, GOOD)
+    (line,) = _scan_logged(store, caplog)
+    assert "claude-a.json loaded" in line
+    assert [c.secret for c in store.credentials()] == ["at-good"]
+
+
+def test_a_token_file_replaced_by_a_directory_or_an_outside_link_leaves_the_pool(tmp_path):
+    store = AuthStore()
+    _write(tmp_path / "claude-a.json", GOOD)
+    _write(tmp_path / "claude-b.json", GOOD)
+    store.set_directory(tmp_path)
+    (tmp_path / "claude-a.json").unlink()
+    (tmp_path / "claude-a.json").mkdir()
+    (tmp_path / "claude-b.json").unlink()
+    (tmp_path / "claude-b.json").symlink_to("/etc/passwd")
+    assert sorted(store.scan().removed) == ["claude:claude-a.json", "claude:claude-b.json"]
+    assert store.credentials() == []

@@ -43,6 +43,7 @@ def proxy(fake: FakeUpstream, make_module_proxy):
             ],
             "upstream-overrides": vendor_overrides(fake),
             "routing": {"strategy": "fill-first"},
+            "image-fetch": {"allowed-hosts": ["127.0.0.1"]},  # the image_server fixture
         }
     )
 
