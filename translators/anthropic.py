@@ -634,6 +634,9 @@ def decode_response(body: dict[str, Any]) -> Response:
             call_id = str(block.get("id") or "")
             parts.append(ToolCall(call_id, block.get("name") or "", _arguments(block.get("input"))))
     stop_reason = _STOP_REASONS_IN.get(body.get("stop_reason") or "end_turn", StopReason.END)
+    if stop_reason is StopReason.MAX_TOKENS and parts and isinstance(cut := parts[-1], ToolCall):
+        if not cut.arguments:
+            cut.arguments = {"_raw": ""}  # cut before any input: no arguments, not an empty object
     usage = body.get("usage")
     return Response(
         id=body.get("id") or "",
