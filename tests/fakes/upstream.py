@@ -481,11 +481,12 @@ class FakeUpstream:
 
     def _route(self, req: Recorded, s: _Settings) -> _Reply:
         path = unquote(req.path)
+        route = _classify(path, {})  # the API the path calls, whatever headers came along
         with self._lock:
-            queue = self._canned.get(req.vendor)
+            queue = self._canned.get(route)
             canned = queue.pop(0) if queue and req.method == "POST" else None
         if canned is not None:
-            return _canned_reply(canned, req, path)
+            return _canned_reply(canned, req, path, route)
         if req.method == "GET":
             if path.endswith("/models"):
                 return self._list_models(req)
@@ -881,13 +882,13 @@ class FakeUpstream:
 # ---------------------------------------------------------------------- helpers
 
 
-def _canned_reply(canned: _Canned, req: Recorded, path: str) -> _Reply:
+def _canned_reply(canned: _Canned, req: Recorded, path: str, vendor: str) -> _Reply:
     parsed = req.json() if req.body else {}
     body = parsed.get("request") if isinstance(parsed.get("request"), dict) else parsed
     streams = ":streamGenerateContent" in path or bool(body.get("stream"))
     if not streams or canned.events is None:
         return _Reply(200, _dumps(canned.body))
-    framed = req.vendor in ("anthropic", "openai-responses")
+    framed = vendor in ("anthropic", "openai-responses")
 
     def frames() -> Iterator[_Frame]:
         for event in canned.events or ():
@@ -895,7 +896,7 @@ def _canned_reply(canned: _Canned, req: Recorded, path: str) -> _Reply:
                 yield event, True
             else:
                 yield _sse(event, event.get("type") if framed else None), True
-        if req.vendor == "openai-chat":
+        if vendor == "openai-chat":
             yield b"data: [DONE]\n\n", False
 
     return _Reply(200, content_type="text/event-stream", frames=frames())
