@@ -19,6 +19,11 @@ Encoding builds a body the Messages API accepts, which takes more than renaming 
 - Whitespace-only stop sequences are dropped, and metadata keeps only `user_id` (the API
   rejects the rest).
 - A json_schema response format becomes `output_config.format`; json_object has no equivalent.
+- `cache_control` marks that another format's client set go on their blocks, system texts and
+  tools; past the API's 4, the last 4 in prefix order are kept (`_limit_cache_breakpoints`).
+- A custom (freeform) tool is a function of one string, its grammar told in the description.
+- A whole answer cut off in a tool call (`max_tokens`) carries its input as far as it parses,
+  as the SDKs' partial parsers read a stream's `partial_json`.
 
 Reasoning (`_thinking`):
 - budget 0 / effort "none" -> `{"type": "disabled"}`.

@@ -20,6 +20,10 @@ Things Gemini does differently from everyone else, and how this module copes:
   `thinking_budget`, `parameters_json_schema`), so decoders read both; encoders write camelCase.
 - Streams have no terminator: the last chunk carries `finishReason` and `usageMetadata`, then
   the connection ends.
+- A `functionCall` is always whole and clients run it: a call the token limit cut off (another
+  format's upstream) is not sent; finishReason MAX_TOKENS says the answer was cut. The stream
+  encoder therefore sends a call at the event after its end.
+- A Code Assist answer's `traceId` is its responseId, as Gemini CLI's converter reads it.
 """
 
 from __future__ import annotations

@@ -25,7 +25,13 @@ Mapping decisions that are not forced by the wire format:
 - `n > 1` cannot be carried by the one-choice canonical response: `encode_request` refuses it.
 - Parameters without a canonical field (seed, penalties, logit_bias, logprobs, user, metadata,
   store, service_tier, ...) are not carried. Content that cannot be carried without changing the
-  answer (audio input, files by id, custom tools, legacy `functions`) raises `ValueError`.
+  answer (audio input, files by id, legacy `functions`) raises `ValueError`.
+- Custom (freeform) tools and calls (`{"type": "custom", "custom": {...}}`) are carried, see
+  `translators.custom_tools`; streamed, a custom call's fragments are
+  `{"index", "id", "type": "custom", "custom": {"name", "input"}}`.
+- `cache_control` (LiteLLM's and OpenRouter's convention for Anthropic prompt caching) on content
+  parts, on system / developer / user / tool messages (marking their last block) and on tools
+  is kept for Anthropic upstreams.
 """
 
 from __future__ import annotations

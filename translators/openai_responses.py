@@ -5,10 +5,13 @@ Requests
 - `input` items map onto canonical messages; consecutive items of one role share a message, so
   a run of `function_call_output` items (plus any user text after it) is one user message, and a
   `reasoning` + `message` + `function_call` run is one assistant message.
-- Only `type: "function"` tools exist in the canonical model. Built-in tools (`web_search`,
-  `file_search`, `custom`, `local_shell`, `mcp`, ...) are dropped on decode, together with
-  history items that belong to them and tool choices that name them: no other format can run
-  them, and a proxy cannot execute them itself.
+- `function` and `custom` (freeform, e.g. Codex's `apply_patch`) tools are carried; custom
+  tools, their `custom_tool_call` items and outputs as `translators.custom_tools` says. Built-in
+  tools (`web_search`, `file_search`, `local_shell`, `mcp`, ...) are dropped on decode, together
+  with history items that belong to them and tool choices that name them: no other format can
+  run them, and a proxy cannot execute them itself.
+- `cache_control` on input content parts and tools (the LiteLLM convention) is kept for
+  Anthropic upstreams.
 - Encoding writes a body that both api.openai.com and the Codex backend accept: `instructions`
   (the system text joined by blank lines, "" when there is none), `store: false`, and
   `include: ["reasoning.encrypted_content"]` when reasoning is requested or replayed, because with
@@ -29,7 +32,11 @@ Streams
 - The encoder writes what api.openai.com writes, `event:` lines and `sequence_number`s included,
   and keeps the finished items so that `response.completed` can carry the whole output.
   The encoder forwards signatures only when `Start.origin` (or its `origin` argument) says the
-  events come from a Responses upstream.
+  events come from a Responses upstream. An item's `output_item.done` waits for the next event:
+  a Finish with MAX_TOKENS makes it `incomplete`, with the arguments that arrived.
+- The decoder is lenient: text and reasoning deltas that name no announced item belong to the
+  open item of their kind (or a new one), and a stream that only sends its terminal event has
+  that event's output as its answer.
 """
 
 from __future__ import annotations
