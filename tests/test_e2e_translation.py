@@ -575,3 +575,20 @@ def test_anthropic_deltas_without_a_block_start_still_have_their_text(oai, fake)
     fake.script_reply("anthropic", events=_anthropic_events(blocks, "end_turn", start_block=False))
     stream = oai.chat.completions.create(model="claude-test-1", messages=[{"role": "user", "content": "hi"}], stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "Hello, world"
+
+
+def test_codex_style_apply_patch_through_a_claude_key(oai, fake):
+    """A Responses client's custom tool (Codex's apply_patch) served by Anthropic: a function of
+    one string there, a `custom_tool_call` again in the SDK's accumulated response."""
+    arguments = json.dumps({"input": PATCH})
+    blocks = [({"type": "tool_use", "id": "toolu_patch", "name": "apply_patch", "input": {}},
+               [{"type": "input_json_delta", "partial_json": arguments[:20]}, {"type": "input_json_delta", "partial_json": arguments[20:]}])]
+    fake.script_reply("anthropic", events=_anthropic_events(blocks, "tool_use"))
+    tool = {"type": "custom", "name": "apply_patch", "description": "Edit files.", "format": {"type": "text"}}
+    with oai.responses.stream(model="claude-test-1", input="add hello.txt", tools=[tool]) as stream:
+        deltas = "".join(e.delta for e in stream if e.type == "response.custom_tool_call_input.delta")
+        final = stream.get_final_response()
+    (call,) = final.output
+    assert (call.type, call.call_id, call.name, call.input) == ("custom_tool_call", "toolu_patch", "apply_patch", PATCH)
+    assert deltas == PATCH
+    assert fake.requests[0].json()["tools"][0]["input_schema"]["required"] == ["input"]
