@@ -14,6 +14,7 @@ its fragments as JSON (`OPEN`, `escape`, `CLOSE`).
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from typing import Any
@@ -39,7 +40,8 @@ _HIGH_SURROGATE_END = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}$")
 
 
 def tool(name: str, description: str, fmt: dict[str, Any] | None) -> Tool:
-    return Tool(name=name, description=description, parameters=PARAMETERS, custom=True, format=fmt)
+    # A copy each: encoders put the schema into the body they build.
+    return Tool(name=name, description=description, parameters=copy.deepcopy(PARAMETERS), custom=True, format=fmt)
 
 
 def call(call_id: str, name: str, text: str) -> ToolCall:
