@@ -236,7 +236,7 @@ def _read_stream_whole(leg: Leg, fmt: Format, body: bytes) -> bytes:
     response = translate.accumulate(events, leg.upstream.value)
     if response.stop_reason is StopReason.ERROR:
         raise UpstreamStreamError(502, "the upstream stream ended in an error")
-    return json.dumps(codec(fmt).encode_response(response), ensure_ascii=False, separators=(",", ":")).encode()
+    return translate.encode_response(fmt, response, leg.request)
 
 
 def whole_response(leg: Leg, client: ClientRequest, status: int, body: bytes) -> tuple[str, bytes]:
@@ -259,7 +259,7 @@ def whole_response(leg: Leg, client: ClientRequest, status: int, body: bytes) ->
         if leg.envelope:
             return _JSON, envelope.unwrap_body(body)
         return _JSON, body  # the Codex backend answered JSON after all
-    return _JSON, translate.translate_response(leg.upstream, fmt, body)
+    return _JSON, translate.translate_response(leg.upstream, fmt, body, leg.request)
 
 
 # -- Code Assist clients ---------------------------------------------------------------------------

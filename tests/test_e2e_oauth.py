@@ -176,6 +176,8 @@ def test_gemini_cli_login_serves_google_genai_through_code_assist(fake, tokens, 
     )
     result = client.models.generate_content(model="gemini-2.5-pro", contents="hi")
     assert result.text == fake.text
+    # The envelope's traceId is the answer's responseId, as Gemini CLI's converter has it.
+    assert result.response_id.startswith("trace-")
     seen = fake.requests[-1]
     assert seen.path == "/v1internal:generateContent"
     assert seen.headers["authorization"] == f"Bearer {tokens.current('me@gmail.com-proj-1').access}"
@@ -186,6 +188,7 @@ def test_gemini_cli_login_serves_google_genai_through_code_assist(fake, tokens, 
 
     chunks = list(client.models.generate_content_stream(model="gemini-2.5-pro", contents="hi"))
     assert "".join(c.text or "" for c in chunks) == fake.expected_stream_text()
+    assert len({c.response_id for c in chunks}) == 1 and chunks[0].response_id.startswith("trace-")
     assert fake.requests[-1].path == "/v1internal:streamGenerateContent"
     assert fake.requests[-1].query == {"alt": "sse"}
 

@@ -143,7 +143,8 @@ def test_gemini_cli_wraps_the_clients_bytes_in_the_code_assist_envelope():
     assert leg.envelope and leg.converts and not leg.translated
     answer = json.dumps({"response": {"candidates": [{"content": {"parts": [{"text": "ok"}]}}]}, "traceId": "t"}).encode()
     _, body = legs.whole_response(leg, gemini_call("generateContent"), 200, answer)
-    assert json.loads(body) == {"candidates": [{"content": {"parts": [{"text": "ok"}]}}]}
+    # The envelope's traceId is the answer's responseId, as Gemini CLI's converter reads it.
+    assert json.loads(body) == {"candidates": [{"content": {"parts": [{"text": "ok"}]}}], "responseId": "t"}
 
 
 def test_gemini_cli_streams_over_sse_and_unwraps_each_event():

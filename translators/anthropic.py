@@ -19,6 +19,11 @@ Encoding builds a body the Messages API accepts, which takes more than renaming 
 - Whitespace-only stop sequences are dropped, and metadata keeps only `user_id` (the API
   rejects the rest).
 - A json_schema response format becomes `output_config.format`; json_object has no equivalent.
+- `cache_control` marks that another format's client set go on their blocks, system texts and
+  tools; past the API's 4, the last 4 in prefix order are kept (`_limit_cache_breakpoints`).
+- A custom (freeform) tool is a function of one string, its grammar told in the description.
+- A whole answer cut off in a tool call (`max_tokens`) carries its input as far as it parses,
+  as the SDKs' partial parsers read a stream's `partial_json`.
 
 Reasoning (`_thinking`):
 - budget 0 / effort "none" -> `{"type": "disabled"}`.
@@ -66,9 +71,11 @@ from translators.canonical import (
     ToolChoice,
     ToolResult,
     Usage,
+    cut_off,
 )
+from translators import custom_tools
 from translators.codec import Codec
-from translators.jsonutil import compact
+from translators.jsonutil import compact, partial_object
 from translators.formats import Format
 from translators.reasoning import budget_of, effort_of, effort_to_budget
 from translators.sse import SSEReader, sse_bytes
@@ -80,6 +87,8 @@ MIN_THINKING_BUDGET = 1024
 # The largest output of the models that still take budgets (Sonnet 4.x, Haiku 4.5); only used
 # when we choose max_tokens ourselves.
 MAX_CHOSEN_MAX_TOKENS = 64000
+# "A maximum of 4 blocks with cache_control may be provided."
+MAX_CACHE_BREAKPOINTS = 4
 
 _STOP_REASONS_IN = {
     "end_turn": StopReason.END,
@@ -410,11 +419,17 @@ def _encode_thinking(part: Thinking) -> dict[str, Any] | None:
     return {"type": "thinking", "thinking": part.text, "signature": part.signature}
 
 
+def _cached(block: dict[str, Any] | None, mark: dict[str, Any] | None) -> dict[str, Any] | None:
+    if block is not None and mark is not None:
+        block["cache_control"] = dict(mark)
+    return block
+
+
 def _encode_part(part: Part, role: str) -> dict[str, Any] | None:
     if isinstance(part, Text):
-        return {"type": "text", "text": part.text} if part.text else None
+        return _cached({"type": "text", "text": part.text}, part.cache_control) if part.text else None
     if isinstance(part, Image):
-        return _encode_media(part)
+        return _cached(_encode_media(part), part.cache_control)
     if isinstance(part, Thinking):
         return _encode_thinking(part) if role == "assistant" else None
     if isinstance(part, ToolCall):
@@ -426,7 +441,7 @@ def _encode_part(part: Part, role: str) -> dict[str, Any] | None:
             block["content"] = content
         if part.is_error:
             block["is_error"] = True
-        return block
+        return _cached(block, part.cache_control)
     return None
 
 
@@ -515,10 +530,27 @@ def _encode_tool(tool: Tool) -> dict[str, Any]:
     if "type" not in schema:
         schema = {"type": "object", **schema}
     out: dict[str, Any] = {"name": tool.name}
-    if tool.description:
-        out["description"] = tool.description
+    if description := custom_tools.function_description(tool) if tool.custom else tool.description:
+        out["description"] = description
     out["input_schema"] = schema
-    return out
+    return _cached(out, tool.cache_control)  # type: ignore[return-value]
+
+
+def _limit_cache_breakpoints(body: dict[str, Any]) -> None:
+    """Keep the last `MAX_CACHE_BREAKPOINTS` cache_control marks, in the cache's prefix order
+    (tools, system, messages), and drop the earlier ones, which the API would refuse.
+
+    Each breakpoint caches the whole prefix before it, so a later mark's entry holds what an
+    earlier one's would, and reads are looked up at each mark (and some 20 blocks before it):
+    the last marks are the ones that keep a growing conversation cached, where a client moves
+    its sliding marks. Keeping the first ones instead would re-bill all later turns in full.
+    """
+    marked = [t for t in body.get("tools") or () if "cache_control" in t]
+    marked += [b for b in body.get("system") or () if "cache_control" in b]
+    for message in body["messages"]:
+        marked += [b for b in message["content"] if "cache_control" in b]
+    for block in marked[:-MAX_CACHE_BREAKPOINTS]:
+        del block["cache_control"]
 
 
 def _encode_tool_choice(choice: ToolChoice, thinking_on: bool) -> dict[str, Any]:
@@ -543,7 +575,7 @@ def encode_request(req: Request) -> dict[str, Any]:
     thinking_on = thinking is not None and thinking["type"] != "disabled"
 
     body: dict[str, Any] = {"model": req.model, "max_tokens": max_tokens, "messages": messages}
-    if system := [{"type": "text", "text": t.text} for t in req.system if t.text]:
+    if system := [_cached({"type": "text", "text": t.text}, t.cache_control) for t in req.system if t.text]:
         body["system"] = system
     if req.tools:
         body["tools"] = [_encode_tool(tool) for tool in req.tools]
@@ -583,6 +615,7 @@ def encode_request(req: Request) -> dict[str, Any]:
         output_config["format"] = {"type": "json_schema", "schema": fmt.schema}
     if output_config:
         body["output_config"] = output_config
+    _limit_cache_breakpoints(body)
     return body
 
 
@@ -594,7 +627,7 @@ def decode_response(body: dict[str, Any]) -> Response:
     for block in body.get("content") or ():
         if not isinstance(block, dict):
             continue
-        kind = block.get("type")
+        kind = block.get("type") or ("text" if isinstance(block.get("text"), str) else None)
         if kind == "text":
             parts.append(Text(block.get("text") or ""))
         elif kind == "thinking":
@@ -606,6 +639,9 @@ def decode_response(body: dict[str, Any]) -> Response:
             call_id = str(block.get("id") or "")
             parts.append(ToolCall(call_id, block.get("name") or "", _arguments(block.get("input"))))
     stop_reason = _STOP_REASONS_IN.get(body.get("stop_reason") or "end_turn", StopReason.END)
+    if stop_reason is StopReason.MAX_TOKENS and parts and isinstance(cut := parts[-1], ToolCall):
+        if not cut.arguments:
+            cut.arguments = {"_raw": ""}  # cut before any input: no arguments, not an empty object
     usage = body.get("usage")
     return Response(
         id=body.get("id") or "",
@@ -627,6 +663,7 @@ def _stop_reason_out(reason: StopReason, saw_tool_call: bool) -> str:
 def encode_response(resp: Response) -> dict[str, Any]:
     content: list[dict[str, Any]] = []
     calls = 0
+    cut = cut_off(resp)
     for part in resp.parts:
         if isinstance(part, Text):
             if part.text:
@@ -640,9 +677,12 @@ def encode_response(resp: Response) -> dict[str, Any]:
         elif isinstance(part, ToolCall):
             call_id = _response_tool_id(part.id, resp.id, calls)
             calls += 1
-            content.append(
-                {"type": "tool_use", "id": call_id, "name": part.name, "input": part.arguments}
-            )
+            arguments = part.arguments
+            raw = arguments.get("_raw")
+            if part is cut and len(arguments) == 1 and isinstance(raw, str):
+                # Half a tool_use, as max_tokens leaves it: its input as far as it can be read.
+                arguments = partial_object(raw)
+            content.append({"type": "tool_use", "id": call_id, "name": part.name, "input": arguments})
     stop_reason = _stop_reason_out(resp.stop_reason, calls > 0)
     return {
         "id": resp.id,
@@ -737,7 +777,8 @@ class StreamDecoder:
         elif kind == "content_block_start":
             self._block_start(payload, events)
         elif kind == "content_block_stop":
-            if self._open is not None and payload.get("index") == self._upstream_open:
+            index = payload.get("index")
+            if self._open is not None and (index is None or index == self._upstream_open):
                 self._close_block(events)
         elif kind == "message_start":
             self._message_start(payload, events)
@@ -808,10 +849,16 @@ class StreamDecoder:
         self._open, self._upstream_open = index, payload.get("index")
 
     def _delta(self, payload: dict[str, Any], events: list[Event]) -> None:
-        if self._open is None or payload.get("index") != self._upstream_open:
-            return
         delta = payload.get("delta") or {}
         kind = delta.get("type")
+        index = payload.get("index")
+        if self._open is None or (index is not None and index != self._upstream_open):
+            # A delta for a block that never started: its content still counts, in a block of
+            # the kind the delta implies.
+            block = _IMPLIED_BLOCKS.get(kind)
+            if block is None:
+                return
+            self._block_start({"index": index, "content_block": block}, events)
         if kind == "text_delta":
             if text := delta.get("text"):
                 events.append(Delta(self._open, text=text))
@@ -828,6 +875,13 @@ class StreamDecoder:
 
 # -- streams: encode ----------------------------------------------------------------------------
 
+
+_IMPLIED_BLOCKS: dict[Any, dict[str, Any]] = {
+    "text_delta": {"type": "text", "text": ""},
+    "thinking_delta": {"type": "thinking", "thinking": ""},
+    "signature_delta": {"type": "thinking", "thinking": ""},
+    "input_json_delta": {"type": "tool_use", "id": "", "name": "", "input": {}},
+}
 
 _EMPTY_TEXT = {"type": "text", "text": ""}
 _EMPTY_THINKING = {"type": "thinking", "thinking": "", "signature": ""}

@@ -10,11 +10,20 @@ Conventions every codec keeps:
   `{"_raw": s}` so that nothing is lost.
 - A `Thinking.signature` is opaque and bound to the format that produced it (`origin`); encoders
   drop signatures whose origin is another format, never fabricate one.
+- A response that stops with `StopReason.MAX_TOKENS` was cut off in its last part: that part is
+  incomplete, and a cut tool call's arguments are exactly what arrived (`{"_raw": s}`, "" when
+  nothing did, unless `s` happens to be a whole JSON object). Encoders say so in their format's
+  own terms and never complete the call (see `cut_off`).
+- A custom (freeform) tool takes one string: canonically a function whose arguments are
+  `{"input": <string>}` (`custom_tools`), so that formats without custom tools carry it as one.
+- `cache_control` is Anthropic's prompt-caching breakpoint (`{"type": "ephemeral", "ttl"?}`),
+  kept on the parts, system texts and tools a client marked.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,6 +34,7 @@ from typing import Any, Literal
 @dataclass(slots=True)
 class Text:
     text: str
+    cache_control: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -32,6 +42,7 @@ class Image:
     media_type: str  # "image/png"; for URLs whatever is known, else ""
     data: str | None = None  # base64, without a data: prefix
     url: str | None = None
+    cache_control: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -50,6 +61,7 @@ class ToolCall:
     # Gemini 3 thought signatures ride on function calls and must come back with them.
     signature: str | None = None
     origin: str | None = None
+    custom: bool = False  # a call of a custom (freeform) tool: arguments {"input": str}
 
 
 @dataclass(slots=True)
@@ -58,6 +70,7 @@ class ToolResult:
     content: list[Text | Image] = field(default_factory=list)
     is_error: bool = False
     name: str | None = None  # the called tool's name; Gemini links results by name
+    cache_control: dict[str, Any] | None = None
 
 
 Part = Text | Image | Thinking | ToolCall | ToolResult
@@ -77,6 +90,11 @@ class Tool:
     name: str
     description: str = ""
     parameters: dict[str, Any] = field(default_factory=dict)  # JSON Schema
+    # A custom (freeform) tool: `parameters` is then `custom_tools.PARAMETERS` and `format` the
+    # Responses API's input format ({"type": "text"} or {"type": "grammar", syntax, definition}).
+    custom: bool = False
+    format: dict[str, Any] | None = None
+    cache_control: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -158,6 +176,8 @@ class Response:
 # -- stream events -------------------------------------------------------------------------
 # A decoded stream is: Start, then for each block BlockStart, Delta*, BlockStop (blocks do not
 # interleave: a block is stopped before the next starts), then Finish, exactly once, last.
+# A Finish with MAX_TOKENS says the last block stopped was cut off: encoders that must tell a
+# finished item from a cut one hold its end until the next event.
 
 
 @dataclass(slots=True)
@@ -208,3 +228,27 @@ class StreamError:
 
 
 Event = Start | BlockStart | Delta | BlockStop | Finish | StreamError
+
+
+def cache_control(value: Any) -> dict[str, Any] | None:
+    """A client's `cache_control` mark in Anthropic's form, or None if it is not one."""
+    if not isinstance(value, dict) or value.get("type") != "ephemeral":
+        return None
+    ttl = value.get("ttl")
+    return {"type": "ephemeral", "ttl": ttl} if isinstance(ttl, str) and ttl else {"type": "ephemeral"}
+
+
+def cut_arguments(raw: str) -> dict[str, Any]:
+    """A cut-off call's arguments: exactly what arrived, unless that is a whole JSON object."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {"_raw": raw}
+    return value if isinstance(value, dict) else {"_raw": raw}
+
+
+def cut_off(response: Response) -> Text | Thinking | ToolCall | None:
+    """The part the token limit cut, if the response was cut off (its last part)."""
+    if response.stop_reason is StopReason.MAX_TOKENS and response.parts:
+        return response.parts[-1]
+    return None

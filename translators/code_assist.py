@@ -63,13 +63,23 @@ def count_body(gemini_body: dict[str, Any], model: str) -> bytes:
     return _dumps({"request": {"model": f"models/{model.removeprefix('models/')}", "contents": contents}})
 
 
+def unwrap_answer(answer: dict[str, Any]) -> dict[str, Any]:
+    """The Gemini answer inside a Code Assist answer, with the envelope's `traceId` as its
+    `responseId`, as Gemini CLI's own converter (`fromGenerateContentResponse`) reads it."""
+    inner = unwrap_code_assist(answer)
+    trace = answer.get("traceId")
+    if inner is answer or not isinstance(trace, str) or not trace:
+        return inner
+    return {**inner, "responseId": trace}
+
+
 def unwrap_body(body: bytes) -> bytes:
     """A whole Code Assist answer as the Gemini answer inside it."""
     parsed = json.loads(body)
     if isinstance(parsed, dict):
-        return _dumps(unwrap_code_assist(parsed))
+        return _dumps(unwrap_answer(parsed))
     if isinstance(parsed, list):  # a stream read whole, as a JSON array
-        return _dumps([unwrap_code_assist(p) if isinstance(p, dict) else p for p in parsed])
+        return _dumps([unwrap_answer(p) if isinstance(p, dict) else p for p in parsed])
     return body
 
 
@@ -102,7 +112,7 @@ class Unwrapper:
             parsed = json.loads(data)
         except ValueError:
             return b""
-        payload = _dumps(unwrap_code_assist(parsed) if isinstance(parsed, dict) else parsed)
+        payload = _dumps(unwrap_answer(parsed) if isinstance(parsed, dict) else parsed)
         return self._framer.frame(payload)
 
 

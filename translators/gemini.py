@@ -20,6 +20,10 @@ Things Gemini does differently from everyone else, and how this module copes:
   `thinking_budget`, `parameters_json_schema`), so decoders read both; encoders write camelCase.
 - Streams have no terminator: the last chunk carries `finishReason` and `usageMetadata`, then
   the connection ends.
+- A `functionCall` is always whole and clients run it: a call the token limit cut off (another
+  format's upstream) is not sent; finishReason MAX_TOKENS says the answer was cut. The stream
+  encoder therefore sends a call at the event after its end.
+- A Code Assist answer's `traceId` is its responseId, as Gemini CLI's converter reads it.
 """
 
 from __future__ import annotations
@@ -55,7 +59,9 @@ from translators.canonical import (
     ToolChoice,
     ToolResult,
     Usage,
+    cut_off,
 )
+from translators import custom_tools
 from translators.codec import Codec
 from translators.jsonutil import compact
 from translators.errors import error_body
@@ -509,8 +515,13 @@ def decode_request(body: dict[str, Any]) -> Request:
     for content in _list(contents):
         if not isinstance(content, dict):
             continue
-        model_turn = content.get("role") == "model"
-        parts = _decode_parts(_list(content.get("parts")), ids, model=model_turn)
+        role = content.get("role")
+        raw_parts = _list(content.get("parts"))
+        if not role:
+            # Role is optional ("user" then); a content of calls or thoughts can only be the model's.
+            role = "model" if any(_get(_dict(p), "functionCall") or _dict(p).get("thought") for p in raw_parts) else "user"
+        model_turn = role == "model"
+        parts = _decode_parts(raw_parts, ids, model=model_turn)
         if model_turn:
             parts = [p for p in parts if not isinstance(p, ToolResult)]
         else:
@@ -767,8 +778,8 @@ def encode_request(request: Request) -> dict[str, Any]:
         declarations = []
         for tool in request.tools:
             declaration: dict[str, Any] = {"name": tool.name}
-            if tool.description:
-                declaration["description"] = tool.description
+            if description := custom_tools.function_description(tool) if tool.custom else tool.description:
+                declaration["description"] = description
             if (parameters := _tool_parameters(tool.parameters)) is not None:
                 declaration["parameters"] = parameters
             declarations.append(declaration)
@@ -914,7 +925,8 @@ class _ResponseIds(_CallIds):
 def decode_response(obj: dict[str, Any]) -> Response:
     trace = obj.get("traceId")
     obj = unwrap_code_assist(obj)
-    response_id = obj.get("responseId") or (trace if isinstance(trace, str) else "") or ""
+    # Gemini CLI's converter takes a Code Assist answer's responseId from its traceId.
+    response_id = (trace if isinstance(trace, str) else "") or obj.get("responseId") or ""
     candidates = _list(obj.get("candidates"))
     candidate = _dict(candidates[0]) if candidates else {}
     raw_parts = _list(_dict(candidate.get("content")).get("parts"))
@@ -936,7 +948,12 @@ def decode_response(obj: dict[str, Any]) -> Response:
 
 def encode_response(response: Response) -> dict[str, Any]:
     candidate: dict[str, Any] = {}
-    parts = _model_parts(response.parts, with_ids=True, placeholder=False, foreign_thoughts=True)
+    shown = response.parts
+    if isinstance(cut := cut_off(response), ToolCall):
+        # A Gemini functionCall is whole, and a client runs it: one the token limit cut is not
+        # sent; finishReason MAX_TOKENS says the answer was cut.
+        shown = shown[:-1]
+    parts = _model_parts(shown, with_ids=True, placeholder=False, foreign_thoughts=True)
     if parts:
         candidate["content"] = {"role": "model", "parts": parts}
     candidate["finishReason"] = _FINISH_REASONS[response.stop_reason]
@@ -1053,7 +1070,7 @@ class GeminiStreamDecoder:
         usage = _decode_usage(meta) if isinstance(meta, dict) and _has_counts(meta) else None
         if not self._started:
             self._started = True
-            response_id = obj.get("responseId") or (trace if isinstance(trace, str) else "") or ""
+            response_id = (trace if isinstance(trace, str) else "") or obj.get("responseId") or ""
             self._ids = _ResponseIds(response_id)
             start_usage = None
             if usage is not None:
@@ -1168,7 +1185,7 @@ class GeminiStreamEncoder:
     its block stops, because a Gemini `functionCall` carries its arguments whole.
     """
 
-    __slots__ = ("_call", "_done", "_framer", "_keep_signatures", "_kinds", "_model", "_tail")
+    __slots__ = ("_call", "_done", "_framer", "_held", "_keep_signatures", "_kinds", "_model", "_tail")
 
     def __init__(self, request: Request, sse: bool = True) -> None:
         self._framer = GeminiFramer(sse)
@@ -1180,6 +1197,9 @@ class GeminiStreamEncoder:
         self._keep_signatures = True
         # The tool call being assembled: [id, name, argument fragments, signature]
         self._call: list[Any] | None = None
+        # A call whose block stopped: sent at the next event, unless that is a Finish saying
+        # the token limit cut it (a functionCall is whole, and a client runs it).
+        self._held: list[Any] | None = None
 
     @staticmethod
     def _meta(model: str, response_id: str) -> bytes:
@@ -1193,29 +1213,36 @@ class GeminiStreamEncoder:
     def encode(self, event: Event) -> bytes:
         if self._done:
             return b""
+        out = b""
+        if self._held is not None and not isinstance(event, (Finish, StreamError)):
+            out = self._emit_call()
         if isinstance(event, Delta):
-            return self._delta(event)
+            return out + self._delta(event)
         if isinstance(event, BlockStart):
             self._kinds[event.index] = event.kind
             if event.kind == "tool_call":
                 self._call = [event.id or "", event.name or "", [], None]
-            return b""
+            return out
         if isinstance(event, BlockStop):
             kind = self._kinds.pop(event.index, None)
             if kind == "tool_call" and self._call is not None:
-                return self._emit_call()
-            return b""
+                self._held, self._call = self._call, None
+            return out
         if isinstance(event, Start):
             self._tail = self._meta(_bare_model(event.model) or self._model, event.id)
             self._keep_signatures = event.origin in (None, GEMINI)
             return b""
         if isinstance(event, Finish):
-            return self._finish(event)
+            if self._held is not None and event.stop_reason is not StopReason.MAX_TOKENS:
+                out = self._emit_call()
+            return out + self._finish(event)
         if isinstance(event, StreamError):
+            if self._held is not None:
+                out = self._emit_call()  # it had finished before the error
             self._done = True
             payload = error_body(Format.GEMINI, event.status, event.message)
-            return self._frame(payload) + self._framer.end()
-        return b""
+            return out + self._frame(payload) + self._framer.end()
+        return out
 
     def close(self) -> bytes:
         if self._done:
@@ -1247,9 +1274,9 @@ class GeminiStreamEncoder:
         return out
 
     def _emit_call(self) -> bytes:
-        assert self._call is not None
-        call_id, name, fragments, signature = self._call
-        self._call = None
+        assert self._held is not None
+        call_id, name, fragments, signature = self._held
+        self._held = None
         raw = "".join(fragments)
         try:
             args = json.loads(raw) if raw.strip() else {}

@@ -25,7 +25,13 @@ Mapping decisions that are not forced by the wire format:
 - `n > 1` cannot be carried by the one-choice canonical response: `encode_request` refuses it.
 - Parameters without a canonical field (seed, penalties, logit_bias, logprobs, user, metadata,
   store, service_tier, ...) are not carried. Content that cannot be carried without changing the
-  answer (audio input, files by id, custom tools, legacy `functions`) raises `ValueError`.
+  answer (audio input, files by id, legacy `functions`) raises `ValueError`.
+- Custom (freeform) tools and calls (`{"type": "custom", "custom": {...}}`) are carried, see
+  `translators.custom_tools`; streamed, a custom call's fragments are
+  `{"index", "id", "type": "custom", "custom": {"name", "input"}}`.
+- `cache_control` (LiteLLM's and OpenRouter's convention for Anthropic prompt caching) on content
+  parts, on system / developer / user / tool messages (marking their last block) and on tools
+  is kept for Anthropic upstreams.
 """
 
 from __future__ import annotations
@@ -60,7 +66,10 @@ from translators.canonical import (
     ToolChoice,
     ToolResult,
     Usage,
+    cache_control,
+    cut_arguments,
 )
+from translators import custom_tools
 from translators.codec import Codec
 from translators.jsonutil import compact
 from translators.errors import error_body
@@ -231,10 +240,17 @@ def _decode_messages(messages: list[Any]) -> tuple[list[Text], list[Message]]:
         if not isinstance(message, dict):
             raise ValueError(f"messages[{index}] must be an object")
         role = message.get("role")
+        # LiteLLM's message-level cache_control marks the message's last block.
+        mark = cache_control(message.get("cache_control"))
         if role in ("system", "developer"):
-            system.extend(p for p in _decode_content(message.get("content")) if isinstance(p, Text))
+            texts = [p for p in _decode_content(message.get("content")) if isinstance(p, Text)]
+            if texts and mark:
+                texts[-1].cache_control = mark
+            system.extend(texts)
         elif role == "user":
             parts = _decode_content(message.get("content"))
+            if parts and mark:
+                parts[-1].cache_control = mark
             if results is not None:
                 results.parts.extend(parts)
             elif parts:
@@ -251,7 +267,7 @@ def _decode_messages(messages: list[Any]) -> tuple[list[Text], list[Message]]:
         elif role == "tool":
             call_id = message.get("tool_call_id") or ""
             content = _decode_content(message.get("content"))
-            result = ToolResult(call_id=call_id, content=content, name=names.get(call_id))
+            result = ToolResult(call_id=call_id, content=content, name=names.get(call_id), cache_control=mark)
             if results is None:
                 results = Message("user", [])
                 out.append(results)
@@ -275,7 +291,7 @@ def _decode_content(content: Any) -> list[Text | Image]:
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text":
             if text := part.get("text"):
-                parts.append(Text(text))
+                parts.append(Text(text, cache_control(part.get("cache_control"))))
         elif kind == "refusal":
             if text := part.get("refusal"):
                 parts.append(Text(text))
@@ -285,8 +301,10 @@ def _decode_content(content: Any) -> list[Text | Image]:
             if not isinstance(url, str) or not url:
                 raise ValueError("image_url part without a url")
             parts.append(_image_from_url(url))
+            parts[-1].cache_control = cache_control(part.get("cache_control"))
         elif kind == "file":
             parts.append(_decode_file(part.get("file") or {}))
+            parts[-1].cache_control = cache_control(part.get("cache_control"))
         else:
             raise ValueError(f"content parts of type {kind!r} cannot be translated")
     return parts
@@ -320,6 +338,13 @@ def _decode_assistant(message: dict[str, Any]) -> Message:
 def _decode_tool_calls(tool_calls: list[Any]) -> list[ToolCall]:
     calls: list[ToolCall] = []
     for call in tool_calls:
+        if call.get("type") == "custom":
+            custom = call.get("custom") or {}
+            text = custom.get("input")
+            calls.append(
+                custom_tools.call(call.get("id") or "", custom.get("name") or "", text if isinstance(text, str) else "")
+            )
+            continue
         if call.get("type", "function") != "function":
             raise ValueError(f"tool calls of type {call.get('type')!r} cannot be translated")
         function = call.get("function") or {}
@@ -336,6 +361,12 @@ def _decode_tool_calls(tool_calls: list[Any]) -> list[ToolCall]:
 def _decode_tools(tools: list[Any]) -> list[Tool]:
     decoded: list[Tool] = []
     for tool in tools:
+        if tool.get("type") == "custom":
+            custom = tool.get("custom") or {}
+            fmt = _decode_custom_format(custom.get("format"))
+            decoded.append(custom_tools.tool(custom.get("name") or "", custom.get("description") or "", fmt))
+            decoded[-1].cache_control = cache_control(tool.get("cache_control"))
+            continue
         if tool.get("type", "function") != "function":
             raise ValueError(f"tools of type {tool.get('type')!r} cannot be translated")
         function = tool.get("function") or {}
@@ -344,9 +375,25 @@ def _decode_tools(tools: list[Any]) -> list[Tool]:
                 name=function.get("name") or "",
                 description=function.get("description") or "",
                 parameters=function.get("parameters") or {},
+                cache_control=cache_control(tool.get("cache_control") or function.get("cache_control")),
             )
         )
     return decoded
+
+
+def _decode_custom_format(fmt: Any) -> dict[str, Any] | None:
+    """Chat's custom-tool format (`grammar` nested) in the Responses API's flat form."""
+    if not isinstance(fmt, dict):
+        return None
+    if fmt.get("type") == "grammar" and isinstance(grammar := fmt.get("grammar"), dict):
+        return {"type": "grammar", "syntax": grammar.get("syntax"), "definition": grammar.get("definition")}
+    return fmt
+
+
+def _encode_custom_format(fmt: dict[str, Any]) -> dict[str, Any]:
+    if fmt.get("type") == "grammar" and "grammar" not in fmt:
+        return {"type": "grammar", "grammar": {"definition": fmt.get("definition"), "syntax": fmt.get("syntax")}}
+    return fmt
 
 
 def _decode_tool_choice(raw: Any, tools: list[Tool]) -> tuple[ToolChoice | None, list[Tool]]:
@@ -357,12 +404,12 @@ def _decode_tool_choice(raw: Any, tools: list[Tool]) -> tuple[ToolChoice | None,
     if raw == "required":
         return ToolChoice("any"), tools
     if isinstance(raw, dict):
-        if raw.get("type") == "function":
-            return ToolChoice("tool", name=(raw.get("function") or {}).get("name")), tools
+        if raw.get("type") in ("function", "custom"):
+            return ToolChoice("tool", name=(raw.get(raw["type"]) or {}).get("name")), tools
         if raw.get("type") == "allowed_tools":
             # Only the listed tools may be called: offering only those has the same effect.
             allowed = raw.get("allowed_tools") or {}
-            names = {(t.get("function") or {}).get("name") for t in allowed.get("tools") or []}
+            names = {(t.get(t.get("type") or "function") or {}).get("name") for t in allowed.get("tools") or []}
             mode = "any" if allowed.get("mode") == "required" else "auto"
             return ToolChoice(mode), [t for t in tools if t.name in names]
     raise ValueError(f"unsupported tool_choice {raw!r}")
@@ -412,7 +459,7 @@ def encode_request(request: Request) -> dict[str, Any]:
     if request.tools:
         body["tools"] = [_encode_tool(t) for t in request.tools]
         if (choice := request.tool_choice) is not None:
-            if encoded_choice := _encode_tool_choice(choice):
+            if encoded_choice := _encode_tool_choice(choice, custom_tools.names(request)):
                 body["tool_choice"] = encoded_choice
             if choice.parallel is not None:
                 body["parallel_tool_calls"] = choice.parallel
@@ -473,15 +520,7 @@ def _encode_assistant(message: Message) -> dict[str, Any] | None:
     reasoning = "".join(
         p.text for p in message.parts if isinstance(p, Thinking) and p.origin == ORIGIN and not p.redacted
     )
-    calls = [
-        {
-            "id": chat_tool_call_id(p.id),
-            "type": "function",
-            "function": {"name": p.name, "arguments": dump_arguments(p.arguments)},
-        }
-        for p in message.parts
-        if isinstance(p, ToolCall)
-    ]
+    calls = [_encode_call(chat_tool_call_id(p.id), p) for p in message.parts if isinstance(p, ToolCall)]
     if not texts and not calls and not reasoning:
         return None
     # Joined as a streamed answer's text blocks would reach a chat client: back to back.
@@ -495,7 +534,21 @@ def _encode_assistant(message: Message) -> dict[str, Any] | None:
     return encoded
 
 
+def _encode_call(call_id: str, call: ToolCall) -> dict[str, Any]:
+    if call.custom:
+        custom = {"name": call.name, "input": custom_tools.input_of(call.arguments)}
+        return {"id": call_id, "type": "custom", "custom": custom}
+    return {"id": call_id, "type": "function", "function": {"name": call.name, "arguments": dump_arguments(call.arguments)}}
+
+
 def _encode_tool(tool: Tool) -> dict[str, Any]:
+    if tool.custom:
+        custom: dict[str, Any] = {"name": tool.name}
+        if tool.description:
+            custom["description"] = tool.description
+        if tool.format:
+            custom["format"] = _encode_custom_format(tool.format)
+        return {"type": "custom", "custom": custom}
     function: dict[str, Any] = {"name": tool.name}
     if tool.description:
         function["description"] = tool.description
@@ -503,9 +556,10 @@ def _encode_tool(tool: Tool) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
-def _encode_tool_choice(choice: ToolChoice) -> str | dict[str, Any] | None:
+def _encode_tool_choice(choice: ToolChoice, custom: frozenset[str]) -> str | dict[str, Any] | None:
     if choice.mode == "tool" and choice.name:
-        return {"type": "function", "function": {"name": choice.name}}
+        kind = "custom" if choice.name in custom else "function"
+        return {"type": kind, kind: {"name": choice.name}}
     return {"auto": "auto", "any": "required", "none": "none"}.get(choice.mode)
 
 
@@ -533,6 +587,11 @@ def decode_response(body: dict[str, Any]) -> Response:
         refused = bool(message.get("refusal"))
     tool_used = any(isinstance(p, ToolCall) for p in parts)
     stop_reason = _stop_reason(finish, tool_used)
+    if stop_reason is StopReason.MAX_TOKENS and parts and isinstance(cut := parts[-1], ToolCall):
+        # The last call was cut off: its arguments are what arrived, even nothing.
+        raw = ((message.get("tool_calls") or [{}])[-1].get("function") or {}).get("arguments")
+        if isinstance(raw, str) and not cut.custom:
+            cut.arguments = cut_arguments(raw)
     if refused and stop_reason is StopReason.END:
         stop_reason = StopReason.REFUSAL
     return Response(
@@ -548,11 +607,7 @@ def decode_response(body: dict[str, Any]) -> Response:
 def encode_response(response: Response) -> dict[str, Any]:
     texts = [p.text for p in response.parts if isinstance(p, Text)]
     reasoning = "".join(p.text for p in response.parts if isinstance(p, Thinking) and not p.redacted)
-    calls = [
-        {"id": p.id, "type": "function", "function": {"name": p.name, "arguments": dump_arguments(p.arguments)}}
-        for p in response.parts
-        if isinstance(p, ToolCall)
-    ]
+    calls = [_encode_call(p.id, p) for p in response.parts if isinstance(p, ToolCall)]
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None, "refusal": None}
     if reasoning:
         message["reasoning_content"] = reasoning
@@ -587,6 +642,7 @@ class _Call:
     name: str = ""
     block: int = -1  # canonical block index once started
     pending: list[str] = field(default_factory=list)  # argument fragments before the start
+    custom: bool = False  # a custom tool's call: its input goes out as {"input": ...} JSON
 
 
 class ChatStreamDecoder:
@@ -708,10 +764,14 @@ class ChatStreamDecoder:
         events.append(Delta(self._block, text=text))
 
     def _tool_fragment(self, fragment: dict[str, Any], events: list[Event]) -> None:
-        function = fragment.get("function") or {}
+        custom = fragment.get("custom")
+        if isinstance(custom, dict):
+            name, text = custom.get("name"), custom.get("input")
+            arguments = custom_tools.escape(text) if isinstance(text, str) and text else None
+        else:
+            function = fragment.get("function") or {}
+            name, arguments = function.get("name"), function.get("arguments")
         call_id = fragment.get("id")
-        name = function.get("name")
-        arguments = function.get("arguments")
         key = fragment.get("index")
         if not isinstance(key, int):
             key = self._key_without_index(call_id)
@@ -719,6 +779,7 @@ class ChatStreamDecoder:
         if call is None:
             self._close_block(events)
             call = self._calls[key] = _Call(key)
+            call.custom = isinstance(custom, dict) or fragment.get("type") == "custom"
             self._call = call
         elif call is not self._call:
             if arguments:
@@ -754,6 +815,8 @@ class ChatStreamDecoder:
         self._tool_used = True
         call_id = call.id or f"call_{self._id}_{call.key}"
         events.append(BlockStart(call.block, "tool_call", id=call_id, name=call.name))
+        if call.custom:
+            events.append(Delta(call.block, arguments=custom_tools.OPEN))
         if call.pending:
             events.append(Delta(call.block, arguments="".join(call.pending)))
             call.pending.clear()
@@ -766,6 +829,8 @@ class ChatStreamDecoder:
     def _close_block(self, events: list[Event]) -> None:
         if self._call is not None and self._call.block < 0:
             self._start_call(self._call, events)  # what arrived of it, even without a name
+        if self._call is not None and self._call.custom and self._finish_reason != "length":
+            events.append(Delta(self._call.block, arguments=custom_tools.CLOSE))
         self._call = None
         if self._kind is not None:
             events.append(BlockStop(self._block))
@@ -818,6 +883,8 @@ class ChatStreamEncoder:
         self._kind: str | None = None  # kind of the open block
         self._tool_index = -1  # chat index of the open tool call
         self._tool_calls = 0
+        self._custom = custom_tools.names(request)
+        self._reader: custom_tools.InputReader | None = None  # the open custom call's input
 
     def encode(self, event: Event) -> bytes:
         if self._done:
@@ -838,15 +905,28 @@ class ChatStreamEncoder:
                 return out
             self._tool_index = self._tool_calls
             self._tool_calls += 1
-            header = {
-                "index": self._tool_index,
-                "id": event.id or "",
-                "type": "function",
-                "function": {"name": event.name or "", "arguments": ""},
-            }
+            name = event.name or ""
+            if name in self._custom:
+                self._reader = custom_tools.InputReader()
+                header = {
+                    "index": self._tool_index,
+                    "id": event.id or "",
+                    "type": "custom",
+                    "custom": {"name": name, "input": ""},
+                }
+            else:
+                header = {
+                    "index": self._tool_index,
+                    "id": event.id or "",
+                    "type": "function",
+                    "function": {"name": name, "arguments": ""},
+                }
             return out + self._chunk({"tool_calls": [header]})
         if isinstance(event, BlockStop):
             self._kind = None
+            if self._reader is not None:
+                out += self._custom_input(self._reader.finish())
+                self._reader = None
             return out
         if isinstance(event, Finish):
             return out + self._finish(event)
@@ -872,14 +952,25 @@ class ChatStreamEncoder:
         if self._kind == "thinking" and delta.text:
             return self._chunk({"reasoning_content": delta.text})
         if self._kind == "tool_call" and delta.arguments:
+            if self._reader is not None:
+                return self._custom_input(self._reader.feed(delta.arguments))
             fragment = {"index": self._tool_index, "function": {"arguments": delta.arguments}}
             return self._chunk({"tool_calls": [fragment]})
         return b""  # signatures have no place in chat
 
+    def _custom_input(self, text: str) -> bytes:
+        if not text:
+            return b""
+        return self._chunk({"tool_calls": [{"index": self._tool_index, "custom": {"input": text}}]})
+
     def _finish(self, finish: Finish) -> bytes:
         self._done = True
+        out = b""
+        if self._reader is not None:  # a custom call cut off without its BlockStop
+            out = self._custom_input(self._reader.finish())
+            self._reader = None
         reason = _finish_reason(finish.stop_reason, self._tool_calls > 0)
-        out = self._chunk({}, reason)
+        out += self._chunk({}, reason)
         if self._usage_wanted:
             usage = _dumps(_encode_usage(finish.usage or Usage())).encode()
             out += self._prefix + b'[],"usage":' + usage + b"}\n\n"

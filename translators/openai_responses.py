@@ -5,10 +5,13 @@ Requests
 - `input` items map onto canonical messages; consecutive items of one role share a message, so
   a run of `function_call_output` items (plus any user text after it) is one user message, and a
   `reasoning` + `message` + `function_call` run is one assistant message.
-- Only `type: "function"` tools exist in the canonical model. Built-in tools (`web_search`,
-  `file_search`, `custom`, `local_shell`, `mcp`, ...) are dropped on decode, together with
-  history items that belong to them and tool choices that name them: no other format can run
-  them, and a proxy cannot execute them itself.
+- `function` and `custom` (freeform, e.g. Codex's `apply_patch`) tools are carried; custom
+  tools, their `custom_tool_call` items and outputs as `translators.custom_tools` says. Built-in
+  tools (`web_search`, `file_search`, `local_shell`, `mcp`, ...) are dropped on decode, together
+  with history items that belong to them and tool choices that name them: no other format can
+  run them, and a proxy cannot execute them itself.
+- `cache_control` on input content parts and tools (the LiteLLM convention) is kept for
+  Anthropic upstreams.
 - Encoding writes a body that both api.openai.com and the Codex backend accept: `instructions`
   (the system text joined by blank lines, "" when there is none), `store: false`, and
   `include: ["reasoning.encrypted_content"]` when reasoning is requested or replayed, because with
@@ -29,7 +32,11 @@ Streams
 - The encoder writes what api.openai.com writes, `event:` lines and `sequence_number`s included,
   and keeps the finished items so that `response.completed` can carry the whole output.
   The encoder forwards signatures only when `Start.origin` (or its `origin` argument) says the
-  events come from a Responses upstream.
+  events come from a Responses upstream. An item's `output_item.done` waits for the next event:
+  a Finish with MAX_TOKENS makes it `incomplete`, with the arguments that arrived.
+- The decoder is lenient: text and reasoning deltas that name no announced item belong to the
+  open item of their kind (or a new one), and a stream that only sends its terminal event has
+  that event's output as its answer.
 """
 
 from __future__ import annotations
@@ -62,7 +69,11 @@ from translators.canonical import (
     ToolChoice,
     ToolResult,
     Usage,
+    cache_control,
+    cut_arguments,
+    cut_off,
 )
+from translators import custom_tools
 from translators.codec import Codec
 from translators.jsonutil import compact
 from translators.formats import Format
@@ -205,13 +216,9 @@ def decode_request(body: dict[str, Any]) -> Request:
         _decode_items(raw_input, request)
 
     request.tools = [
-        Tool(
-            name=t.get("name") or "",
-            description=t.get("description") or "",
-            parameters=t.get("parameters") or {},
-        )
+        _decode_tool(t)
         for t in body.get("tools") or ()
-        if isinstance(t, dict) and t.get("type") == "function"
+        if isinstance(t, dict) and t.get("type") in ("function", "custom")
     ]
     request.tool_choice = _decode_tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
 
@@ -236,6 +243,17 @@ def decode_request(body: dict[str, Any]) -> Request:
     return request
 
 
+def _decode_tool(tool: dict[str, Any]) -> Tool:
+    name, description = tool.get("name") or "", tool.get("description") or ""
+    if tool.get("type") == "custom":
+        fmt = tool.get("format")
+        decoded = custom_tools.tool(name, description, fmt if isinstance(fmt, dict) else None)
+    else:
+        decoded = Tool(name=name, description=description, parameters=tool.get("parameters") or {})
+    decoded.cache_control = cache_control(tool.get("cache_control"))
+    return decoded
+
+
 def _decode_items(items: list[Any], request: Request) -> None:
     messages = request.messages
     call_names: dict[str, str] = {}
@@ -255,7 +273,7 @@ def _decode_items(items: list[Any], request: Request) -> None:
             content = item.get("content")
             if role in ("system", "developer"):
                 if text := _text_of(content):
-                    request.system.append(Text(text))
+                    request.system.append(Text(text, _last_mark(content)))
             elif role in ("user", "assistant"):
                 for part in _decode_content(content):
                     add(role, part)
@@ -266,7 +284,13 @@ def _decode_items(items: list[Any], request: Request) -> None:
             add(
                 "assistant", ToolCall(id=call_id, name=name, arguments=_arguments(item.get("arguments")))
             )
-        elif kind == "function_call_output":
+        elif kind == "custom_tool_call":
+            call_id = item.get("call_id") or item.get("id") or ""
+            name = item.get("name") or ""
+            call_names[call_id] = name
+            text = item.get("input")
+            add("assistant", custom_tools.call(call_id, name, text if isinstance(text, str) else ""))
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             call_id = item.get("call_id") or ""
             add(
                 "user",
@@ -294,7 +318,7 @@ def _decode_content(content: Any) -> list[Text | Image]:
         kind = part.get("type")
         if kind in ("input_text", "output_text", "text"):
             if text := part.get("text"):
-                parts.append(Text(text))
+                parts.append(Text(text, cache_control(part.get("cache_control"))))
         elif kind == "refusal":
             if text := part.get("refusal"):
                 parts.append(Text(text))
@@ -302,7 +326,15 @@ def _decode_content(content: Any) -> list[Text | Image]:
             # A `file_id` image lives in the client's OpenAI file store: nothing to carry over.
             if url := part.get("image_url"):
                 parts.append(_image_from_url(url))
+                parts[-1].cache_control = cache_control(part.get("cache_control"))
     return parts
+
+
+def _last_mark(content: Any) -> dict[str, Any] | None:
+    """The cache_control on the last of a system item's parts: its text is kept joined."""
+    if isinstance(content, list) and content and isinstance(content[-1], dict):
+        return cache_control(content[-1].get("cache_control"))
+    return None
 
 
 def _decode_output(output: Any) -> list[Text | Image]:
@@ -322,12 +354,12 @@ def _decode_tool_choice(choice: Any, parallel: Any) -> ToolChoice | None:
         result = ToolChoice("none")
     elif isinstance(choice, dict):
         kind = choice.get("type")
-        if kind == "function" and choice.get("name"):
+        if kind in ("function", "custom") and choice.get("name"):
             result = ToolChoice("tool", name=choice["name"])
         elif kind == "allowed_tools":
             result = ToolChoice("any" if choice.get("mode") == "required" else "auto")
-        # Choices that name a built-in tool (web_search, custom, mcp, ...) point at a tool we
-        # dropped: leave the choice to the provider.
+        # Choices that name a built-in tool (web_search, mcp, ...) point at a tool we dropped:
+        # leave the choice to the provider.
     if result is None:
         return ToolChoice("auto", parallel=parallel) if parallel is not None else None
     result.parallel = parallel
@@ -349,7 +381,7 @@ def encode_request(request: Request) -> dict[str, Any]:
     if request.tools:
         body["tools"] = [_encode_tool(t) for t in request.tools]
     if (choice := request.tool_choice) is not None:
-        body["tool_choice"] = _encode_tool_choice(choice)
+        body["tool_choice"] = _encode_tool_choice(choice, custom_tools.names(request))
         if choice.parallel is not None:
             body["parallel_tool_calls"] = choice.parallel
     reasoning = _encode_reasoning(request.reasoning) if request.reasoning else None
@@ -389,12 +421,13 @@ def codex_body(body: dict[str, Any]) -> dict[str, Any]:
 
 def _encode_messages(messages: list[Message]) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
+    custom_calls: set[str] = set()  # ids of custom calls, whose outputs are custom too
     for message in messages:
-        _encode_message(message, items)
+        _encode_message(message, items, custom_calls)
     return items
 
 
-def _encode_message(message: Message, items: list[dict[str, Any]]) -> None:
+def _encode_message(message: Message, items: list[dict[str, Any]], custom_calls: set[str]) -> None:
     """Append `message` as input items: calls, outputs and reasoning are items of their own,
     so the text and images between them are cut into several message items."""
     role = message.role
@@ -409,6 +442,10 @@ def _encode_message(message: Message, items: list[dict[str, Any]]) -> None:
         elif isinstance(part, Image):
             if role == "user" and (url := _image_url(part)):
                 content.append({"type": "input_image", "image_url": url, "detail": "auto"})
+        elif isinstance(part, ToolCall) and part.custom:
+            custom_calls.add(part.id)
+            text = custom_tools.input_of(part.arguments)
+            item = {"type": "custom_tool_call", "call_id": part.id, "name": part.name, "input": text}
         elif isinstance(part, ToolCall):
             item = {
                 "type": "function_call",
@@ -417,8 +454,9 @@ def _encode_message(message: Message, items: list[dict[str, Any]]) -> None:
                 "arguments": _arguments_json(part.arguments),
             }
         elif isinstance(part, ToolResult):
+            custom = part.call_id in custom_calls
             item = {
-                "type": "function_call_output",
+                "type": "custom_tool_call_output" if custom else "function_call_output",
                 "call_id": part.call_id,
                 "output": _encode_output(part.content),
             }
@@ -465,6 +503,13 @@ def _encode_output(content: list[Text | Image]) -> str | list[dict[str, Any]]:
 
 
 def _encode_tool(tool: Tool) -> dict[str, Any]:
+    if tool.custom:
+        custom: dict[str, Any] = {"type": "custom", "name": tool.name}
+        if tool.description:
+            custom["description"] = tool.description
+        if tool.format:
+            custom["format"] = tool.format
+        return custom
     encoded: dict[str, Any] = {"type": "function", "name": tool.name}
     if tool.description:
         encoded["description"] = tool.description
@@ -473,9 +518,9 @@ def _encode_tool(tool: Tool) -> dict[str, Any]:
     return encoded
 
 
-def _encode_tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
+def _encode_tool_choice(choice: ToolChoice, custom: frozenset[str] = frozenset()) -> str | dict[str, Any]:
     if choice.mode == "tool" and choice.name:
-        return {"type": "function", "name": choice.name}
+        return {"type": "custom" if choice.name in custom else "function", "name": choice.name}
     return {"any": "required", "none": "none"}.get(choice.mode, "auto")
 
 
@@ -534,13 +579,20 @@ def decode_response(body: dict[str, Any]) -> Response:
                 parts.append(thinking)
         elif kind == "function_call":
             tool_called = True
+            raw = item.get("arguments")
+            cut = item.get("status") == "incomplete" and isinstance(raw, str)
             parts.append(
                 ToolCall(
                     id=item.get("call_id") or item.get("id") or "",
                     name=item.get("name") or "",
-                    arguments=_arguments(item.get("arguments")),
+                    arguments=cut_arguments(raw) if cut else _arguments(raw),
                 )
             )
+        elif kind == "custom_tool_call":
+            tool_called = True
+            call_id = item.get("call_id") or item.get("id") or ""
+            text = item.get("input")
+            parts.append(custom_tools.call(call_id, item.get("name") or "", text if isinstance(text, str) else ""))
     created = body.get("created_at")
     return Response(
         id=body.get("id") or "",
@@ -577,7 +629,9 @@ def _output_text(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
-def _reasoning_item(item_id: str, text: str, signature: str | None) -> dict[str, Any]:
+def _reasoning_item(
+    item_id: str, text: str, signature: str | None, status: str | None = None
+) -> dict[str, Any]:
     item: dict[str, Any] = {
         "id": item_id,
         "type": "reasoning",
@@ -585,6 +639,8 @@ def _reasoning_item(item_id: str, text: str, signature: str | None) -> dict[str,
     }
     if signature:
         item["encrypted_content"] = signature
+    if status is not None:  # only said of a reasoning item the token limit cut
+        item["status"] = status
     return item
 
 
@@ -595,6 +651,17 @@ def _call_item(item_id: str, call_id: str, name: str, arguments: str, status: st
         "call_id": call_id,
         "name": name,
         "arguments": arguments,
+        "status": status,
+    }
+
+
+def _custom_item(item_id: str, call_id: str, name: str, text: str, status: str) -> dict[str, Any]:
+    return {
+        "id": item_id,
+        "type": "custom_tool_call",
+        "call_id": call_id,
+        "name": name,
+        "input": text,
         "status": status,
     }
 
@@ -645,23 +712,24 @@ def encode_response(response: Response) -> dict[str, Any]:
     response_id = _response_id(response.id)
     stem = _item_ids(response_id)
     output: list[dict[str, Any]] = []
+    cut = cut_off(response)
     for index, part in enumerate(response.parts):
+        status = "incomplete" if part is cut else "completed"
         if isinstance(part, Text):
-            output.append(_message_item(f"msg_{stem}_{index}", part.text))
+            output.append(_message_item(f"msg_{stem}_{index}", part.text, status))
         elif isinstance(part, Thinking):
             # Even a thinking part with nothing to show keeps its item, as it does in a stream.
             signature = part.signature if part.origin == ORIGIN else None
-            output.append(_reasoning_item(f"rs_{stem}_{index}", part.text, signature))
+            cut_status = status if part is cut else None
+            output.append(_reasoning_item(f"rs_{stem}_{index}", part.text, signature, cut_status))
         elif isinstance(part, ToolCall):
-            output.append(
-                _call_item(
-                    f"fc_{stem}_{index}",
-                    part.id or f"call_{stem}_{index}",
-                    part.name,
-                    _arguments_json(part.arguments),
-                    "completed",
-                )
-            )
+            call_id = part.id or f"call_{stem}_{index}"
+            if part.custom:
+                text = custom_tools.input_of(part.arguments)
+                output.append(_custom_item(f"ctc_{stem}_{index}", call_id, part.name, text, status))
+            else:
+                arguments = _arguments_json(part.arguments)
+                output.append(_call_item(f"fc_{stem}_{index}", call_id, part.name, arguments, status))
     body = _response_json(response_id, response.model, response.created)
     body.update(_terminal_fields(response.stop_reason))
     body["output"] = output
@@ -711,7 +779,12 @@ class _Item:
     closed: bool = False
 
 
-_ITEM_KINDS = {"message": "text", "reasoning": "thinking", "function_call": "tool_call"}
+_ITEM_KINDS = {
+    "message": "text",
+    "reasoning": "thinking",
+    "function_call": "tool_call",
+    "custom_tool_call": "custom",  # a tool_call block whose arguments are {"input": ...}
+}
 _STREAM_EVENTS = frozenset(
     {
         "error",
@@ -727,6 +800,8 @@ _STREAM_EVENTS = frozenset(
         "response.reasoning_text.delta",
         "response.function_call_arguments.delta",
         "response.function_call_arguments.done",
+        "response.custom_tool_call_input.delta",
+        "response.custom_tool_call_input.done",
     }
 )
 
@@ -804,15 +879,15 @@ class StreamDecoder:
             "response.output_text.delta",
             "response.refusal.delta",
         ):
-            if (item := self._item(event)) is not None and item.kind == "text":
+            if (item := self._item_of(event, "text")) is not None:
                 if kind == "response.refusal.delta":
                     self._refused = True
                 self._text(item, event.get("delta") or "", events)
         elif kind == "response.reasoning_summary_text.delta":
-            if (item := self._item(event)) is not None and item.kind == "thinking":
+            if (item := self._item_of(event, "thinking")) is not None:
                 self._summary(item, event, events)
         elif kind == "response.reasoning_text.delta":
-            if (item := self._item(event)) is not None and item.kind == "thinking":
+            if (item := self._item_of(event, "thinking")) is not None:
                 if item.source in (None, "content"):
                     item.source = "content"
                     self._text(item, event.get("delta") or "", events)
@@ -822,6 +897,12 @@ class StreamDecoder:
         elif kind == "response.function_call_arguments.done":
             if (item := self._item(event)) is not None and item.kind == "tool_call":
                 self._catch_up(item, event.get("arguments") or "", events)
+        elif kind == "response.custom_tool_call_input.delta":
+            if (item := self._item(event)) is not None and item.kind == "custom":
+                self._text(item, event.get("delta") or "", events)
+        elif kind == "response.custom_tool_call_input.done":
+            if (item := self._item(event)) is not None and item.kind == "custom":
+                self._catch_up(item, event.get("input") or "", events)
 
     def _start(self, response: Any, events: list[Event]) -> None:
         if self._started:
@@ -843,6 +924,23 @@ class StreamDecoder:
             index = self._ids.get(event.get("item_id") or "")
         return self._items.get(index) if index is not None else None
 
+    def _item_of(self, event: dict[str, Any], kind: str) -> _Item | None:
+        """The item a text or reasoning event is for. One that names no item this stream
+        announced (no `output_item.added`, no `item_id` / `output_index`) still carries
+        content: it belongs to the open item of its kind, or to a new one."""
+        item = self._item(event)
+        if item is not None:
+            return item if item.kind == kind else None
+        index = event.get("output_index")
+        if not isinstance(index, int):
+            if self._open is not None and self._open.kind == kind:
+                return self._open
+            index = min(0, min(self._items, default=0)) - 1  # a key no announced item has
+        item = self._items[index] = _Item(kind)
+        if isinstance(item_id := event.get("item_id"), str) and item_id:
+            self._ids[item_id] = index
+        return item
+
     def _added(self, event: dict[str, Any], events: list[Event]) -> None:
         raw = event.get("item")
         index = event.get("output_index")
@@ -854,12 +952,12 @@ class StreamDecoder:
             self._ids[raw["id"]] = index
         if item.kind == "thinking":
             self._open_block(item, events)
-        elif item.kind == "tool_call":
+        elif item.kind in ("tool_call", "custom"):
             self._tool_called = True
             item.call_id = raw.get("call_id") or raw.get("id") or ""
             item.name = raw.get("name") or ""
             self._open_block(item, events)
-            self._catch_up(item, raw.get("arguments") or "", events)
+            self._catch_up(item, raw.get("arguments" if item.kind == "tool_call" else "input") or "", events)
         # A message opens its text block when its first content part starts.
 
     def _open_block(self, item: _Item, events: list[Event]) -> None:
@@ -871,6 +969,9 @@ class StreamDecoder:
         self._open = item
         if item.kind == "tool_call":
             events.append(BlockStart(item.block, "tool_call", id=item.call_id, name=item.name))
+        elif item.kind == "custom":
+            events.append(BlockStart(item.block, "tool_call", id=item.call_id, name=item.name))
+            events.append(Delta(item.block, arguments=custom_tools.OPEN))
         else:
             events.append(BlockStart(item.block, item.kind))  # type: ignore[arg-type]
 
@@ -888,6 +989,8 @@ class StreamDecoder:
             item.emitted += len(text)
             if item.kind == "tool_call":
                 events.append(Delta(item.block, arguments=text))  # type: ignore[arg-type]
+            elif item.kind == "custom":
+                events.append(Delta(item.block, arguments=custom_tools.escape(text)))  # type: ignore[arg-type]
             else:
                 events.append(Delta(item.block, text=text))  # type: ignore[arg-type]
 
@@ -946,12 +1049,23 @@ class StreamDecoder:
                 events.append(Delta(item.block, signature=signature))  # type: ignore[arg-type]
         elif item.kind == "tool_call":
             self._catch_up(item, raw.get("arguments") or "", events)
+        elif item.kind == "custom":
+            self._catch_up(item, raw.get("input") or "", events)
+            if raw.get("status") != "incomplete":
+                events.append(Delta(item.block, arguments=custom_tools.CLOSE))  # type: ignore[arg-type]
         if self._open is item:
             self._close_block(events)
 
     def _finish(self, response: dict[str, Any], events: list[Event]) -> None:
-        self._close_block(events)
         status = response.get("status") or "completed"
+        if self._blocks == 0:
+            # Nothing streamed: the output the terminal event carries is the answer.
+            for index, raw in enumerate(response.get("output") or ()):
+                if isinstance(raw, dict) and index not in self._items:
+                    self._item_done({"item": raw, "output_index": index}, events)
+        if (item := self._open) is not None and item.kind == "custom" and status == "completed":
+            events.append(Delta(item.block, arguments=custom_tools.CLOSE))  # type: ignore[arg-type]
+        self._close_block(events)
         stop = _stop_reason(status, response.get("incomplete_details"), self._tool_called, self._refused)
         usage = _usage(response["usage"]) if isinstance(response.get("usage"), dict) else None
         events.append(Finish(stop, usage=usage))
@@ -991,6 +1105,11 @@ class StreamEncoder:
         self._name = ""
         self._signature: str | None = None
         self._summary_open = False
+        # The open item's block has stopped; whether it finished or was cut off, the next
+        # event tells (a Finish with MAX_TOKENS: cut off).
+        self._stopped = False
+        self._custom = custom_tools.names(request)
+        self._reader: custom_tools.InputReader | None = None  # the open custom call's input
 
     def encode(self, event: Event) -> bytes:
         if self._done:
@@ -1007,10 +1126,14 @@ class StreamEncoder:
         if isinstance(event, BlockStart):
             return out + self._close_item() + self._open_item(event)
         if isinstance(event, BlockStop):
-            return out + self._close_item()
+            self._stopped = self._kind is not None
+            return out
         if isinstance(event, Finish):
-            return out + self._close_item() + self._finish(event.stop_reason, event.usage)
+            cut = event.stop_reason is StopReason.MAX_TOKENS
+            return out + self._close_item(cut) + self._finish(event.stop_reason, event.usage)
         if isinstance(event, StreamError):
+            if self._stopped:
+                out += self._close_item()  # it had finished before the error
             return out + self._fail(event.message, event.status)
         return out
 
@@ -1070,10 +1193,16 @@ class StreamEncoder:
             return self._emit(
                 {"type": "response.output_item.added", "output_index": index, "item": item}
             )
-        self._item_id = item_id = f"fc_{self._stem}_{index}"
         self._call_id = event.id or f"call_{self._stem}_{index}"
         self._name = event.name or ""
-        item = _call_item(item_id, self._call_id, self._name, "", "in_progress")
+        if self._name in self._custom:
+            self._kind = "custom"
+            self._reader = custom_tools.InputReader()
+            self._item_id = item_id = f"ctc_{self._stem}_{index}"
+            item = _custom_item(item_id, self._call_id, self._name, "", "in_progress")
+        else:
+            self._item_id = item_id = f"fc_{self._stem}_{index}"
+            item = _call_item(item_id, self._call_id, self._name, "", "in_progress")
         return self._emit({"type": "response.output_item.added", "output_index": index, "item": item})
 
     def _delta(self, event: Delta) -> bytes:
@@ -1117,13 +1246,18 @@ class StreamEncoder:
             )
         elif kind == "tool_call" and event.arguments:
             out = self._delta_arguments(event.arguments)
+        elif kind == "custom" and event.arguments:
+            out = self._delta_input(self._reader.feed(event.arguments))  # type: ignore[union-attr]
         return out
 
-    def _close_item(self) -> bytes:
+    def _close_item(self, cut: bool = False) -> bytes:
+        """The open item's end: finished, or (`cut`) cut off by the token limit."""
         kind = self._kind
         if kind is None:
             return b""
         self._kind = None
+        self._stopped = False
+        status = "incomplete" if cut else "completed"
         item_id, index = self._item_id, self._index
         if kind == "text":
             text = "".join(self._fragments)
@@ -1132,7 +1266,7 @@ class StreamEncoder:
                 "id": item_id,
                 "type": "message",
                 "role": "assistant",
-                "status": "completed",
+                "status": status,
                 "content": [part],
             }
             out = self._emit(
@@ -1174,11 +1308,25 @@ class StreamEncoder:
                         "part": {"type": "summary_text", "text": text},
                     }
                 )
-            item = _reasoning_item(item_id, text, self._signature)
+            item = _reasoning_item(item_id, text, self._signature, status if cut else None)
+        elif kind == "custom":
+            out = self._delta_input(self._reader.finish())  # type: ignore[union-attr]
+            self._reader = None
+            text = "".join(self._fragments)
+            out += self._emit(
+                {
+                    "type": "response.custom_tool_call_input.done",
+                    "item_id": item_id,
+                    "output_index": index,
+                    "input": text,
+                }
+            )
+            item = _custom_item(item_id, self._call_id, self._name, text, status)
         else:
             out = b""
-            if not self._fragments:
-                # A call without arguments still needs a JSON object for the client to parse.
+            if not self._fragments and not cut:
+                # A call without arguments still needs a JSON object for the client to parse;
+                # a cut-off one gets none: its arguments are what arrived.
                 out = self._delta_arguments("{}")
             arguments = "".join(self._fragments)
             out += self._emit(
@@ -1190,11 +1338,24 @@ class StreamEncoder:
                     "arguments": arguments,
                 }
             )
-            item = _call_item(item_id, self._call_id, self._name, arguments, "completed")
+            item = _call_item(item_id, self._call_id, self._name, arguments, status)
         self._fragments = []
         self._output.append(item)
         return out + self._emit(
             {"type": "response.output_item.done", "output_index": index, "item": item}
+        )
+
+    def _delta_input(self, text: str) -> bytes:
+        if not text:
+            return b""
+        self._fragments.append(text)
+        return self._emit(
+            {
+                "type": "response.custom_tool_call_input.delta",
+                "item_id": self._item_id,
+                "output_index": self._index,
+                "delta": text,
+            }
         )
 
     def _delta_arguments(self, arguments: str) -> bytes:
@@ -1223,6 +1384,7 @@ class StreamEncoder:
         self._done = True
         # The half-written item is left out: `output` holds finished items only.
         self._kind = None
+        self._reader = None
         code = "rate_limit_exceeded" if status == 429 else "server_error"
         response = {
             **self._base,  # type: ignore[dict-item]

@@ -23,7 +23,10 @@ from translators.canonical import (
     Text,
     Thinking,
     ToolCall,
+    cut_arguments,
+    cut_off,
 )
+from translators import custom_tools
 from translators.codec import codec
 from translators.formats import Format
 from translators.jsonutil import compact
@@ -63,9 +66,15 @@ def encode_request(fmt: Format, request: Request) -> bytes:
         raise TranslationError(str(e)) from None
 
 
-def translate_response(upstream: Format, client: Format, body: bytes) -> bytes:
+def translate_response(upstream: Format, client: Format, body: bytes, request: Request | None = None) -> bytes:
+    """An upstream's whole answer in the client's format. `request` (the client's, decoded)
+    tells which tools are custom, so that their calls reach the client as custom calls."""
     response = codec(upstream).decode_response(json.loads(body))
-    return _dumps(codec(client).encode_response(response))
+    return encode_response(client, response, request)
+
+
+def encode_response(client: Format, response: Response, request: Request | None = None) -> bytes:
+    return _dumps(codec(client).encode_response(custom_tools.mark(response, request)))
 
 
 def translate_error(upstream: Format, body: bytes) -> str:
@@ -121,6 +130,7 @@ def accumulate(events: Iterable[Event], origin: str | None = None) -> Response:
     response = Response(id="", model="")
     open_parts: dict[int, Text | Thinking | ToolCall] = {}
     arguments: dict[int, list[str]] = {}
+    last_raw = ""  # the arguments of the last call, as they arrived, should it be cut off
     for event in events:
         if isinstance(event, Start):
             response.id, response.model, response.created = event.id, event.model, event.created
@@ -150,7 +160,7 @@ def accumulate(events: Iterable[Event], origin: str | None = None) -> Response:
         elif isinstance(event, BlockStop):
             part = open_parts.pop(event.index)
             if isinstance(part, ToolCall):
-                raw = "".join(arguments.pop(event.index))
+                raw = last_raw = "".join(arguments.pop(event.index))
                 try:
                     part.arguments = json.loads(raw) if raw else {}
                 except ValueError:
@@ -158,6 +168,8 @@ def accumulate(events: Iterable[Event], origin: str | None = None) -> Response:
         elif isinstance(event, Finish):
             response.stop_reason = event.stop_reason
             response.stop_sequence = event.stop_sequence
+            if isinstance(cut := cut_off(response), ToolCall):
+                cut.arguments = cut_arguments(last_raw)
             if event.usage:
                 response.usage = event.usage
         elif isinstance(event, StreamError):

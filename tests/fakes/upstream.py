@@ -27,6 +27,9 @@ Scripted tool use (Anthropic Messages only, see ``script_tool_use``): a request 
 message contains a trigger text is answered with a ``tool_use`` block; the request carrying that
 block's ``tool_result`` is answered with a final text.
 
+Scripted replies (``script_reply``): the next request to a vendor is answered with exactly the
+body, or the stream events, a test wrote (a vendor's documented shapes, edge cases included).
+
 Gemini CLI's Code Assist API is served too (``POST /v1internal:{generateContent|
 streamGenerateContent|countTokens}``, body ``{model, project, request}``): the Gemini answers,
 each wrapped as ``{response, traceId}``; ``:loadCodeAssist`` answers a free-tier account with
@@ -144,6 +147,12 @@ class _ToolScript:
 
 
 @dataclass
+class _Canned:
+    body: Any  # the whole answer, for a request that does not stream
+    events: list[Any] | None  # the stream's payloads (bytes: written as they are)
+
+
+@dataclass
 class _Settings:
     """Knobs resolved per request (instance defaults, then x-fake-* headers)."""
 
@@ -252,6 +261,7 @@ class FakeUpstream:
         self._faults: dict[str, list[_Fault]] = {}
         self._tool_scripts: list[_ToolScript] = []
         self._tool_calls: dict[str, _ToolScript] = {}  # tool_use ids handed out -> their script
+        self._canned: dict[str, list[_Canned]] = {}
         self._lock = threading.Lock()  # fail()/clear() run on the caller's thread, lookups on the loop's
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -346,8 +356,16 @@ class FakeUpstream:
         with self._lock:
             self._tool_scripts.append(_ToolScript(trigger, name, dict(input), answer))
 
+    def script_reply(self, vendor: Vendor, *, body: Any = None, events: list[Any] | None = None) -> None:
+        """Answer the next request to `vendor` with `body` (JSON) or, if it streams, `events`:
+        each a payload written in the vendor's framing (`event:` lines for Anthropic and
+        Responses, `data: [DONE]` after a chat stream), or bytes written as they are. Once."""
+        with self._lock:
+            self._canned.setdefault(vendor, []).append(_Canned(body, events))
+
     def clear(self) -> None:
         with self._lock:
+            self._canned.clear()
             self._failures.clear()
             self._faults.clear()
             self._tool_scripts.clear()
@@ -530,6 +548,12 @@ class FakeUpstream:
 
     def _route(self, req: Recorded, s: _Settings) -> _Reply:
         path = unquote(req.path)
+        route = _classify(path, {})  # the API the path calls, whatever headers came along
+        with self._lock:
+            queue = self._canned.get(route)
+            canned = queue.pop(0) if queue and req.method == "POST" else None
+        if canned is not None:
+            return _canned_reply(canned, req, path, route)
         if req.method == "GET":
             if path.endswith("/models"):
                 return self._list_models(req)
@@ -931,6 +955,26 @@ def _reset(writer: asyncio.StreamWriter) -> None:
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
+
+
+def _canned_reply(canned: _Canned, req: Recorded, path: str, vendor: str) -> _Reply:
+    parsed = req.json() if req.body else {}
+    body = parsed.get("request") if isinstance(parsed.get("request"), dict) else parsed
+    streams = ":streamGenerateContent" in path or bool(body.get("stream"))
+    if not streams or canned.events is None:
+        return _Reply(200, _dumps(canned.body))
+    framed = vendor in ("anthropic", "openai-responses")
+
+    def frames() -> Iterator[_Frame]:
+        for event in canned.events or ():
+            if isinstance(event, bytes):
+                yield event, True
+            else:
+                yield _sse(event, event.get("type") if framed else None), True
+        if vendor == "openai-chat":
+            yield b"data: [DONE]\n\n", False
+
+    return _Reply(200, content_type="text/event-stream", frames=frames())
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:

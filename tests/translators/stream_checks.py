@@ -92,7 +92,8 @@ def _check_chat(payloads: list[dict]) -> None:
                 if index not in seen_tools:
                     if seen_tools and index != seen_tools[-1] + 1:
                         raise StreamViolation(f"tool call index {index} after {seen_tools}")
-                    if not call.get("id") or not call.get("function", {}).get("name"):
+                    named = call.get("function") or call.get("custom") or {}  # custom tools' calls
+                    if not call.get("id") or not named.get("name"):
                         raise StreamViolation("a tool call's first fragment carries its id and name")
                     seen_tools.append(index)
                 elif index != seen_tools[-1]:

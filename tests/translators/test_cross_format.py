@@ -25,8 +25,10 @@ from translators.canonical import (
     ToolCall,
     Usage,
 )
+from translators import custom_tools
 from translators.codec import codec
 from translators.formats import CLIENT_ONLY, Format
+from translators.jsonutil import partial_object
 from translators.translate import StreamTranslator, accumulate, translate_response
 
 # Client-only formats have no upstream side (and no stream decoder): see test_openai_completions.
@@ -92,7 +94,42 @@ def cut_off_by_max_tokens(origin: Format) -> list[Event]:
     ]
 
 
-SCENARIOS = [text_only, thinking_then_text, parallel_tool_calls, cut_off_by_max_tokens]
+def tool_call_cut_off(origin: Format) -> list[Event]:
+    """The token limit cuts a call half way through its arguments; prompt caching was used."""
+    return [
+        Start("msg_5", "model-x", created=1_750_000_000),
+        BlockStart(0, "text"),
+        Delta(0, text="Let me look."),
+        BlockStop(0),
+        BlockStart(1, "tool_call", id="call_cut", name="get_weather"),
+        Delta(1, arguments='{"city": "Par'),
+        BlockStop(1),
+        Finish(StopReason.MAX_TOKENS, Usage(input_tokens=3000, output_tokens=9, cached_tokens=2048)),
+    ]
+
+
+def custom_tool_call(origin: Format) -> list[Event]:
+    """A call of the client's custom (freeform) tool, its input streamed in pieces."""
+    return [
+        Start("msg_6", "model-x", created=1_750_000_000),
+        BlockStart(0, "tool_call", id="call_patch", name="apply_patch"),
+        Delta(0, arguments=custom_tools.OPEN),
+        Delta(0, arguments=custom_tools.escape('*** Begin Patch\n*** Add File: "a.txt"\n')),
+        Delta(0, arguments=custom_tools.escape("+héllo 🙂\n*** End Patch")),
+        Delta(0, arguments=custom_tools.CLOSE),
+        BlockStop(0),
+        Finish(StopReason.TOOL_USE, _usage()),
+    ]
+
+
+SCENARIOS = [
+    text_only,
+    thinking_then_text,
+    parallel_tool_calls,
+    cut_off_by_max_tokens,
+    tool_call_cut_off,
+    custom_tool_call,
+]
 
 
 @pytest.fixture(autouse=True)
@@ -102,7 +139,8 @@ def _frozen_clock(monkeypatch):
 
 
 def _request() -> Request:
-    return Request(model="model-x", stream=True, stream_usage=True)
+    patch = custom_tools.tool("apply_patch", "Edit files.", {"type": "text"})
+    return Request(model="model-x", stream=True, stream_usage=True, tools=[patch])
 
 
 def upstream_stream(upstream: Format, events: list[Event]) -> bytes:
@@ -134,8 +172,16 @@ def summary(response: Response) -> list[tuple]:
             if part.text:
                 parts.append(("thinking", part.text))
         elif isinstance(part, ToolCall):
-            parts.append(("tool_call", part.name, json.dumps(part.arguments, sort_keys=True)))
-    return [*parts, ("stop", response.stop_reason), ("output_tokens", response.usage.output_tokens)]
+            arguments = part.arguments
+            if set(arguments) == {"_raw"}:  # cut off: as a client's partial parser reads it
+                arguments = partial_object(arguments["_raw"])
+            parts.append(("tool_call", part.name, json.dumps(arguments, sort_keys=True)))
+    usage = response.usage
+    return [
+        *parts,
+        ("stop", response.stop_reason),
+        ("tokens", usage.input_tokens, usage.cached_tokens, usage.output_tokens),
+    ]
 
 
 def client_side(client: Format, data: bytes) -> Response:
@@ -153,7 +199,7 @@ def test_translated_stream_is_well_formed_and_equals_the_non_stream_answer(upstr
 
     # The same answer, non-streamed, through the whole-response translators.
     whole = codec(upstream).encode_response(accumulate(events, upstream.value))
-    translated = json.loads(translate_response(upstream, client, json.dumps(whole).encode()))
+    translated = json.loads(translate_response(upstream, client, json.dumps(whole).encode(), _request()))
     assert summary(client_side(client, streamed)) == summary(codec(client).decode_response(translated))
 
 
@@ -195,3 +241,158 @@ def test_thinking_signatures_do_not_cross_providers(upstream, client):
     for response in (streamed, translated):
         signed = [p for p in response.parts if isinstance(p, (Thinking, ToolCall)) and p.signature]
         assert signed == []
+
+
+def tool_call_cut_before_arguments(origin: Format) -> list[Event]:
+    return [
+        Start("msg_7", "model-x", created=1_750_000_000),
+        BlockStart(0, "tool_call", id="call_empty", name="get_weather"),
+        BlockStop(0),
+        Finish(StopReason.MAX_TOKENS, _usage()),
+    ]
+
+
+def _client_view(client: Format, streamed: bytes, whole: dict) -> list[tuple[str, dict]]:
+    """(how, what) pairs: the cut call and the stop as the client's own wire format says them."""
+    views: list[tuple[str, dict]] = []
+    payloads = check_stream(client, streamed)
+    if client is Format.OPENAI_RESPONSES:
+        final = payloads[-1]
+        assert final["type"] == "response.incomplete"
+        done = [p["item"] for p in payloads if p["type"] == "response.output_item.done"]
+        for how, response in (("stream", final["response"]), ("whole", whole)):
+            assert response["status"] == "incomplete"
+            assert response["incomplete_details"] == {"reason": "max_output_tokens"}
+            views.append((how, {"items": response["output"]}))
+        views.append(("stream item done", {"items": done}))
+    elif client is Format.OPENAI_CHAT:
+        arguments = "".join(
+            c["function"].get("arguments") or ""
+            for p in payloads
+            for ch in p.get("choices") or ()
+            for c in ch["delta"].get("tool_calls") or ()
+        )
+        reasons = [ch["finish_reason"] for p in payloads for ch in p.get("choices") or () if ch["finish_reason"]]
+        views.append(("stream", {"arguments": arguments, "finish": reasons[-1]}))
+        choice = whole["choices"][0]
+        call = choice["message"]["tool_calls"][-1]
+        views.append(("whole", {"arguments": call["function"]["arguments"], "finish": choice["finish_reason"]}))
+    elif client is Format.ANTHROPIC:
+        arguments = "".join(
+            p["delta"].get("partial_json") or "" for p in payloads if p["type"] == "content_block_delta"
+        )
+        stop = [p["delta"]["stop_reason"] for p in payloads if p["type"] == "message_delta"]
+        views.append(("stream", {"arguments": arguments, "stop": stop[0]}))
+        views.append(("whole", {"input": whole["content"][-1]["input"], "stop": whole["stop_reason"]}))
+    else:
+        calls = [p for c in payloads for cand in c["candidates"] for p in cand.get("content", {}).get("parts", ()) if "functionCall" in p]
+        views.append(("stream", {"calls": calls, "finish": payloads[-1]["candidates"][0]["finishReason"]}))
+        parts = whole["candidates"][0].get("content", {}).get("parts", ())
+        views.append(("whole", {"calls": [p for p in parts if "functionCall" in p], "finish": whole["candidates"][0]["finishReason"]}))
+    return views
+
+
+@pytest.mark.parametrize("scenario,arrived", [(tool_call_cut_off, '{"city": "Par'), (tool_call_cut_before_arguments, "")])
+@pytest.mark.parametrize("upstream,client", [p for p in PAIRS if p[0] is not Format.GEMINI], ids=lambda f: f.value)
+def test_a_call_cut_off_by_the_token_limit_reaches_the_client_incomplete(upstream, client, scenario, arrived):
+    """Never a finished call with invented arguments: an agent would run it."""
+    events = scenario(upstream)
+    streamed = translate_stream(upstream, client, upstream_stream(upstream, events), [])
+    body = codec(upstream).encode_response(accumulate(events, upstream.value))
+    whole = json.loads(translate_response(upstream, client, json.dumps(body).encode(), _request()))
+    # What a whole Anthropic answer holds of a cut call is its input as far as it parses.
+    exact = arrived if upstream is not Format.ANTHROPIC else None
+    for how, view in _client_view(client, streamed, whole):
+        if client is Format.OPENAI_RESPONSES:
+            *finished, cut = view["items"]
+            assert all(item["status"] == "completed" for item in finished), how
+            assert (cut["type"], cut["status"]) == ("function_call", "incomplete"), how
+            assert partial_object(cut["arguments"]) == partial_object(arrived), how
+            if exact is not None or how != "whole":
+                assert cut["arguments"] == arrived, how
+        elif client is Format.OPENAI_CHAT:
+            assert view["finish"] == "length", how
+            if exact is not None or how != "whole":
+                assert view["arguments"] == arrived, how
+            assert partial_object(view["arguments"]) == partial_object(arrived), how
+        elif client is Format.ANTHROPIC:
+            assert view["stop"] == "max_tokens", how
+            if how == "stream":
+                assert view["arguments"] == arrived
+            else:
+                assert view["input"] == partial_object(arrived)
+        else:
+            # A Gemini functionCall is whole and gets run: a cut one is not sent at all.
+            assert view == {"calls": [], "finish": "MAX_TOKENS"}, how
+
+
+@pytest.mark.parametrize(
+    "upstream,client", [p for p in PAIRS if p[1] is Format.OPENAI_RESPONSES], ids=lambda f: f.value
+)
+def test_text_cut_off_by_the_token_limit_is_an_incomplete_message(upstream, client):
+    """Only the Responses API marks items; the others say it with their stop reason alone."""
+    events = cut_off_by_max_tokens(upstream)
+    streamed = check_stream(client, translate_stream(upstream, client, upstream_stream(upstream, events), []))
+    body = codec(upstream).encode_response(accumulate(events, upstream.value))
+    whole = json.loads(translate_response(upstream, client, json.dumps(body).encode(), _request()))
+    done = [p["item"] for p in streamed if p["type"] == "response.output_item.done"]
+    for output in (streamed[-1]["response"]["output"], whole["output"], done):
+        assert [(item["type"], item["status"]) for item in output] == [("message", "incomplete")]
+
+
+@pytest.mark.parametrize("upstream,client", PAIRS, ids=lambda f: f.value)
+def test_a_custom_tool_call_reaches_the_client_with_its_input(upstream, client):
+    patch = '*** Begin Patch\n*** Add File: "a.txt"\n+héllo 🙂\n*** End Patch'
+    events = custom_tool_call(upstream)
+    streamed = translate_stream(upstream, client, upstream_stream(upstream, events), [])
+    payloads = check_stream(client, streamed)
+    body = codec(upstream).encode_response(accumulate(events, upstream.value))
+    whole = json.loads(translate_response(upstream, client, json.dumps(body).encode(), _request()))
+    if client is Format.OPENAI_RESPONSES:
+        (item,) = whole["output"]
+        assert (item["type"], item["name"], item["input"], item["call_id"]) == (
+            "custom_tool_call", "apply_patch", patch, "call_patch"
+        )
+        (final,) = streamed_items = [p["item"] for p in payloads if p["type"] == "response.output_item.done"]
+        assert final == {**item, "id": final["id"]} and streamed_items[0]["status"] == "completed"
+        deltas = "".join(p["delta"] for p in payloads if p["type"] == "response.custom_tool_call_input.delta")
+        (done,) = [p for p in payloads if p["type"] == "response.custom_tool_call_input.done"]
+        assert deltas == done["input"] == patch
+        assert payloads[-1]["response"]["output"] == [final]
+    elif client is Format.OPENAI_CHAT:
+        (call,) = whole["choices"][0]["message"]["tool_calls"]
+        assert call == {"id": "call_patch", "type": "custom", "custom": {"name": "apply_patch", "input": patch}}
+        fragments = [c for p in payloads for ch in p.get("choices") or () for c in ch["delta"].get("tool_calls") or ()]
+        assert fragments[0]["type"] == "custom" and fragments[0]["custom"]["name"] == "apply_patch"
+        assert "".join(f["custom"]["input"] for f in fragments) == patch
+        assert whole["choices"][0]["finish_reason"] == "tool_calls"
+    else:
+        # Formats without custom tools: a function of one string.
+        response = codec(client).decode_response(whole)
+        (call,) = response.parts
+        assert (call.name, call.arguments) == ("apply_patch", {"input": patch})
+        (streamed_call,) = client_side(client, streamed).parts
+        assert streamed_call.arguments == {"input": patch}
+
+
+@pytest.mark.parametrize("upstream,client", PAIRS, ids=lambda f: f.value)
+def test_cached_prompt_tokens_keep_their_meaning(upstream, client):
+    """Cached reads in each format's own field; the prompt total stays the whole prompt."""
+    events = tool_call_cut_off(upstream)
+    streamed = check_stream(client, translate_stream(upstream, client, upstream_stream(upstream, events), []))
+    body = codec(upstream).encode_response(accumulate(events, upstream.value))
+    whole = json.loads(translate_response(upstream, client, json.dumps(body).encode(), _request()))
+    if client is Format.OPENAI_CHAT:
+        usages = [whole["usage"], [p for p in streamed if p.get("usage")][-1]["usage"]]
+        for usage in usages:
+            assert (usage["prompt_tokens"], usage["prompt_tokens_details"]["cached_tokens"]) == (3000, 2048)
+    elif client is Format.OPENAI_RESPONSES:
+        for usage in (whole["usage"], streamed[-1]["response"]["usage"]):
+            assert (usage["input_tokens"], usage["input_tokens_details"]["cached_tokens"]) == (3000, 2048)
+    elif client is Format.ANTHROPIC:
+        delta = [p for p in streamed if p["type"] == "message_delta"][0]
+        for usage in (whole["usage"], delta["usage"]):
+            assert (usage["input_tokens"], usage["cache_read_input_tokens"]) == (3000 - 2048, 2048)
+    else:
+        for meta in (whole["usageMetadata"], streamed[-1]["usageMetadata"]):
+            assert (meta["promptTokenCount"], meta["cachedContentTokenCount"]) == (3000, 2048)

@@ -334,7 +334,6 @@ def test_decode_pdf_file_part_and_refusal():
         {"model": "m", "messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-1"}}]}]},
         {"model": "m", "messages": [{"role": "function", "name": "f", "content": "x"}]},
         {"model": "m", "messages": [], "functions": [{"name": "f"}]},
-        {"model": "m", "messages": [], "tools": [{"type": "custom", "custom": {"name": "grep"}}]},
         {"model": "m", "messages": "hello"},
         {"model": "m", "messages": [{"role": "critic", "content": "x"}]},
     ],

@@ -34,6 +34,7 @@ from translators.canonical import (
     ToolResult,
     Usage,
 )
+from translators import custom_tools
 from translators.codec import codec
 from translators.formats import Format
 from translators.openai_responses import (
@@ -220,6 +221,14 @@ def test_decode_request_golden():
     assert request.tools == [
         Tool(name="get_weather", description="Current weather", parameters=WEATHER_SCHEMA),
         Tool(name="screenshot", parameters={"type": "object", "properties": {}}),
+        # A custom (freeform) tool: a function of one string for formats without them.
+        Tool(
+            name="apply_patch",
+            description="freeform",
+            parameters=custom_tools.PARAMETERS,
+            custom=True,
+            format={"type": "text"},
+        ),
     ]
     assert request.tool_choice == ToolChoice("tool", name="get_weather", parallel=False)
     assert request.reasoning == Reasoning(effort="high")
@@ -249,7 +258,7 @@ def test_decode_request_string_input():
         ({"type": "function", "name": "f"}, True, ToolChoice("tool", name="f", parallel=True)),
         ({"type": "allowed_tools", "mode": "required", "tools": []}, None, ToolChoice("any")),
         ({"type": "web_search_preview"}, None, None),
-        ({"type": "custom", "name": "apply_patch"}, None, None),
+        ({"type": "custom", "name": "apply_patch"}, None, ToolChoice("tool", name="apply_patch")),
         (None, False, ToolChoice("auto", parallel=False)),
         (None, None, None),
     ],
