@@ -524,6 +524,7 @@ class FakeUpstream:
         """The start of `reply`, then a reset (die) or a clean end of the body (early_end)."""
         head = [f"HTTP/1.1 {reply.status} {_reason(reply.status)}", f"Content-Type: {reply.content_type}"]
         head += [f"{k}: {v}" for k, v in reply.headers.items()]
+        head.append("Connection: close")  # as a server that closes after an answer says
         if reply.frames is None:
             body = reply.body[: fault.after]
             length = len(reply.body) if fault.kind == "die" else len(body)
