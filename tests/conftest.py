@@ -85,6 +85,8 @@ class Proxy:
         self.extra_args = extra_args
         # mitmproxy's --listen-host; None leaves it to the addon's default.
         self.listen_host = listen_host
+        # cliproxy_config as given on the command line (mitmdump runs in `workdir`).
+        self.config_arg = str(self.config_path)
         self.write_config(config)
         self.process: subprocess.Popen | None = None
 
@@ -107,7 +109,7 @@ class Proxy:
             *(("--listen-host", self.listen_host) if self.listen_host is not None else ()),
             "--listen-port", str(self.proxy_port),
             "--set", f"confdir={self.confdir}",
-            "--set", f"cliproxy_config={self.config_path}",
+            "--set", f"cliproxy_config={self.config_arg}",
             *self.extra_args,
         ]
 
