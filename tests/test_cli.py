@@ -12,7 +12,7 @@ import sys
 import pytest
 import yaml
 
-from tests.conftest import ROOT, vendor_overrides
+from tests.conftest import ROOT, free_port, vendor_overrides
 
 
 def cliproxy(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
@@ -34,6 +34,14 @@ def exported(lines: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in out.split("\0") if "=" in item and not item.startswith(("PWD=", "SHLVL=", "_=")))
 
 
+def test_env_without_a_running_proxy_prints_lines_and_says_so(confdir, make_proxy):
+    make_proxy({})  # creates the CA in the shared confdir
+    result = cliproxy("env", "claude", "--confdir", str(confdir), "--proxy-port", str(free_port()))
+    assert result.returncode == 0
+    assert exported(result.stdout)["HTTPS_PROXY"].startswith("http://127.0.0.1:")
+    assert "nothing answers" in result.stderr and "scripts/run" in result.stderr
+
+
 def test_env_explains_a_missing_ca(tmp_path):
     result = cliproxy("env", "claude", "--confdir", str(tmp_path))
     assert result.returncode == 1
@@ -42,11 +50,12 @@ def test_env_explains_a_missing_ca(tmp_path):
 
 
 def test_env_prints_the_lines_each_cli_needs(confdir, make_proxy, fake):
-    make_proxy({})  # creates the CA in the shared confdir
-    claude = cliproxy("env", "claude", "--confdir", str(confdir), "--proxy-port", "18080").stdout
-    assert "export HTTPS_PROXY=http://127.0.0.1:18080" in claude
+    proxy = make_proxy({})  # creates the CA in the shared confdir
+    port = str(proxy.proxy_port)
+    claude = cliproxy("env", "claude", "--confdir", str(confdir), "--proxy-port", port).stdout
+    assert f"export HTTPS_PROXY=http://127.0.0.1:{port}" in claude
     assert f"export NODE_EXTRA_CA_CERTS={confdir / 'mitmproxy-ca-cert.pem'}" in claude
-    codex = cliproxy("env", "codex", "--confdir", str(confdir)).stdout
+    codex = cliproxy("env", "codex", "--confdir", str(confdir), "--proxy-port", port).stdout
     bundle = confdir / "cliproxy-ca-bundle.pem"
     assert f"export CODEX_CA_CERTIFICATE={bundle}" in codex and f"export SSL_CERT_FILE={bundle}" in codex
     # The bundle keeps the system's CAs (tunnelled hosts verify) and adds mitmproxy's.
