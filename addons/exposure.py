@@ -117,6 +117,14 @@ class Exposure:
     async def running(self) -> None:
         self._running = True
         await self._rebind()
+        if self._keys:
+            for entrance, spec in self.entrances(self.runtime.config):
+                if spec and entrance.exposed:
+                    logger.info(
+                        f"cliproxy: {entrance.name} on {entrance.address} listens beyond loopback "
+                        f"and asks for proxy credentials: HTTPS_PROXY=http://{PROXY_USER}:"
+                        f"<one of the api-keys>@<this host>:{entrance.port}"
+                    )
 
     def client_connected(self, client: connection.Client) -> None:
         peer = client.peername[0] if client.peername else None
@@ -128,6 +136,7 @@ class Exposure:
     def http_connect(self, flow: http.HTTPFlow) -> None:
         client = flow.client_conn
         if not self._needs_credentials(client):
+            flow.request.headers.pop("proxy-authorization", None)  # kept by no flow
             return
         if not self._keys or not isinstance(client.proxy_mode, mode_specs.RegularMode):
             self._refuse(flow)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import shutil
 import ssl
@@ -232,7 +233,7 @@ def doctor(args: argparse.Namespace, extra: list[str]) -> int:
     proxy_env = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or ""
     through = _ask_proxy(proxy_env)[0] if proxy_env else None
     # Never print the key a credentialed HTTPS_PROXY holds.
-    shown = proxy_env.split("@", 1)[-1] if "@" in proxy_env else proxy_env
+    shown = re.sub(r"//[^@/]*@", "//***@", proxy_env)
     report(
         through == 200,
         f"HTTPS_PROXY ({shown or 'unset'}) reaches cliproxy"

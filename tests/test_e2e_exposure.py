@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import socket
+import ssl
 import subprocess
 import sys
 
@@ -36,7 +37,7 @@ def pool_config(fake: FakeUpstream, **extra) -> dict:
 
 def vendor_claude(proxy, proxy_url: str) -> anthropic.Anthropic:
     """Claude as a CLI uses it: the vendor's own host and key, through HTTPS_PROXY."""
-    verify = str(proxy.confdir / "mitmproxy-ca-cert.pem")
+    verify = ssl.create_default_context(cafile=str(proxy.confdir / "mitmproxy-ca-cert.pem"))
     http_client = anthropic.DefaultHttpxClient(proxy=proxy_url, verify=verify, timeout=30, trust_env=False)
     return anthropic.Anthropic(api_key=CLI_OWN, max_retries=0, http_client=http_client)
 
