@@ -12,6 +12,7 @@ moment at start-up before mitmproxy's proxy is moved to loopback.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import weakref
@@ -68,6 +69,7 @@ class Exposure:
         self._authenticated: weakref.WeakSet[connection.Client] = weakref.WeakSet()
         self._keys: tuple[str, ...] = ()
         self._opt_out = False
+        self._rebinding: asyncio.Task | None = None
         runtime.config_listeners.append(self._config_applied)
 
     # -- which entrances are exposed -------------------------------------------------------
@@ -114,9 +116,11 @@ class Exposure:
             spec for e, spec in self.entrances(self.runtime.config) if spec and e.exposed
         )
 
-    async def running(self) -> None:
+    def running(self) -> None:
         self._running = True
-        await self._rebind()
+        # Hooks of a reloaded script run synchronously; the move needs a coroutine, and a task
+        # with a reference kept until it ends (or `done` cancels it).
+        self._rebinding = asyncio.get_running_loop().create_task(self._rebind(), name="cliproxy rebind")
         if self._keys:
             for entrance, spec in self.entrances(self.runtime.config):
                 if spec and entrance.exposed:
@@ -125,6 +129,10 @@ class Exposure:
                         f"and asks for proxy credentials: HTTPS_PROXY=http://{PROXY_USER}:"
                         f"<one of the api-keys>@<this host>:{entrance.port}"
                     )
+
+    def done(self) -> None:
+        if self._rebinding is not None and not self._rebinding.done():
+            self._rebinding.cancel()
 
     def client_connected(self, client: connection.Client) -> None:
         peer = client.peername[0] if client.peername else None

@@ -13,6 +13,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 
 import anthropic
 import httpx
@@ -70,9 +71,19 @@ def assert_exits_with_one_line(proxy, expected: str) -> None:
 # -- loopback by default -------------------------------------------------------------------
 
 
+def settled_sockets(proxy, expected: set, timeout: float = 5.0) -> set:
+    """The sockets the proxy listens on, once they are `expected` or `timeout` has passed
+    (mitmproxy 12 may start its proxy before the addon has moved it to loopback)."""
+    deadline = time.monotonic() + timeout
+    while (found := proxy.listening()) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
 def test_both_entrances_listen_on_loopback_by_default(make_proxy):
     proxy = make_proxy({"host": OMIT}, listen_host=None)
-    assert proxy.listening() == {("127.0.0.1", proxy.port), ("127.0.0.1", proxy.proxy_port)}
+    expected = {("127.0.0.1", proxy.port), ("127.0.0.1", proxy.proxy_port)}
+    assert settled_sockets(proxy, expected) == expected
 
 
 def test_an_explicit_listen_host_wins(make_proxy, fake):
