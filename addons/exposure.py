@@ -143,10 +143,12 @@ class Exposure:
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         client = flow.client_conn
+        regular = isinstance(client.proxy_mode, mode_specs.RegularMode)
         if not self._needs_credentials(client):
-            flow.request.headers.pop("proxy-authorization", None)  # kept by no flow
+            if regular:  # (upstream mode's Proxy-Authorization is mitmproxy's own, for its upstream)
+                flow.request.headers.pop("proxy-authorization", None)  # kept by no flow
             return
-        if not self._keys or not isinstance(client.proxy_mode, mode_specs.RegularMode):
+        if not self._keys or not regular:
             self._refuse(flow)
         elif self._admit(flow):
             self._authenticated.add(client)
@@ -155,16 +157,17 @@ class Exposure:
         client = flow.client_conn
         if is_listener_mode(client.proxy_mode.full_spec):
             return
+        regular = isinstance(client.proxy_mode, mode_specs.RegularMode)
         if self._needs_credentials(client) and client not in self._authenticated:
-            if not self._keys or not isinstance(client.proxy_mode, mode_specs.RegularMode):
+            if not self._keys or not regular:
                 self._refuse(flow)
                 return
             if not self._admit(flow):
                 return
-        else:
+        elif regular:
             # A credentialed HTTPS_PROXY used where none is needed: still never sent on.
             flow.request.headers.pop("proxy-authorization", None)
-        if flow.request.host == PROBE_HOST:
+        if regular and flow.request.host == PROBE_HOST:
             body = {"cliproxy": "interception proxy", "proxy_credentials": self._needs_credentials(client)}
             reply(flow, 200, json.dumps(body).encode())
 

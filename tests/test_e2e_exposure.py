@@ -248,3 +248,17 @@ def test_env_says_so_when_the_config_has_no_key_the_proxy_accepts(make_proxy, fa
     assert result.stdout == ""
     assert "refuses the first api-key" in result.stderr
     assert "some-other-client-key" not in result.stderr
+
+
+def test_proxy_credentials_sent_where_none_are_needed_are_never_passed_on(make_proxy, fake):
+    config = pool_config(fake, **{"api-keys": [CLIENT_KEY]})
+    config["claude-api-key"][0]["excluded-models"] = ["claude-unpooled-*"]
+    proxy = make_proxy(config)
+    body = {"model": "claude-unpooled-1", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"x-api-key": CLI_OWN, "anthropic-version": "2023-06-01"}
+    with httpx.Client(proxy=f"http://cliproxy:{CLIENT_KEY}@127.0.0.1:{proxy.proxy_port}", trust_env=False, timeout=30) as client:
+        # A model no pool key serves: the call goes on as the client made it, but for the proxy's credentials.
+        client.post("http://api.anthropic.com/v1/messages", json=body, headers=headers)
+    (seen,) = fake.requests
+    assert seen.api_key == CLI_OWN
+    assert "proxy-authorization" not in {k.lower() for k in seen.headers}
