@@ -5,7 +5,6 @@ A listener request bound upstream leaves here as a `ClientRequest` handed to the
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 
@@ -16,6 +15,7 @@ from addons.config import ConfigLoader
 from addons.dispatch import Dispatcher
 from auth.refresh import running_tasks
 from routing.endpoints import Endpoint, Kind, client_key, guess_format, match
+from routing.exposure import key_matches
 from routing.runtime import Runtime
 from translators.formats import Format
 from translators.listing import anthropic_models, gemini_model, gemini_models, openai_models
@@ -25,11 +25,7 @@ logger = logging.getLogger("cliproxy")
 def _authorized(sent: str | None, allowed: tuple[str, ...]) -> bool:
     if not allowed:
         return True
-    if sent is None:
-        return False
-    given = sent.encode()
-    # Compare against every key, without stopping at the first match, in constant time each.
-    return sum(hmac.compare_digest(given, k.encode()) for k in allowed) > 0
+    return sent is not None and key_matches(sent, allowed)
 
 
 class ApiListener:
