@@ -421,14 +421,14 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def test_cliproxyapi_example_config_is_refused_only_for_its_placeholder_keys():
-    text = (FIXTURES / "cliproxyapi-config.example.yaml").read_text()
+    text = (FIXTURES / "cliproxyapi-style-config.yaml").read_text()
     message = error_of(text)
     assert message.startswith("config.yaml: api-keys[0], api-keys[1], api-keys[2]: this is the placeholder")
     assert "; " not in message  # nothing else is wrong
 
 
 def test_cliproxyapi_example_config_loads_with_the_same_meaning():
-    text = (FIXTURES / "cliproxyapi-config.example.yaml").read_text().replace("your-api-key-", "local-key-")
+    text = (FIXTURES / "cliproxyapi-style-config.yaml").read_text().replace("your-api-key-", "local-key-")
     config = parse_config(text)
     assert config.host == ""  # every interface, as CLIProxyAPI documents
     assert (config.port, config.auth_dir) == (8317, "~/.cli-proxy-api")
@@ -441,7 +441,7 @@ def test_cliproxyapi_example_config_loads_with_the_same_meaning():
 
 
 def test_every_key_entry_field_cliproxyapi_documents_loads():
-    text = (FIXTURES / "cliproxyapi-config-entries.yaml").read_text()
+    text = (FIXTURES / "cliproxyapi-style-entries.yaml").read_text()
     config = parse_config(text)
     gemini = config.gemini_api_key[0]
     assert (gemini.prefix, gemini.base_url) == ("test", "https://generativelanguage.googleapis.com")
