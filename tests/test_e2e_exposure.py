@@ -72,10 +72,12 @@ def assert_exits_with_one_line(proxy, expected: str) -> None:
 
 
 def settled_sockets(proxy, expected: set, timeout: float = 5.0) -> set:
-    """The sockets the proxy listens on, once they are `expected` or `timeout` has passed
-    (mitmproxy 12 may start its proxy before the addon has moved it to loopback)."""
+    """The sockets the proxy listens on at the entrances' ports, once they are `expected` or
+    `timeout` has passed (mitmproxy 12 may start its proxy before the addon has moved it to
+    loopback)."""
+    ports = {port for _, port in expected}
     deadline = time.monotonic() + timeout
-    while (found := proxy.listening()) != expected and time.monotonic() < deadline:
+    while (found := {s for s in proxy.listening() if s[1] in ports}) != expected and time.monotonic() < deadline:
         time.sleep(0.05)
     return found
 
@@ -84,6 +86,8 @@ def test_both_entrances_listen_on_loopback_by_default(make_proxy):
     proxy = make_proxy({"host": OMIT}, listen_host=None)
     expected = {("127.0.0.1", proxy.port), ("127.0.0.1", proxy.proxy_port)}
     assert settled_sockets(proxy, expected) == expected
+    # Whatever else the proxy listens on (the relay to the upstreams) is loopback too.
+    assert {host for host, _ in proxy.listening()} == {"127.0.0.1"}
 
 
 def test_an_explicit_listen_host_wins(make_proxy, fake):
