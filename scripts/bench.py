@@ -1568,7 +1568,12 @@ def failover_target(t: Target, first: Target | None, latency_ms: float) -> dict[
     if twice > FAILOVER_BOUND:
         detail += f" (two wasted attempts would come to {twice:.2f}x)"
     else:
-        detail += f" (at this latency two wasted attempts would pass too, {twice:.2f}x: raise --latency)"
+        # The bound tells one wasted attempt from two only while the first attempt takes less than
+        # twice the latency: not so on a busy machine, or with a small --latency.
+        detail += (
+            f" (two wasted attempts would pass too here, {twice:.2f}x: the first attempt takes over twice the "
+            "latency; raise --latency or use a quieter machine)"
+        )
     return {
         "target": goal,
         "value": ratio,
@@ -1578,7 +1583,7 @@ def failover_target(t: Target, first: Target | None, latency_ms: float) -> dict[
         "why": (
             "failing over should cost one more upstream round trip and nothing else, which alone comes to about "
             f"1.0x; {FAILOVER_BOUND:g}x leaves the proxy room for its own work on the failed attempt, while a second "
-            "wasted round trip or a wait (a backoff, a rest) would exceed it"
+            "wasted round trip or a wait (a backoff) would exceed it"
         ),
     }
 
