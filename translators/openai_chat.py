@@ -307,8 +307,10 @@ def _decode_content(message: dict[str, Any]) -> list[Text | Image]:
                 if isinstance(image_url, dict):
                     with at("image_url"):
                         url = get_str(image_url, "url")
+                elif isinstance(image_url, (str, type(None))):
+                    url = image_url
                 else:
-                    url = get_str(part, "image_url")
+                    raise wrong_type(image_url, "an object with a url", "image_url")
                 if not url:
                     raise FieldError("image_url part without a url", "image_url")
                 parts.append(_image_from_url(url))

@@ -25,8 +25,9 @@ def check_request(fmt: Format, body: dict[str, Any], *, counting: bool = False, 
     if envelope:
         if "request" not in body:
             raise FieldError("required", "request")
+        request = get_dict(body, "request")
         with at("request"):
-            _gemini(get_dict(body, "request"), counting)
+            _gemini(request, counting)
         return
     get_bool(body, "stream")
     if fmt is Format.OPENAI_CHAT or fmt is Format.ANTHROPIC:
@@ -47,8 +48,9 @@ def _gemini(body: dict[str, Any], counting: bool) -> None:
     if counting and "contents" not in body:
         for key in ("generateContentRequest", "generate_content_request"):
             if body.get(key) is not None:
+                inner = get_dict(body, key)
                 with at(key):
-                    _gemini(get_dict(body, key), False)
+                    _gemini(inner, False)
                 return
     _nonempty(body, "contents", (list, dict), "a list of contents")
 
