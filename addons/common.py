@@ -74,12 +74,13 @@ def client_request(
     if not isinstance(parsed, dict):
         reply_error(flow, fmt, 400, "the request body must be a JSON object")
         return None
-    model = endpoint.model or (envelope_model(parsed) if endpoint.code_assist else parsed.get("model"))
-    if model is None or model == "":
-        reply_error(flow, fmt, 400, 'the request names no model: set "model"')
+    declared = parsed.get("model")
+    if declared is not None and not isinstance(declared, str):
+        reply_error(flow, fmt, 400, f'"model" must be a string, not {json_type(declared)}')
         return None
-    if not isinstance(model, str):
-        reply_error(flow, fmt, 400, f'"model" must be a string, not {json_type(model)}')
+    model = endpoint.model or (envelope_model(parsed) if endpoint.code_assist else declared)
+    if not model:
+        reply_error(flow, fmt, 400, 'the request names no model: set "model"')
         return None
     if problem := model_problem(model):
         reply_error(flow, fmt, 400, f"invalid model {shown_model(model)}: {problem}")

@@ -68,7 +68,7 @@ class Interceptor:
         if problem := path_problem(flow.request.path.split("?", 1)[0]):
             # Passed on, `upstream-overrides` would glue this path onto a gateway's base path,
             # which a dot segment climbs out of; no vendor API has such paths.
-            reply_error(flow, guess_format(path, headers), 400, f"cliproxy refuses this call: {problem}")
+            reply_error(flow, guess_format(path, headers, host), 400, f"cliproxy refuses this call: {problem}")
             return
         endpoint = match(flow.request.method, path, headers)
         if endpoint is None or endpoint.kind not in (Kind.GENERATE, Kind.COUNT_TOKENS):

@@ -69,7 +69,8 @@ class RequestLimits:
         path = req.path.split("?", 1)[0]
         headers = {k.lower(): v for k, v in req.headers.items()}
         endpoint = match(req.method, path, headers)
-        reply_error(flow, endpoint.format if endpoint else guess_format(path, headers), status, message)
+        host = "" if self.is_listener_flow(flow) else req.pretty_host.lower()
+        reply_error(flow, endpoint.format if endpoint else guess_format(path, headers, host), status, message)
         logger.info(f"cliproxy: refused {req.method} {path[:100]}: {message}")
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
