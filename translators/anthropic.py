@@ -222,7 +222,7 @@ def _decode_media(block: dict[str, Any]) -> Text | Image | None:
     source = get_dict_or_none(block, "source")
     if source is None:
         return None
-    with at("source"):
+    try:
         kind = get_str(source, "type")
         document = block.get("type") == "document"
         default = "application/pdf" if document else ""
@@ -232,6 +232,8 @@ def _decode_media(block: dict[str, Any]) -> Text | Image | None:
             return Image(media_type=get_str(source, "media_type") or default, url=get_str(source, "url") or "")
         if kind == "text" and document and (text := get_str(source, "data")):
             return Text(text)
+    except FieldError as e:
+        raise e.within("source")
     return None  # file ids, content sources: nothing canonical to hold them
 
 
@@ -243,7 +245,7 @@ def _decode_result_content(block: dict[str, Any]) -> list[Text | Image]:
         raise wrong_type(content, "a string or a list of content blocks", "content")
     parts: list[Text | Image] = []
     for index, inner in dicts(content or [], "content"):
-        with at("content", index):
+        try:
             kind = get_str(inner, "type")
             if kind == "text":
                 if text := get_str(inner, "text"):
@@ -251,6 +253,8 @@ def _decode_result_content(block: dict[str, Any]) -> list[Text | Image]:
             elif kind in ("image", "document"):
                 if (media := _decode_media(inner)) is not None:
                     parts.append(media)
+        except FieldError as e:
+            raise e.within("content", index)
     return parts
 
 
@@ -284,7 +288,7 @@ def _decode_messages(messages: list[Any]) -> list[Message]:
     names: dict[str, str] = {}  # tool_use id -> tool name, for results (Gemini links by name)
     out: list[Message] = []
     for index, message in dicts(messages, "messages"):
-        with at("messages", index):
+        try:
             role = get_str(message, "role")
             if role not in ("user", "assistant"):
                 raise FieldError(f"expected role 'user' or 'assistant', got {shown(role)}", "role")
@@ -294,12 +298,16 @@ def _decode_messages(messages: list[Any]) -> list[Message]:
             elif isinstance(content, list):
                 parts = []
                 for position, block in dicts(content, "content"):
-                    with at("content", position):
+                    try:
                         if (part := _decode_block(block, names)) is not None:
                             parts.append(part)
+                    except FieldError as e:
+                        raise e.within("content", position)
             else:
                 raise wrong_type(content, "a string or a list of content blocks", "content")
-            out.append(Message(role=role, parts=parts))
+        except FieldError as e:
+            raise e.within("messages", index)
+        out.append(Message(role=role, parts=parts))
     return out
 
 
@@ -313,16 +321,18 @@ def _decode_system(body: dict[str, Any]) -> list[Text]:
         raise wrong_type(system, "a string or a list of text blocks", "system")
     texts = []
     for index, block in dicts(system, "system"):
-        with at("system", index):
+        try:
             if get_str(block, "type") == "text" and (text := get_str(block, "text")):
                 texts.append(Text(text))
+        except FieldError as e:
+            raise e.within("system", index)
     return texts
 
 
 def _decode_tools(tools: list[Any]) -> list[Tool]:
     decoded = []
     for index, tool in dicts(tools, "tools"):
-        with at("tools", index):
+        try:
             # Server tools (web search, code execution...) have a `type` other than "custom" and
             # no canonical equivalent.
             if get_str(tool, "type") in (None, "custom") and "input_schema" in tool:
@@ -333,6 +343,8 @@ def _decode_tools(tools: list[Any]) -> list[Tool]:
                         parameters=get_dict(tool, "input_schema"),
                     )
                 )
+        except FieldError as e:
+            raise e.within("tools", index)
     return decoded
 
 

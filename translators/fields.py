@@ -6,13 +6,18 @@ that `{"messages": [{"content": 5}]}` is refused as
 ending in an AttributeError (a 500) or in a part silently left out. Absent and `null` read as
 "not given" (None, or an empty list / object).
 
-Where a field sits is added on the way out of the decoder, with `at(...)` blocks around the
-loops, so that the common case (nothing wrong) costs no string building at all.
+Where a field sits is added on the way out of the decoder, so that the common case (nothing
+wrong) builds no path at all: per element of a list, `except FieldError as e: raise
+e.within(key, index)` (a try block costs nothing until something is raised); once per request,
+the more readable `with at(key):` (a with block costs about a microsecond and a half, too much
+per message).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from itertools import repeat
 from typing import Any
 
 
@@ -23,6 +28,11 @@ class FieldError(ValueError):
         super().__init__(problem)
         self.problem = problem
         self.path: list[str | int] = list(path)
+
+    def within(self, *path: str | int) -> FieldError:
+        """This error, found inside the field at `path`."""
+        self.path[:0] = path
+        return self
 
     def __str__(self) -> str:
         where = render_path(self.path)
@@ -52,7 +62,7 @@ class at:  # noqa: N801 - reads as a phrase: `with at("messages", i):`
 
     def __exit__(self, kind, error, traceback) -> bool:
         if isinstance(error, FieldError):
-            error.path[:0] = self.path
+            error.within(*self.path)
         return False
 
 
@@ -161,9 +171,9 @@ def get_stop(obj: dict[str, Any], key: str) -> list[str]:
     raise wrong_type(value, "a string or a list of strings", key)
 
 
-def dicts(items: list[Any], key: str) -> list[tuple[int, dict[str, Any]]]:
+def dicts(items: list[Any], key: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """The objects of the list field `key` with their positions; anything else is refused."""
-    for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise wrong_type(item, "an object", key, index)
-    return list(enumerate(items))
+    if not all(map(isinstance, items, repeat(dict, len(items)))):  # one pass in C
+        index, item = next((i, item) for i, item in enumerate(items) if not isinstance(item, dict))
+        raise wrong_type(item, "an object", key, index)
+    return enumerate(items)

@@ -527,9 +527,11 @@ def _gemini_int(obj: dict[str, Any], key: str) -> int | None:
 def _check_blob(part: dict[str, Any]) -> None:
     for field, location in (("inlineData", "data"), ("fileData", "fileUri")):
         if (blob := _typed_get(part, field, get_dict_or_none)) is not None:
-            with at(_spelled(part, field)):
+            try:
                 _typed_get(blob, "mimeType", get_str)
                 _typed_get(blob, location, get_str)
+            except FieldError as e:
+                raise e.within(_spelled(part, field))
 
 
 def _check_request_part(part: dict[str, Any]) -> None:
@@ -539,25 +541,33 @@ def _check_request_part(part: dict[str, Any]) -> None:
     get_str(part, "text")
     get_bool(part, "thought")
     if (call := _typed_get(part, "functionCall", get_dict_or_none)) is not None:
-        with at(_spelled(part, "functionCall")):
+        try:
             get_str(call, "name")
             get_str(call, "id")
             get_dict_or_none(call, "args")
+        except FieldError as e:
+            raise e.within(_spelled(part, "functionCall"))
     if (response := _typed_get(part, "functionResponse", get_dict_or_none)) is not None:
-        with at(_spelled(part, "functionResponse")):
+        try:
             get_str(response, "name")
             get_str(response, "id")
             for index, extra in dicts(get_list(response, "parts"), "parts"):
-                with at("parts", index):
+                try:
                     _check_blob(extra)
+                except FieldError as e:
+                    raise e.within("parts", index)
+        except FieldError as e:
+            raise e.within(_spelled(part, "functionResponse"))
     _check_blob(part)
 
 
 def _request_parts(content: dict[str, Any]) -> list[Any]:
     raw_parts = get_list(content, "parts")
     for index, part in dicts(raw_parts, "parts"):
-        with at("parts", index):
+        try:
             _check_request_part(part)
+        except FieldError as e:
+            raise e.within("parts", index)
     return raw_parts
 
 
@@ -579,9 +589,11 @@ def decode_request(body: dict[str, Any]) -> Request:
         raise wrong_type(system, "a string or a content object", system_key)
     with at(system_key):
         for index, part in dicts(get_list(system or {}, "parts"), "parts"):
-            with at("parts", index):
+            try:
                 if text := get_str(part, "text"):
                     request.system.append(Text(text))
+            except FieldError as e:
+                raise e.within("parts", index)
 
     ids = _CallIds()
     contents = body.get("contents")
@@ -590,12 +602,14 @@ def decode_request(body: dict[str, Any]) -> Request:
     elif contents is not None and not isinstance(contents, list):
         raise wrong_type(contents, "a list of contents", "contents")
     for index, content in dicts(contents or [], "contents"):
-        with at("contents", index):
+        try:
             role = get_str(content, "role")
             if role not in (None, "", "user", "model", "function", "tool"):
                 raise FieldError(f"expected role 'user' or 'model', got {shown(role)}", "role")
             model_turn = role == "model"
             parts = _decode_parts(_request_parts(content), ids, model=model_turn)
+        except FieldError as e:
+            raise e.within("contents", index)
         if model_turn:
             parts = [p for p in parts if not isinstance(p, ToolResult)]
         else:
@@ -604,10 +618,10 @@ def decode_request(body: dict[str, Any]) -> Request:
             request.messages.append(Message(role="assistant" if model_turn else "user", parts=parts))
 
     for index, tool in dicts(get_list(body, "tools"), "tools"):
-        with at("tools", index):
+        try:
             key = _spelled(tool, "functionDeclarations")
             for position, declaration in dicts(get_list(tool, key), key):
-                with at(key, position):
+                try:
                     if not (name := get_str(declaration, "name")):
                         continue
                     schema = _typed_get(declaration, "parametersJsonSchema", get_dict_or_none)
@@ -616,6 +630,10 @@ def decode_request(body: dict[str, Any]) -> Request:
                     request.tools.append(
                         Tool(name=name, description=get_str(declaration, "description") or "", parameters=schema)
                     )
+                except FieldError as e:
+                    raise e.within(key, position)
+        except FieldError as e:
+            raise e.within("tools", index)
         # googleSearch, codeExecution, urlContext...: server-side tools with no equivalent.
 
     tool_config_key = _spelled(body, "toolConfig")

@@ -250,7 +250,7 @@ def _decode_messages(messages: list[Any]) -> tuple[list[Text], list[Message]]:
     results: Message | None = None
     names: dict[str, str] = {}  # tool-call id -> tool name, for ToolResult.name
     for index, message in dicts(messages, "messages"):
-        with at("messages", index):
+        try:
             role = get_str(message, "role")
             if role in ("system", "developer"):
                 system.extend(p for p in _decode_content(message) if isinstance(p, Text))
@@ -281,6 +281,8 @@ def _decode_messages(messages: list[Any]) -> tuple[list[Text], list[Message]]:
                 raise ValueError("legacy 'function' messages are not supported; use 'tool' messages")
             else:
                 raise FieldError(f"unsupported role {shown(role)}", "role")
+        except FieldError as e:
+            raise e.within("messages", index)
     return system, out
 
 
@@ -294,7 +296,7 @@ def _decode_content(message: dict[str, Any]) -> list[Text | Image]:
         raise wrong_type(content, "a string or a list of content parts", "content")
     parts: list[Text | Image] = []
     for index, part in dicts(content, "content"):
-        with at("content", index):
+        try:
             kind = get_str(part, "type")
             if kind == "text":
                 if text := get_str(part, "text"):
@@ -303,34 +305,41 @@ def _decode_content(message: dict[str, Any]) -> list[Text | Image]:
                 if text := get_str(part, "refusal"):
                     parts.append(Text(text))
             elif kind == "image_url":
-                image_url = part.get("image_url")
-                if isinstance(image_url, dict):
-                    with at("image_url"):
-                        url = get_str(image_url, "url")
-                elif isinstance(image_url, (str, type(None))):
-                    url = image_url
-                else:
-                    raise wrong_type(image_url, "an object with a url", "image_url")
-                if not url:
-                    raise FieldError("image_url part without a url", "image_url")
-                parts.append(_image_from_url(url))
+                parts.append(_decode_image_url(part.get("image_url")))
             elif kind == "file":
-                file = get_dict(part, "file")
-                with at("file"):
-                    parts.append(_decode_file(file))
+                parts.append(_decode_file(get_dict(part, "file")))
             else:
                 raise FieldError(f"content parts of type {shown(kind)} cannot be translated", "type")
+        except FieldError as e:
+            raise e.within("content", index)
     return parts
+
+
+def _decode_image_url(image_url: Any) -> Image:
+    url = image_url
+    if isinstance(image_url, dict):
+        try:
+            url = get_str(image_url, "url")
+        except FieldError as e:
+            raise e.within("image_url")
+    elif not isinstance(image_url, (str, type(None))):
+        raise wrong_type(image_url, "an object with a url", "image_url")
+    if not url:
+        raise FieldError("image_url part without a url", "image_url")
+    return _image_from_url(url)
 
 
 def _decode_file(file: dict[str, Any]) -> Image:
     # The canonical model has no file part: an inline file travels as an Image of its media type.
-    data = get_str(file, "file_data")
+    try:
+        data = get_str(file, "file_data")
+        filename = get_str(file, "filename") or ""
+    except FieldError as e:
+        raise e.within("file")
     if not data:
         raise ValueError("file parts referring to an uploaded file_id cannot be translated")
     if m := _DATA_URL.match(data):
         return Image(media_type=m.group(1), data=m.group(3))
-    filename = get_str(file, "filename") or ""
     return Image(media_type=_media_type_of_url(filename) or "application/pdf", data=data)
 
 
@@ -344,43 +353,53 @@ def _decode_assistant(message: dict[str, Any]) -> Message:
     parts.extend(_decode_content(message))
     if refusal := get_str(message, "refusal"):
         parts.append(Text(refusal))
-    parts.extend(_decode_tool_calls(get_list(message, "tool_calls")))
+    if "tool_calls" in message:
+        parts.extend(_decode_tool_calls(get_list(message, "tool_calls")))
     return Message("assistant", parts)
+
+
+def _function(owner: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A tool's or a call's `function` object, and its name."""
+    function = get_dict(owner, "function")
+    try:
+        return get_str(function, "name") or "", function
+    except FieldError as e:
+        raise e.within("function")
 
 
 def _decode_tool_calls(tool_calls: list[Any]) -> list[ToolCall]:
     calls: list[ToolCall] = []
     for index, call in dicts(tool_calls, "tool_calls"):
-        with at("tool_calls", index):
+        try:
             kind = get_str(call, "type")
             if kind not in (None, "function"):
                 raise FieldError(f"tool calls of type {shown(kind)} cannot be translated", "type")
-            function = get_dict(call, "function")
-            with at("function"):
-                name = get_str(function, "name") or ""
-                arguments = function.get("arguments")
-                if not isinstance(arguments, (str, dict, type(None))):
-                    raise wrong_type(arguments, "a string of JSON", "arguments")
+            name, function = _function(call)
+            arguments = function.get("arguments")
+            if not isinstance(arguments, (str, dict, type(None))):
+                raise wrong_type(arguments, "a string of JSON", "function", "arguments")
             calls.append(ToolCall(id=get_str(call, "id") or "", name=name, arguments=parse_arguments(arguments)))
+        except FieldError as e:
+            raise e.within("tool_calls", index)
     return calls
 
 
 def _decode_tools(tools: list[Any]) -> list[Tool]:
     decoded: list[Tool] = []
     for index, tool in dicts(tools, "tools"):
-        with at("tools", index):
+        try:
             kind = get_str(tool, "type")
             if kind not in (None, "function"):
                 raise FieldError(f"tools of type {shown(kind)} cannot be translated", "type")
-            function = get_dict(tool, "function")
-            with at("function"):
-                decoded.append(
-                    Tool(
-                        name=get_str(function, "name") or "",
-                        description=get_str(function, "description") or "",
-                        parameters=get_dict(function, "parameters"),
-                    )
-                )
+            name, function = _function(tool)
+            try:
+                description = get_str(function, "description") or ""
+                parameters = get_dict(function, "parameters")
+            except FieldError as e:
+                raise e.within("function")
+            decoded.append(Tool(name=name, description=description, parameters=parameters))
+        except FieldError as e:
+            raise e.within("tools", index)
     return decoded
 
 
@@ -394,20 +413,17 @@ def _decode_tool_choice(raw: Any, tools: list[Tool]) -> tuple[ToolChoice | None,
     if isinstance(raw, dict):
         kind = get_str(raw, "type")
         if kind == "function":
-            function = get_dict(raw, "function")
-            with at("function"):
-                name = get_str(function, "name")
-            return ToolChoice("tool", name=name), tools
+            return ToolChoice("tool", name=_function(raw)[0] or None), tools
         if kind == "allowed_tools":
             # Only the listed tools may be called: offering only those has the same effect.
             allowed = get_dict(raw, "allowed_tools")
             with at("allowed_tools"):
                 names = set()
                 for index, tool in dicts(get_list(allowed, "tools"), "tools"):
-                    with at("tools", index):
-                        function = get_dict(tool, "function")
-                        with at("function"):
-                            names.add(get_str(function, "name"))
+                    try:
+                        names.add(_function(tool)[0])
+                    except FieldError as e:
+                        raise e.within("tools", index)
                 mode = "any" if get_str(allowed, "mode") == "required" else "auto"
             return ToolChoice(mode), [t for t in tools if t.name in names]
     if not isinstance(raw, (str, dict)):

@@ -213,7 +213,7 @@ def decode_request(body: dict[str, Any]) -> Request:
         raise wrong_type(raw_input, "a string or a list of input items", "input")
 
     for index, tool in dicts(get_list(body, "tools"), "tools"):
-        with at("tools", index):
+        try:
             if get_str(tool, "type") == "function":
                 request.tools.append(
                     Tool(
@@ -222,6 +222,8 @@ def decode_request(body: dict[str, Any]) -> Request:
                         parameters=get_dict(tool, "parameters"),
                     )
                 )
+        except FieldError as e:
+            raise e.within("tools", index)
     parallel = get_bool(body, "parallel_tool_calls")
     with at("tool_choice"):
         request.tool_choice = _decode_tool_choice(body.get("tool_choice"), parallel)
@@ -262,7 +264,7 @@ def _decode_items(items: list[Any], request: Request) -> None:
             messages.append(Message(role, [part]))  # type: ignore[arg-type]
 
     for index, item in dicts(items, "input"):
-        with at("input", index):
+        try:
             kind = get_str(item, "type") or "message"
             if kind == "message":
                 role = get_str(item, "role")
@@ -298,6 +300,8 @@ def _decode_items(items: list[Any], request: Request) -> None:
                     add("assistant", thinking)
             # Anything else (item_reference, built-in tool calls and their outputs) has no
             # canonical form: a reference needs the server's store, built-in calls need the tool.
+        except FieldError as e:
+            raise e.within("input", index)
 
 
 def _text_of_parts(content: Any, key: str) -> str:
@@ -310,8 +314,10 @@ def _text_of_parts(content: Any, key: str) -> str:
         raise wrong_type(content, "a string or a list of content parts", key)
     texts = []
     for index, part in dicts(content, key):
-        with at(key, index):
+        try:
             texts.append(get_str(part, "text") or "")
+        except FieldError as e:
+            raise e.within(key, index)
     return "".join(texts)
 
 
@@ -322,8 +328,10 @@ def _request_text(item: dict[str, Any]) -> str:
 def _decode_reasoning_item(item: dict[str, Any]) -> Thinking:
     summary = []
     for index, part in dicts(get_list(item, "summary"), "summary"):
-        with at("summary", index):
+        try:
             summary.append(get_str(part, "text") or "")
+        except FieldError as e:
+            raise e.within("summary", index)
     text = _SUMMARY_SEPARATOR.join(summary) if any(summary) else _request_text(item)
     signature = get_str(item, "encrypted_content") or None
     return Thinking(text=text, signature=signature, origin=ORIGIN if signature else None)
@@ -338,7 +346,7 @@ def _decode_content(content: Any, key: str = "content") -> list[Text | Image]:
         raise wrong_type(content, "a string or a list of content parts", key)
     parts: list[Text | Image] = []
     for index, part in dicts(content, key):
-        with at(key, index):
+        try:
             kind = get_str(part, "type")
             if kind in ("input_text", "output_text", "text"):
                 if text := get_str(part, "text"):
@@ -350,6 +358,8 @@ def _decode_content(content: Any, key: str = "content") -> list[Text | Image]:
                 # A `file_id` image lives in the client's OpenAI file store: nothing to carry over.
                 if url := get_str(part, "image_url"):
                     parts.append(_image_from_url(url))
+        except FieldError as e:
+            raise e.within(key, index)
     return parts
 
 
