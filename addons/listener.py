@@ -16,6 +16,7 @@ from addons.dispatch import Dispatcher
 from auth.refresh import running_tasks
 from routing.endpoints import Endpoint, Kind, client_key, guess_format, match
 from routing.exposure import key_matches
+from routing.names import model_problem, shown_model
 from routing.runtime import Runtime
 from translators.formats import Format
 from translators.listing import anthropic_models, gemini_model, gemini_models, openai_models
@@ -104,8 +105,12 @@ class ApiListener:
         reply(flow, 200, encode(models))
 
     def _get_model(self, flow: http.HTTPFlow, endpoint: Endpoint) -> None:
+        model = endpoint.model or ""
+        if problem := model_problem(model):
+            reply_error(flow, Format.GEMINI, 400, f"invalid model {shown_model(model)}: {problem}")
+            return
         for m in self.runtime.router.models():
-            if m.id == endpoint.model:
+            if m.id == model:
                 reply(flow, 200, json.dumps(gemini_model(m)).encode())
                 return
-        reply_error(flow, Format.GEMINI, 404, f"model {endpoint.model!r} is not offered here")
+        reply_error(flow, Format.GEMINI, 404, f"model {model!r} is not offered here")
