@@ -262,7 +262,7 @@ def _decode_messages(messages: list[Any]) -> tuple[list[Text], list[Message]]:
         try:
             role = get_str(message, "role")
             # LiteLLM's message-level cache_control marks the message's last block.
-            mark = cache_control(message.get("cache_control"))
+            mark = cache_control(message)
             if role in ("system", "developer"):
                 texts = [p for p in _decode_content(message) if isinstance(p, Text)]
                 if texts and mark:
@@ -316,16 +316,16 @@ def _decode_content(message: dict[str, Any]) -> list[Text | Image]:
             kind = get_str(part, "type")
             if kind == "text":
                 if text := get_str(part, "text"):
-                    parts.append(Text(text, cache_control(part.get("cache_control"))))
+                    parts.append(Text(text, cache_control(part)))
             elif kind == "refusal":
                 if text := get_str(part, "refusal"):
                     parts.append(Text(text))
             elif kind == "image_url":
                 parts.append(_decode_image_url(part.get("image_url")))
-                parts[-1].cache_control = cache_control(part.get("cache_control"))
+                parts[-1].cache_control = cache_control(part)
             elif kind == "file":
                 parts.append(_decode_file(get_dict(part, "file")))
-                parts[-1].cache_control = cache_control(part.get("cache_control"))
+                parts[-1].cache_control = cache_control(part)
             else:
                 raise FieldError(f"content parts of type {shown(kind)} cannot be translated", "type")
         except FieldError as e:
@@ -419,11 +419,11 @@ def _decode_tools(tools: list[Any]) -> list[Tool]:
                 name, custom = _function(tool, "custom")
                 try:
                     description = get_str(custom, "description") or ""
-                    fmt = _decode_custom_format(custom.get("format"))
+                    fmt = custom_tools.decode_format(custom)
                 except FieldError as e:
                     raise e.within("custom")
                 decoded.append(custom_tools.tool(name, description, fmt))
-                decoded[-1].cache_control = cache_control(tool.get("cache_control"))
+                decoded[-1].cache_control = cache_control(tool)
                 continue
             if kind not in (None, "function"):
                 raise FieldError(f"tools of type {shown(kind)} cannot be translated", "type")
@@ -431,22 +431,14 @@ def _decode_tools(tools: list[Any]) -> list[Tool]:
             try:
                 description = get_str(function, "description") or ""
                 parameters = get_dict(function, "parameters")
+                inner_mark = cache_control(function)  # some clients mark the function itself
             except FieldError as e:
                 raise e.within("function")
-            mark = cache_control(tool.get("cache_control") or function.get("cache_control"))
+            mark = cache_control(tool) or inner_mark
             decoded.append(Tool(name=name, description=description, parameters=parameters, cache_control=mark))
         except FieldError as e:
             raise e.within("tools", index)
     return decoded
-
-
-def _decode_custom_format(fmt: Any) -> dict[str, Any] | None:
-    """Chat's custom-tool format (`grammar` nested) in the Responses API's flat form."""
-    if not isinstance(fmt, dict):
-        return None
-    if fmt.get("type") == "grammar" and isinstance(grammar := fmt.get("grammar"), dict):
-        return {"type": "grammar", "syntax": grammar.get("syntax"), "definition": grammar.get("definition")}
-    return fmt
 
 
 def _encode_custom_format(fmt: dict[str, Any]) -> dict[str, Any]:

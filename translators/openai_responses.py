@@ -261,11 +261,10 @@ def decode_request(body: dict[str, Any]) -> Request:
 def _decode_tool(tool: dict[str, Any], kind: str) -> Tool:
     name, description = get_str(tool, "name") or "", get_str(tool, "description") or ""
     if kind == "custom":
-        fmt = tool.get("format")
-        decoded = custom_tools.tool(name, description, fmt if isinstance(fmt, dict) else None)
+        decoded = custom_tools.tool(name, description, custom_tools.decode_format(tool))
     else:
         decoded = Tool(name=name, description=description, parameters=get_dict(tool, "parameters"))
-    decoded.cache_control = cache_control(tool.get("cache_control"))
+    decoded.cache_control = cache_control(tool)
     return decoded
 
 
@@ -286,7 +285,7 @@ def _decode_items(items: list[Any], request: Request) -> None:
                 role = get_str(item, "role")
                 if role in ("system", "developer"):
                     if text := _request_text(item):
-                        request.system.append(Text(text, _last_mark(item.get("content"))))
+                        request.system.append(Text(text, _last_mark(item)))
                 elif role in ("user", "assistant"):
                     for part in _decode_content(item.get("content")):
                         add(role, part)
@@ -371,7 +370,7 @@ def _decode_content(content: Any, key: str = "content") -> list[Text | Image]:
             kind = get_str(part, "type")
             if kind in ("input_text", "output_text", "text"):
                 if text := get_str(part, "text"):
-                    parts.append(Text(text, cache_control(part.get("cache_control"))))
+                    parts.append(Text(text, cache_control(part)))
             elif kind == "refusal":
                 if text := get_str(part, "refusal"):
                     parts.append(Text(text))
@@ -379,16 +378,20 @@ def _decode_content(content: Any, key: str = "content") -> list[Text | Image]:
                 # A `file_id` image lives in the client's OpenAI file store: nothing to carry over.
                 if url := get_str(part, "image_url"):
                     parts.append(_image_from_url(url))
-                    parts[-1].cache_control = cache_control(part.get("cache_control"))
+                    parts[-1].cache_control = cache_control(part)
         except FieldError as e:
             raise e.within(key, index)
     return parts
 
 
-def _last_mark(content: Any) -> dict[str, Any] | None:
+def _last_mark(item: dict[str, Any]) -> dict[str, Any] | None:
     """The cache_control on the last of a system item's parts: its text is kept joined."""
-    if isinstance(content, list) and content and isinstance(content[-1], dict):
-        return cache_control(content[-1].get("cache_control"))
+    content = item.get("content")
+    if isinstance(content, list) and content:  # of objects only: _request_text has read it
+        try:
+            return cache_control(content[-1])
+        except FieldError as e:
+            raise e.within("content", len(content) - 1)
     return None
 
 

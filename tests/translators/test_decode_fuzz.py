@@ -56,11 +56,17 @@ schema = st.recursive(
     max_leaves=4,
 )
 
+# Prompt-caching marks (LiteLLM's convention) and custom tool formats, in both OpenAI APIs.
+_cache_control = obj(type=kinds("ephemeral", "other"), ttl=kinds("5m", "1h"))
+_grammar = obj(syntax=kinds("lark", "regex"), definition=text)
+_custom_format = obj(type=kinds("text", "grammar"), syntax=kinds("lark", "regex"), definition=text, grammar=_grammar)
+
 # -- OpenAI Chat Completions -------------------------------------------------------------------
 
 _chat_part = obj(
     type=kinds("text", "image_url", "file", "refusal", "input_audio"),
     text=text,
+    cache_control=_cache_control,
     refusal=text,
     image_url=text | obj(url=kinds("https://x/a.png", "data:image/png;base64,AAAA", "")),
     file=obj(file_data=text, filename=text, file_id=text),
@@ -72,16 +78,24 @@ _chat_message = obj(
     reasoning_content=text,
     reasoning=text,
     refusal=text,
-    tool_calls=arr(obj(id=text, type=kinds("function", "custom"), function=obj(name=text, arguments=text))),
+    cache_control=_cache_control,
+    tool_calls=arr(obj(id=text, type=kinds("function", "custom"), function=obj(name=text, arguments=text),
+                       custom=obj(name=text, input=text))),
 )
-_chat_tool = obj(type=kinds("function", "custom"), function=obj(name=text, description=text, parameters=schema))
+_chat_tool = obj(
+    type=kinds("function", "custom"),
+    function=obj(name=text, description=text, parameters=schema, cache_control=_cache_control),
+    custom=obj(name=text, description=text, format=_custom_format),
+    cache_control=_cache_control,
+)
 chat_bodies = obj(
     model=text,
     messages=arr(_chat_message),
     tools=arr(_chat_tool),
     tool_choice=kinds("auto", "none", "required", "other")
-    | obj(type=kinds("function", "allowed_tools"), function=obj(name=text),
-          allowed_tools=obj(mode=kinds("auto", "required"), tools=arr(obj(function=obj(name=text))))),
+    | obj(type=kinds("function", "custom", "allowed_tools"), function=obj(name=text), custom=obj(name=text),
+          allowed_tools=obj(mode=kinds("auto", "required"),
+                            tools=arr(obj(type=kinds("function", "custom"), function=obj(name=text), custom=obj(name=text))))),
     parallel_tool_calls=st.booleans(),
     max_tokens=integer,
     max_completion_tokens=integer,
@@ -104,15 +118,18 @@ _responses_part = obj(
     text=text,
     refusal=text,
     image_url=kinds("https://x/a.png", "data:image/png;base64,AAAA"),
+    cache_control=_cache_control,
 )
 _responses_item = obj(
-    type=kinds("message", "function_call", "function_call_output", "reasoning", "item_reference", "web_search_call"),
+    type=kinds("message", "function_call", "function_call_output", "custom_tool_call", "custom_tool_call_output",
+               "reasoning", "item_reference", "web_search_call"),
     role=kinds("user", "assistant", "system", "developer", "tool"),
     content=text | arr(_responses_part),
     call_id=text,
     id=text,
     name=text,
     arguments=text,
+    input=text,
     output=text | arr(_responses_part),
     summary=arr(obj(type=kinds("summary_text"), text=text)),
     encrypted_content=text,
@@ -121,8 +138,10 @@ responses_bodies = obj(
     model=text,
     instructions=text,
     input=text | arr(_responses_item),
-    tools=arr(obj(type=kinds("function", "web_search"), name=text, description=text, parameters=schema)),
-    tool_choice=kinds("auto", "required", "none", "other") | obj(type=kinds("function", "allowed_tools"), name=text, mode=text),
+    tools=arr(obj(type=kinds("function", "custom", "web_search"), name=text, description=text, parameters=schema,
+                  format=_custom_format, cache_control=_cache_control)),
+    tool_choice=kinds("auto", "required", "none", "other")
+    | obj(type=kinds("function", "custom", "allowed_tools"), name=text, mode=text),
     parallel_tool_calls=st.booleans(),
     reasoning=obj(effort=kinds("low", "high"), summary=text),
     max_output_tokens=integer,
@@ -233,26 +252,36 @@ def _optional(value: Any, *types: type) -> bool:
     return value is None or (isinstance(value, types) and (bool in types or not isinstance(value, bool)))
 
 
+def _mark(mark: Any) -> bool:
+    """A cache_control mark as Anthropic takes it, or none."""
+    return mark is None or (mark.get("type") == "ephemeral" and set(mark) <= {"type", "ttl"} and _optional(mark.get("ttl"), str))
+
+
 def assert_well_typed(request: Request) -> None:
     """What encoders may rely on: every canonical field holds its declared type."""
     assert isinstance(request.model, str)
-    assert all(isinstance(t, Text) and isinstance(t.text, str) for t in request.system)
+    assert all(isinstance(t, Text) and isinstance(t.text, str) and _mark(t.cache_control) for t in request.system)
     for message in request.messages:
         assert isinstance(message, Message) and message.role in ("user", "assistant")
         for part in message.parts:
             if isinstance(part, Text):
-                assert isinstance(part.text, str)
+                assert isinstance(part.text, str) and _mark(part.cache_control)
             elif isinstance(part, Image):
                 assert isinstance(part.media_type, str) and _optional(part.data, str) and _optional(part.url, str)
+                assert _mark(part.cache_control)
             elif isinstance(part, Thinking):
                 assert isinstance(part.text, str) and _optional(part.signature, str)
             elif isinstance(part, ToolCall):
                 assert isinstance(part.id, str) and isinstance(part.name, str) and isinstance(part.arguments, dict)
+                assert not part.custom or isinstance(part.arguments.get("input"), str)
             else:
-                assert isinstance(part, ToolResult) and isinstance(part.call_id, str)
+                assert isinstance(part, ToolResult) and isinstance(part.call_id, str) and _mark(part.cache_control)
                 assert all(isinstance(c, (Text, Image)) for c in part.content)
     for tool in request.tools:
         assert isinstance(tool.name, str) and isinstance(tool.description, str) and isinstance(tool.parameters, dict)
+        assert _mark(tool.cache_control) and _optional(tool.format, dict)
+        if tool.format is not None and tool.format.get("type") == "grammar":
+            assert _optional(tool.format.get("syntax"), str) and _optional(tool.format.get("definition"), str)
     assert _optional(request.max_tokens, int) and _optional(request.top_k, int) and _optional(request.n, int)
     assert _optional(request.temperature, int, float) and _optional(request.top_p, int, float)
     assert all(isinstance(s, str) for s in request.stop)
@@ -368,6 +397,31 @@ def test_deep_nesting_is_a_400_not_a_recursion_error(fmt):
         (Format.GEMINI, {"contents": [{"parts": [{"inline_data": {"data": 5}}]}]},
          "contents[0].parts[0].inline_data.data: expected a string, got a number"),
         (Format.OPENAI_COMPLETIONS, {"prompt": "a", "max_tokens": "10"}, "max_tokens: expected an integer, got a string"),
+        # Fields the fidelity work reads: prompt-caching marks and custom (freeform) tools.
+        (Format.OPENAI_CHAT, {"messages": [{"role": "user", "content": [{"type": "text", "text": "a", "cache_control": "ephemeral"}]}]},
+         "messages[0].content[0].cache_control: expected an object, got a string"),
+        (Format.OPENAI_CHAT, {"messages": [{"role": "system", "content": "a", "cache_control": {"type": "ephemeral", "ttl": 60}},
+                                           {"role": "user", "content": "b"}]},
+         "messages[0].cache_control.ttl: expected a string, got a number"),
+        (Format.OPENAI_CHAT, {"messages": [{"role": "user", "content": "a"}],
+                              "tools": [{"type": "function", "function": {"name": "f"}, "cache_control": []}]},
+         "tools[0].cache_control: expected an object, got a list"),
+        (Format.OPENAI_CHAT, {"messages": [{"role": "user", "content": "a"}], "tools": [{"type": "custom", "custom": "apply_patch"}]},
+         "tools[0].custom: expected an object, got a string"),
+        (Format.OPENAI_CHAT, {"messages": [{"role": "user", "content": "a"}],
+                              "tools": [{"type": "custom", "custom": {"name": "p", "format": {"type": "grammar", "grammar": {"definition": 3}}}}]},
+         "tools[0].custom.format.grammar.definition: expected a string, got a number"),
+        (Format.OPENAI_CHAT, {"messages": [{"role": "assistant", "tool_calls": [{"type": "custom", "custom": {"name": "p", "input": 5}}]}]},
+         "messages[0].tool_calls[0].custom.input: expected a string, got a number"),
+        (Format.OPENAI_CHAT, {"messages": [{"role": "user", "content": "a"}], "tool_choice": {"type": "custom", "custom": []}},
+         "tool_choice.custom: expected an object, got a list"),
+        (Format.OPENAI_RESPONSES, {"input": [{"role": "developer", "content": [{"type": "input_text", "text": "a", "cache_control": 1}]},
+                                             {"role": "user", "content": "b"}]},
+         "input[0].content[0].cache_control: expected an object, got a number"),
+        (Format.OPENAI_RESPONSES, {"input": "a", "tools": [{"type": "custom", "name": "p", "format": {"type": "grammar", "syntax": 1}}]},
+         "tools[0].format.syntax: expected a string, got a number"),
+        (Format.OPENAI_RESPONSES, {"input": [{"type": "custom_tool_call", "call_id": "c", "name": "p", "input": {}}]},
+         "input[0].input: expected a string, got an object"),
     ],
 )
 def test_a_wrong_type_is_named_by_its_path(fmt, body, message):
