@@ -42,7 +42,10 @@ class ApiListener:
         return mode is not None and mode.full_spec == self.config_loader.mode_spec
 
     async def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or not flow.live or not self.is_listener_flow(flow):
+        if not self.is_listener_flow(flow):
+            return
+        if flow.response or flow.error or not flow.live:
+            hide_client_auth(flow)  # answered before us (RequestLimits' 431 / 413)
             return
         try:
             await self._serve(flow)
