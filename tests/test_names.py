@@ -184,6 +184,7 @@ def test_vendor_families_take_no_slashed_names():
         (Format.GEMINI, {"model": "m"}, {"envelope": True}, "request: required"),
         (Format.GEMINI, {"model": "m", "request": {}}, {"envelope": True}, "request.contents: required"),
         (Format.OPENAI_COMPLETIONS, {"prompt": 7}, {}, "prompt: expected a string or a list of strings, got a number"),
+        (Format.OPENAI_RESPONSES, {"input": "hi", "include": "reasoning"}, {}, "include: expected a list of strings, got a string"),
     ],
 )
 def test_the_conversation_field_is_checked_on_every_path(fmt, body, kwargs, message):

@@ -171,6 +171,15 @@ def get_stop(obj: dict[str, Any], key: str) -> list[str]:
     raise wrong_type(value, "a string or a list of strings", key)
 
 
+def get_strings(obj: dict[str, Any], key: str) -> list[str]:
+    value = obj.get(key)
+    if value is None:
+        return []
+    if isinstance(value, list) and all(isinstance(s, str) for s in value):
+        return value
+    raise wrong_type(value, "a list of strings", key)
+
+
 def dicts(items: list[Any], key: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """The objects of the list field `key` with their positions; anything else is refused."""
     if not all(map(isinstance, items, repeat(dict, len(items)))):  # one pass in C

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from translators.fields import FieldError, at, get_bool, get_dict, wrong_type
+from translators.fields import FieldError, at, get_bool, get_dict, get_strings, wrong_type
 from translators.formats import Format
 
 # Responses calls that continue a conversation the server keeps need no `input` of their own.
@@ -33,6 +33,7 @@ def check_request(fmt: Format, body: dict[str, Any], *, counting: bool = False, 
     if fmt is Format.OPENAI_CHAT or fmt is Format.ANTHROPIC:
         _nonempty(body, "messages", (list,), "a list of messages")
     elif fmt is Format.OPENAI_RESPONSES:
+        get_strings(body, "include")  # the Codex backend's body adds to the client's list
         if any(body.get(key) is not None for key in _SERVER_SIDE_CONVERSATION):
             if body.get("input") is not None and not isinstance(body["input"], (str, list)):
                 raise wrong_type(body["input"], "a string or a list of input items", "input")

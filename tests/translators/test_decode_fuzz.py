@@ -8,6 +8,7 @@ of the right kind or arbitrary JSON, so that wrong types reach every level of th
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -22,16 +23,17 @@ from translators.shape import check_request
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
+json_scalars = st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats() | st.text(max_size=6)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats() | st.text(max_size=6),
+    json_scalars,
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
     max_leaves=6,
 )
 
 
 def field(right: st.SearchStrategy) -> st.SearchStrategy:
-    """Mostly the right kind of value, sometimes any JSON at all."""
-    return st.one_of(right, right, json_values)
+    """Mostly the right kind of value, else any JSON at all (a scalar as often as not)."""
+    return st.one_of(right, right, json_scalars, json_values)
 
 
 def obj(**fields: st.SearchStrategy) -> st.SearchStrategy:
@@ -149,6 +151,9 @@ responses_bodies = obj(
     top_p=number,
     text=obj(format=obj(type=kinds("json_schema", "json_object", "text"), schema=schema, name=text, strict=st.booleans())),
     metadata=st.dictionaries(text, text, max_size=2),
+    include=arr(kinds("reasoning.encrypted_content")),
+    store=st.booleans(),
+    previous_response_id=text,
     stream=st.booleans(),
 )
 
@@ -453,3 +458,80 @@ def test_nan_is_not_a_temperature():
     body = {"messages": [{"role": "user", "content": "a"}], "temperature": float("nan")}
     with pytest.raises(translate.TranslationError, match="temperature: expected a finite number, got nan"):
         translate.decode_request(Format.ANTHROPIC, body, "m", False)
+
+
+# -- the whole attempt: pass-through, envelope and translation, on every kind of credential -------
+
+from auth.credential import Credential  # noqa: E402
+from routing import legs  # noqa: E402
+from routing.endpoints import Endpoint, Kind  # noqa: E402
+from routing.router import Route  # noqa: E402
+from routing.upstream import ClientRequest  # noqa: E402
+from translators.fields import FieldError  # noqa: E402
+
+CREDENTIALS = [
+    Credential(provider="claude", source="claude-api-key[0]", secret="k"),
+    Credential(provider="gemini", source="gemini-api-key[0]", secret="k"),
+    Credential(provider="codex", source="codex-api-key[0]", secret="k"),
+    Credential(provider="openai-compatibility", source="compat", secret="k", base_url="http://127.0.0.1:9"),
+    Credential(provider="codex", source="codex.json", secret="t", kind="oauth", account_id="a"),
+    Credential(provider="gemini-cli", source="gemini.json", secret="t", kind="oauth", project_id="p"),
+    Credential(provider="antigravity", source="ag.json", secret="t", kind="oauth", project_id="p"),
+    Credential(provider="vertex", source="v.json", secret="t", kind="service-account", project_id="p", location="us"),
+]
+_HI = [{"role": "user", "content": "hi"}]
+_CONTENTS = [{"role": "user", "parts": [{"text": "hi"}]}]
+
+
+def passing(bodies: st.SearchStrategy, conversation: dict) -> st.SearchStrategy:
+    """Half of the bodies with a conversation the shape check lets through, so that the rest of
+    the body reaches the attempt."""
+    return st.one_of(bodies, bodies.map(lambda body: {**body, **conversation}))
+
+
+ENDPOINTS = [
+    (Format.OPENAI_CHAT, Endpoint(Kind.GENERATE, Format.OPENAI_CHAT), passing(chat_bodies, {"messages": _HI})),
+    (Format.OPENAI_RESPONSES, Endpoint(Kind.GENERATE, Format.OPENAI_RESPONSES), passing(responses_bodies, {"input": "hi"})),
+    (Format.ANTHROPIC, Endpoint(Kind.GENERATE, Format.ANTHROPIC), passing(anthropic_bodies, {"messages": _HI})),
+    (Format.ANTHROPIC, Endpoint(Kind.COUNT_TOKENS, Format.ANTHROPIC), passing(anthropic_bodies, {"messages": _HI})),
+    (Format.GEMINI, Endpoint(Kind.GENERATE, Format.GEMINI, "m", "generateContent"),
+     passing(gemini_bodies, {"contents": _CONTENTS})),
+    (Format.GEMINI, Endpoint(Kind.COUNT_TOKENS, Format.GEMINI, "m", "countTokens"),
+     passing(gemini_bodies, {"contents": _CONTENTS})),
+    (Format.GEMINI, Endpoint(Kind.GENERATE, Format.GEMINI, None, "streamGenerateContent", "v1internal", True),
+     passing(_gemini_body.map(lambda inner: {"model": "m", "project": "p", "request": inner}),
+             {"request": {"contents": _CONTENTS}})),
+    (Format.OPENAI_COMPLETIONS, Endpoint(Kind.GENERATE, Format.OPENAI_COMPLETIONS),
+     passing(completions_bodies, {"prompt": "hi"})),
+]
+
+
+@pytest.mark.parametrize("credential", CREDENTIALS, ids=lambda c: f"{c.provider}-{c.kind}")
+@pytest.mark.parametrize("index", range(len(ENDPOINTS)), ids=lambda i: f"{ENDPOINTS[i][0].value}-{ENDPOINTS[i][1].kind.value}")
+def test_any_request_the_checks_let_through_plans_or_is_a_400(index, credential):
+    """What `addons.common.client_request` accepts reaches `legs.plan`, which may refuse it with
+    a TranslationError (a 400) and nothing else, whichever credential serves it: byte for byte,
+    in an envelope or translated."""
+    fmt, endpoint, bodies = ENDPOINTS[index]
+
+    @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(body=bodies, model=st.sampled_from(["m", "m(high)"]))
+    def run(body, model):
+        plan_or_refuse(fmt, endpoint, credential, body, model)
+
+    run()
+
+
+def plan_or_refuse(fmt: Format, endpoint: Endpoint, credential: Credential, body: dict, model: str) -> None:
+    try:
+        check_request(fmt, body, counting=endpoint.kind is Kind.COUNT_TOKENS, envelope=endpoint.code_assist)
+    except FieldError:
+        return
+    raw = json.dumps(body).encode()
+    client = ClientRequest(endpoint, model, endpoint.streams_by_path or body.get("stream") is True, "POST", "/", (),
+                           {}, (), raw, body)
+    try:
+        leg = legs.plan(client, Route(credential, model), {})
+    except translate.TranslationError:
+        return
+    assert isinstance(leg.body, bytes) or leg.local_answer is not None
