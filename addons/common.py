@@ -7,11 +7,11 @@ import json
 from mitmproxy import http
 
 from routing.endpoints import Endpoint, Kind
-from routing.names import model_problem, shown_model
+from routing.names import model_problem
 from routing.upstream import CLIENT_AUTH_HEADERS, CLIENT_AUTH_QUERY, ClientRequest
 from translators.code_assist import envelope_model
 from translators.errors import error_body
-from translators.fields import FieldError, json_type
+from translators.fields import FieldError, json_type, shown
 from translators.formats import Format
 from translators.shape import check_request
 from translators.translate import NESTED_TOO_DEEPLY
@@ -101,7 +101,7 @@ def client_request(
         reply_error(flow, fmt, 400, 'the request names no model: set "model"')
         return None
     if problem := model_problem(model):
-        reply_error(flow, fmt, 400, f"invalid model {shown_model(model)}: {problem}")
+        reply_error(flow, fmt, 400, f"invalid model {shown(model, 80)}: {problem}")
         return None
     try:
         check_request(fmt, parsed, counting=endpoint.kind is Kind.COUNT_TOKENS, envelope=endpoint.code_assist)

@@ -16,8 +16,9 @@ from addons.dispatch import Dispatcher
 from auth.refresh import running_tasks
 from routing.endpoints import Endpoint, Kind, client_key, guess_format, match
 from routing.exposure import key_matches
-from routing.names import model_problem, shown_model
+from routing.names import model_problem
 from routing.runtime import Runtime
+from translators.fields import shown
 from translators.formats import Format
 from translators.listing import anthropic_models, gemini_model, gemini_models, openai_models
 
@@ -110,7 +111,7 @@ class ApiListener:
     def _get_model(self, flow: http.HTTPFlow, endpoint: Endpoint) -> None:
         model = endpoint.model or ""
         if problem := model_problem(model):
-            reply_error(flow, Format.GEMINI, 400, f"invalid model {shown_model(model)}: {problem}")
+            reply_error(flow, Format.GEMINI, 400, f"invalid model {shown(model, 80)}: {problem}")
             return
         for m in self.runtime.router.models():
             if m.id == model:

@@ -50,12 +50,6 @@ def model_problem(model: str) -> str | None:
     return None
 
 
-def shown_model(model: str, limit: int = 80) -> str:
-    """`model` for a message: never a client's huge input echoed whole."""
-    text = repr(model)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def segment(value: str) -> str:
     """`value` as one URL path segment: `/`, `?`, `#`, `%` and the rest percent-encoded."""
     return urllib.parse.quote(value, safe="")
