@@ -16,6 +16,7 @@ from addons.config import LISTENER_TARGET, ConfigLoader  # noqa: E402
 from addons.dispatch import Dispatcher  # noqa: E402
 from addons.exposure import Exposure  # noqa: E402
 from addons.intercept import Interceptor, allow_hosts  # noqa: E402
+from addons.limits import RequestLimits  # noqa: E402
 from addons.listener import ApiListener  # noqa: E402
 from addons.refresh import RefreshLoop  # noqa: E402
 from routing.runtime import Runtime  # noqa: E402
@@ -37,6 +38,7 @@ addons = [
     _config,
     _auth_dir,
     RefreshLoop(_runtime),
+    RequestLimits(_runtime, _listener.is_listener_flow),  # before the hooks that answer requests
     _listener,
     Interceptor(_runtime, _dispatcher, _listener.is_listener_flow),
     _dispatcher,

@@ -6,11 +6,15 @@ import json
 
 from mitmproxy import http
 
-from routing.endpoints import Endpoint
+from routing.endpoints import Endpoint, Kind
+from routing.names import model_problem
 from routing.upstream import CLIENT_AUTH_HEADERS, CLIENT_AUTH_QUERY, ClientRequest
 from translators.code_assist import envelope_model
 from translators.errors import error_body
+from translators.fields import FieldError, json_type, shown
 from translators.formats import Format
+from translators.shape import check_request
+from translators.translate import NESTED_TOO_DEEPLY
 
 _JSON = {"content-type": "application/json"}
 _CORS = {
@@ -70,20 +74,39 @@ def mask(value: str) -> str:
 def client_request(
     flow: http.HTTPFlow, endpoint: Endpoint, path: str, headers: dict[str, str]
 ) -> ClientRequest | None:
-    """The client's call, or None after answering it with a 400 in its own format."""
+    """The client's call, or None after answering it with a 400 in its own format.
+
+    Checked here, for every call whether it is translated or passed through: the body is a
+    JSON object, the model a possible model name, the conversation field of its type."""
     req = flow.request
     body = req.raw_content or b""
+    fmt = endpoint.format
     try:
         parsed = json.loads(body) if body else {}
     except (ValueError, UnicodeDecodeError) as e:
-        reply_error(flow, endpoint.format, 400, f"the request body is not valid JSON: {e}")
+        reply_error(flow, fmt, 400, f"the request body is not valid JSON: {e}")
+        return None
+    except RecursionError:
+        reply_error(flow, fmt, 400, NESTED_TOO_DEEPLY)
         return None
     if not isinstance(parsed, dict):
-        reply_error(flow, endpoint.format, 400, "the request body must be a JSON object")
+        reply_error(flow, fmt, 400, "the request body must be a JSON object")
         return None
-    model = endpoint.model or (envelope_model(parsed) if endpoint.code_assist else parsed.get("model"))
-    if not isinstance(model, str) or not model:
-        reply_error(flow, endpoint.format, 400, 'the request names no model: set "model"')
+    declared = parsed.get("model")
+    if declared is not None and not isinstance(declared, str):
+        reply_error(flow, fmt, 400, f'"model" must be a string, not {json_type(declared)}')
+        return None
+    model = endpoint.model or (envelope_model(parsed) if endpoint.code_assist else declared)
+    if not model:
+        reply_error(flow, fmt, 400, 'the request names no model: set "model"')
+        return None
+    if problem := model_problem(model):
+        reply_error(flow, fmt, 400, f"invalid model {shown(model, 80)}: {problem}")
+        return None
+    try:
+        check_request(fmt, parsed, counting=endpoint.kind is Kind.COUNT_TOKENS, envelope=endpoint.code_assist)
+    except FieldError as e:
+        reply_error(flow, fmt, 400, f"invalid request: {e}")
         return None
     return ClientRequest(
         endpoint=endpoint,

@@ -16,7 +16,8 @@ from mitmproxy import http
 from addons.common import client_request, hide_client_auth, reply_error
 from addons.dispatch import Dispatcher
 from routing.config import Config
-from routing.endpoints import Kind, match
+from routing.endpoints import Kind, guess_format, match
+from routing.names import path_problem
 from routing.router import UnknownModel
 from routing.runtime import Runtime
 from routing.upstream import redirect
@@ -65,6 +66,11 @@ class Interceptor:
             # over it, outside the pool and on the CLI's own key; refused, Codex falls back to
             # the HTTPS call the pool serves.
             reply_error(flow, Format.OPENAI_RESPONSES, 404, "cliproxy serves this API over HTTPS only")
+            return
+        if problem := path_problem(flow.request.path.split("?", 1)[0]):
+            # Passed on, `upstream-overrides` would glue this path onto a gateway's base path,
+            # which a dot segment climbs out of; no vendor API has such paths.
+            reply_error(flow, guess_format(path, headers, host), 400, f"cliproxy refuses this call: {problem}")
             return
         endpoint = match(flow.request.method, path, headers)
         if endpoint is None or endpoint.kind not in (Kind.GENERATE, Kind.COUNT_TOKENS):

@@ -16,7 +16,9 @@ from addons.dispatch import Dispatcher
 from auth.refresh import running_tasks
 from routing.endpoints import Endpoint, Kind, client_key, guess_format, match
 from routing.exposure import key_matches
+from routing.names import model_problem
 from routing.runtime import Runtime
+from translators.fields import shown
 from translators.formats import Format
 from translators.listing import anthropic_models, gemini_model, gemini_models, openai_models
 
@@ -41,7 +43,10 @@ class ApiListener:
         return mode is not None and mode.full_spec == self.config_loader.mode_spec
 
     async def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or not flow.live or not self.is_listener_flow(flow):
+        if not self.is_listener_flow(flow):
+            return
+        if flow.response or flow.error or not flow.live:
+            hide_client_auth(flow)  # answered before us (RequestLimits' 431 / 413)
             return
         try:
             await self._serve(flow)
@@ -104,8 +109,12 @@ class ApiListener:
         reply(flow, 200, encode(models))
 
     def _get_model(self, flow: http.HTTPFlow, endpoint: Endpoint) -> None:
+        model = endpoint.model or ""
+        if problem := model_problem(model):
+            reply_error(flow, Format.GEMINI, 400, f"invalid model {shown(model, 80)}: {problem}")
+            return
         for m in self.runtime.router.models():
-            if m.id == endpoint.model:
+            if m.id == model:
                 reply(flow, 200, json.dumps(gemini_model(m)).encode())
                 return
-        reply_error(flow, Format.GEMINI, 404, f"model {endpoint.model!r} is not offered here")
+        reply_error(flow, Format.GEMINI, 404, f"model {model!r} is not offered here")

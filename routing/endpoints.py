@@ -99,8 +99,21 @@ def match(method: str, path: str, headers: Mapping[str, str]) -> Endpoint | None
     return None
 
 
-def guess_format(path: str, headers: Mapping[str, str]) -> Format:
-    """The error shape to answer in when the route itself is unknown or refused."""
+# The vendor hosts a CLI behind HTTPS_PROXY calls, by the API they speak.
+_HOST_FORMATS = {
+    "api.anthropic.com": Format.ANTHROPIC,
+    "generativelanguage.googleapis.com": Format.GEMINI,
+    "cloudcode-pa.googleapis.com": Format.GEMINI,
+    "api.openai.com": Format.OPENAI_CHAT,
+    "chatgpt.com": Format.OPENAI_RESPONSES,
+}
+
+
+def guess_format(path: str, headers: Mapping[str, str], host: str = "") -> Format:
+    """The error shape to answer in when the route itself is unknown or refused; `host`, for an
+    intercepted call, the vendor host it was sent to."""
+    if fmt := _HOST_FORMATS.get(host):
+        return fmt
     if path.startswith(("/v1beta", "/v1alpha", "/v1internal")) or speaks_gemini(headers):
         return Format.GEMINI
     if path.startswith("/v1/messages") or wants_anthropic(headers):

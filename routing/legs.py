@@ -101,6 +101,15 @@ def plan(
 
     `request`, the client's request already decoded (and its remote images inlined), is encoded
     as it is instead of being decoded again."""
+    try:
+        return _plan(client, route, overrides, request)
+    except RecursionError:  # a body the parser took, nested too deep to re-read or re-write
+        raise translate.TranslationError(translate.NESTED_TOO_DEEPLY) from None
+
+
+def _plan(
+    client: ClientRequest, route: Route, overrides: Mapping[str, str], request: Request | None
+) -> Leg:
     if client.endpoint.code_assist:
         return plan_code_assist(client, route, overrides, request)
     fmt = client.endpoint.format
@@ -172,7 +181,7 @@ def dropped_parameters(client: ClientRequest, leg: Leg) -> list[str]:
         echoed = codec(client.endpoint.format).encode_request(leg.request)
         lost += sorted(f"{key} (not translated)" for key in (client.parsed or {}) if key not in echoed)
         arrived = codec(leg.upstream).decode_request(json.loads(leg.body))
-    except (NotImplementedError, ValueError):
+    except (NotImplementedError, ValueError, RecursionError):
         return lost
     for name in _CANONICAL_PARAMETERS:
         if getattr(leg.request, name) not in (None, []) and getattr(arrived, name) in (None, []):

@@ -118,6 +118,14 @@ def _split_reasoning_suffix(model: str) -> tuple[str, str]:
     return (base, model[len(base):]) if reasoning is not None else (model, "")
 
 
+def _in_family(name: str, pattern: str) -> bool:
+    # fnmatch's `*` crosses `/`: `gemini-*` would take `gemini-x/y`, which no vendor family
+    # has. Only the catch-all of OpenAI-compatible services (OpenRouter's `org/model`) does.
+    if "/" in name and pattern != "*":
+        return False
+    return fnmatch.fnmatchcase(name, pattern)
+
+
 def _offers(cred: Credential, name: str) -> str | None:
     """The upstream id under which `cred` serves the client-visible `name`, if it does."""
     lowered = name.lower()
@@ -128,7 +136,7 @@ def _offers(cred: Credential, name: str) -> str | None:
                 break
         else:
             return None
-    elif any(fnmatch.fnmatchcase(lowered, p) for p in _FAMILIES[cred.provider]):
+    elif any(_in_family(lowered, p) for p in _FAMILIES[cred.provider]):
         upstream = name
     else:
         return None

@@ -10,6 +10,7 @@ from auth import providers
 from auth.credential import Credential
 from auth.providers import redirect
 from routing.endpoints import Endpoint, Kind
+from routing.names import segment
 from translators.formats import Format
 
 DEFAULT_BASE_URLS = {
@@ -21,7 +22,18 @@ DEFAULT_BASE_URLS = {
 # Headers through which a client authenticates to the proxy (or to a vendor, when intercepted):
 # they never travel upstream.
 CLIENT_AUTH_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
+# The query parameters a client may authenticate with (routing.endpoints.client_key): none is
+# forwarded (see _FORWARDED_QUERY), and addons.common.hide_client_auth masks them in kept flows.
 CLIENT_AUTH_QUERY = ("key", "auth_token")
+# The query parameters a same-format call keeps upstream: those its API defines for model calls
+# (Gemini's `alt=sse`, Claude Code's `beta=true`, Azure-style `api-version`). Anything else a
+# client adds (`key`, `access_token`, `quotaUser`...) stays here.
+_FORWARDED_QUERY = {
+    Format.GEMINI: frozenset({"alt"}),
+    Format.ANTHROPIC: frozenset({"beta"}),
+    Format.OPENAI_CHAT: frozenset({"api-version"}),
+    Format.OPENAI_RESPONSES: frozenset({"api-version"}),
+}
 _HOP_BY_HOP = frozenset(
     {
         "host",
@@ -103,12 +115,12 @@ def _upstream_path(
     counting = ep.kind is Kind.COUNT_TOKENS
     if code_assist(cred):
         if ep.code_assist:  # a Code Assist client: its own call, only the account changes
-            return f"/v1internal:{ep.action}", [(k, v) for k, v in client.query if k not in CLIENT_AUTH_QUERY]
+            return f"/v1internal:{ep.action}", _forwarded_query(client, Format.GEMINI)
         # Always SSE when streaming: the envelope is unwrapped event by event.
         action, query = _gemini_action(client, counting)
         return f"/v1internal:{action}", query
     if upstream is ep.format:
-        query = [(k, v) for k, v in client.query if k not in CLIENT_AUTH_QUERY]
+        query = _forwarded_query(client, upstream)
         version, action = ep.version, ep.action
     else:
         query, version = [], "v1beta"
@@ -116,15 +128,22 @@ def _upstream_path(
         if client.stream and not counting and upstream is Format.GEMINI:
             action, query = "streamGenerateContent", [("alt", "sse")]
     if upstream is Format.GEMINI:
+        # `version` and `action` come from endpoints' fixed sets; the model (checked by
+        # routing.names, yet still the client's) and the token file's ids are one segment each.
         if cred.provider == "vertex":
-            where = f"/v1/projects/{cred.project_id}/locations/{cred.location or 'global'}"
-            return f"{where}/publishers/google/models/{model}:{action}", query
-        return f"/{version}/models/{model}:{action}", query
+            where = f"/v1/projects/{segment(cred.project_id)}/locations/{segment(cred.location or 'global')}"
+            return f"{where}/publishers/google/models/{segment(model)}:{action}", query
+        return f"/{version}/models/{segment(model)}:{action}", query
     if upstream is Format.ANTHROPIC:
         return ("/v1/messages/count_tokens" if counting else "/v1/messages"), query
     if upstream is Format.OPENAI_RESPONSES:
         return "/responses", query
     return "/chat/completions", query
+
+
+def _forwarded_query(client: ClientRequest, fmt: Format) -> list[tuple[str, str]]:
+    allowed = _FORWARDED_QUERY.get(fmt, frozenset())
+    return [(k, v) for k, v in client.query if k in allowed]
 
 
 def _auth_headers(cred: Credential) -> dict[str, str]:

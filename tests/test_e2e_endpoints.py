@@ -238,13 +238,15 @@ def test_healthz(proxy):
 
 # -- streaming is incremental ------------------------------------------------------------------
 
+HI = [{"role": "user", "content": "hi"}]
+
 
 @pytest.mark.parametrize(
     "path,body",
     [
-        ("/v1/messages", {"model": "claude-test-1", "max_tokens": 9, "stream": True, "messages": []}),
-        ("/v1/chat/completions", {"model": "chat-model", "stream": True, "messages": []}),
-        ("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", {"contents": []}),
+        ("/v1/messages", {"model": "claude-test-1", "max_tokens": 9, "stream": True, "messages": HI}),
+        ("/v1/chat/completions", {"model": "chat-model", "stream": True, "messages": HI}),
+        ("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", {"contents": [{"parts": [{"text": "hi"}]}]}),
     ],
 )
 def test_first_event_arrives_before_the_upstream_sends_its_last(proxy, fake, path, body):

@@ -157,6 +157,9 @@ def test_no_secret_reaches_the_log_or_saved_flows(fake, make_proxy, tmp_path):
     proxy.post("/v1/nothing", json={}, headers={"x-api-key": CLIENT_KEY})
     proxy.post("/v1/messages", content=b"{", headers={"x-api-key": CLIENT_KEY})
     proxy.get(f"/v1beta/models?key={CLIENT_KEY}")
+    # Refused by the size limits before the listener sees the call.
+    too_big = proxy.post("/v1/messages", content=b"{}", headers={"x-api-key": CLIENT_KEY, "x-padding": "a" * 17_000})
+    assert too_big.status_code == 431
     proxy.stop()
 
     output = proxy.output()

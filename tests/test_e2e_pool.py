@@ -132,7 +132,7 @@ def test_excluded_model_skips_the_key(routed, fake):
 def test_unknown_model_is_refused_in_the_clients_shape(routed, fake):
     client = openai.OpenAI(api_key="unused", base_url=routed.base_url + "/v1", max_retries=0)
     with pytest.raises(openai.NotFoundError) as raised:
-        client.chat.completions.create(model="no-such-model", messages=[])
+        client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
     assert "no-such-model" in raised.value.message
     gemini = gemini_client(routed)
     with pytest.raises(genai_errors.ClientError) as graised:
@@ -202,7 +202,7 @@ def test_a_client_hanging_up_does_not_rest_the_key(fake, make_proxy):
     import httpx
 
     proxy = make_proxy(two_claude_keys(fake, routing={"strategy": "fill-first"}))
-    body = {"model": "claude-test-1", "max_tokens": 8, "stream": True, "messages": []}
+    body = {"model": "claude-test-1", "max_tokens": 8, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     headers = {"x-fake-events": "50", "x-fake-event-delay": "0.05"}
     with httpx.stream("POST", proxy.base_url + "/v1/messages", json=body, headers=headers) as r:
         next(r.iter_bytes())  # the first event, then hang up

@@ -75,6 +75,21 @@ from translators.canonical import (
 )
 from translators import custom_tools
 from translators.codec import Codec
+from translators.fields import (
+    FieldError,
+    at,
+    dicts,
+    get_bool,
+    get_dict,
+    get_dict_or_none,
+    get_int,
+    get_list,
+    get_number,
+    get_stop,
+    get_str,
+    shown,
+    wrong_type,
+)
 from translators.jsonutil import compact, partial_object
 from translators.formats import Format
 from translators.reasoning import budget_of, effort_of, effort_to_budget
@@ -213,123 +228,156 @@ def _signature(value: Any) -> str | None:
 
 def _decode_media(block: dict[str, Any]) -> Text | Image | None:
     """An image or document block; documents ride as `Image` with their media type."""
-    source = block.get("source")
-    if not isinstance(source, dict):
+    source = get_dict_or_none(block, "source")
+    if source is None:
         return None
-    kind = source.get("type")
-    document = block.get("type") == "document"
-    if kind == "base64":
+    try:
+        kind = get_str(source, "type")
+        document = block.get("type") == "document"
         default = "application/pdf" if document else ""
-        return Image(media_type=source.get("media_type") or default, data=source.get("data") or "")
-    if kind == "url":
-        default = "application/pdf" if document else ""
-        return Image(media_type=source.get("media_type") or default, url=source.get("url") or "")
-    if kind == "text" and document and source.get("data"):
-        return Text(source["data"])
+        if kind == "base64":
+            return Image(media_type=get_str(source, "media_type") or default, data=get_str(source, "data") or "")
+        if kind == "url":
+            return Image(media_type=get_str(source, "media_type") or default, url=get_str(source, "url") or "")
+        if kind == "text" and document and (text := get_str(source, "data")):
+            return Text(text)
+    except FieldError as e:
+        raise e.within("source")
     return None  # file ids, content sources: nothing canonical to hold them
 
 
-def _decode_result_content(content: Any) -> list[Text | Image]:
+def _decode_result_content(block: dict[str, Any]) -> list[Text | Image]:
+    content = block.get("content")
     if isinstance(content, str):
         return [Text(content)] if content else []
+    if not isinstance(content, (list, type(None))):
+        raise wrong_type(content, "a string or a list of content blocks", "content")
     parts: list[Text | Image] = []
-    for block in content or ():
-        if not isinstance(block, dict):
-            continue
-        if block.get("type") == "text":
-            if block.get("text"):
-                parts.append(Text(block["text"]))
-        elif block.get("type") in ("image", "document"):
-            if (media := _decode_media(block)) is not None:
-                parts.append(media)
+    for index, inner in dicts(content or [], "content"):
+        try:
+            kind = get_str(inner, "type")
+            if kind == "text":
+                if text := get_str(inner, "text"):
+                    parts.append(Text(text))
+            elif kind in ("image", "document"):
+                if (media := _decode_media(inner)) is not None:
+                    parts.append(media)
+        except FieldError as e:
+            raise e.within("content", index)
     return parts
 
 
 def _decode_block(block: dict[str, Any], names: dict[str, str]) -> Part | None:
-    kind = block.get("type")
+    kind = get_str(block, "type")
     if kind == "text":
-        return Text(block["text"]) if block.get("text") else None
+        return Text(text) if (text := get_str(block, "text")) else None
     if kind in ("image", "document"):
         return _decode_media(block)
     if kind == "thinking":
-        return Thinking(
-            text=block.get("thinking") or "", signature=_signature(block.get("signature")), origin=ORIGIN
-        )
+        return Thinking(text=get_str(block, "thinking") or "", signature=get_str(block, "signature") or None, origin=ORIGIN)
     if kind == "redacted_thinking":
-        return Thinking(signature=_signature(block.get("data")), origin=ORIGIN, redacted=True)
+        return Thinking(signature=get_str(block, "data") or None, origin=ORIGIN, redacted=True)
     if kind == "tool_use":
-        call_id = str(block.get("id") or "")
-        names[call_id] = block.get("name") or ""
-        return ToolCall(call_id, block.get("name") or "", _arguments(block.get("input")))
+        call_id = get_str(block, "id") or ""
+        name = get_str(block, "name") or ""
+        names[call_id] = name
+        return ToolCall(call_id, name, _arguments(block.get("input")))
     if kind == "tool_result":
-        call_id = str(block.get("tool_use_id") or "")
+        call_id = get_str(block, "tool_use_id") or ""
         return ToolResult(
             call_id=call_id,
-            content=_decode_result_content(block.get("content")),
-            is_error=bool(block.get("is_error")),
+            content=_decode_result_content(block),
+            is_error=bool(get_bool(block, "is_error")),
             name=names.get(call_id),
         )
-    return None
+    return None  # server tools and their results, search results...: nothing canonical
 
 
-def _decode_messages(messages: Any) -> list[Message]:
+def _decode_messages(messages: list[Any]) -> list[Message]:
     names: dict[str, str] = {}  # tool_use id -> tool name, for results (Gemini links by name)
     out: list[Message] = []
-    for message in messages or ():
-        role = "assistant" if message.get("role") == "assistant" else "user"
-        content = message.get("content")
-        if isinstance(content, str):
-            parts: list[Part] = [Text(content)] if content else []
-        else:
-            parts = [
-                part
-                for block in content or ()
-                if isinstance(block, dict) and (part := _decode_block(block, names)) is not None
-            ]
+    for index, message in dicts(messages, "messages"):
+        try:
+            role = get_str(message, "role")
+            if role not in ("user", "assistant"):
+                raise FieldError(f"expected role 'user' or 'assistant', got {shown(role)}", "role")
+            content = message.get("content")
+            if isinstance(content, str):
+                parts: list[Part] = [Text(content)] if content else []
+            elif isinstance(content, list):
+                parts = []
+                for position, block in dicts(content, "content"):
+                    try:
+                        if (part := _decode_block(block, names)) is not None:
+                            parts.append(part)
+                    except FieldError as e:
+                        raise e.within("content", position)
+            else:
+                raise wrong_type(content, "a string or a list of content blocks", "content")
+        except FieldError as e:
+            raise e.within("messages", index)
         out.append(Message(role=role, parts=parts))
     return out
 
 
-def _decode_system(system: Any) -> list[Text]:
+def _decode_system(body: dict[str, Any]) -> list[Text]:
+    system = body.get("system")
+    if system is None:
+        return []
     if isinstance(system, str):
         return [Text(system)] if system else []
-    return [
-        Text(block["text"])
-        for block in system or ()
-        if isinstance(block, dict) and block.get("type") == "text" and block.get("text")
-    ]
+    if not isinstance(system, list):
+        raise wrong_type(system, "a string or a list of text blocks", "system")
+    texts = []
+    for index, block in dicts(system, "system"):
+        try:
+            if get_str(block, "type") == "text" and (text := get_str(block, "text")):
+                texts.append(Text(text))
+        except FieldError as e:
+            raise e.within("system", index)
+    return texts
 
 
-def _decode_tools(tools: Any) -> list[Tool]:
-    # Server tools (web search, code execution...) have a `type` other than "custom" and no
-    # canonical equivalent.
-    return [
-        Tool(
-            name=tool.get("name") or "",
-            description=tool.get("description") or "",
-            parameters=tool.get("input_schema") or {},
-        )
-        for tool in tools or ()
-        if isinstance(tool, dict) and tool.get("type") in (None, "custom") and "input_schema" in tool
-    ]
+def _decode_tools(tools: list[Any]) -> list[Tool]:
+    decoded = []
+    for index, tool in dicts(tools, "tools"):
+        try:
+            # Server tools (web search, code execution...) have a `type` other than "custom" and
+            # no canonical equivalent.
+            if get_str(tool, "type") in (None, "custom") and "input_schema" in tool:
+                decoded.append(
+                    Tool(
+                        name=get_str(tool, "name") or "",
+                        description=get_str(tool, "description") or "",
+                        parameters=get_dict(tool, "input_schema"),
+                    )
+                )
+        except FieldError as e:
+            raise e.within("tools", index)
+    return decoded
 
 
-def _decode_tool_choice(choice: Any) -> ToolChoice | None:
-    if not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "none", "tool"):
+def _decode_tool_choice(choice: dict[str, Any] | None) -> ToolChoice | None:
+    if choice is None:
         return None
-    disable = choice.get("disable_parallel_tool_use")
+    kind = get_str(choice, "type")
+    if kind not in ("auto", "any", "none", "tool"):
+        raise FieldError(f"unsupported tool_choice type {shown(kind)}", "type")
+    disable = get_bool(choice, "disable_parallel_tool_use")
     return ToolChoice(
-        mode=choice["type"],
-        name=choice.get("name") if choice["type"] == "tool" else None,
+        mode=kind,
+        name=get_str(choice, "name") if kind == "tool" else None,
         parallel=None if disable is None else not disable,
     )
 
 
-def _decode_reasoning(thinking: Any, output_config: dict[str, Any]) -> Reasoning | None:
-    effort = output_config.get("effort") if isinstance(output_config.get("effort"), str) else None
-    kind = thinking.get("type") if isinstance(thinking, dict) else None
-    if kind == "enabled":
-        return Reasoning(effort=effort, budget=_int(thinking.get("budget_tokens")))
+def _decode_reasoning(thinking: dict[str, Any] | None, output_config: dict[str, Any]) -> Reasoning | None:
+    with at("output_config"):
+        effort = get_str(output_config, "effort")
+    with at("thinking"):
+        kind = get_str(thinking, "type") if thinking is not None else None
+        if thinking is not None and kind == "enabled":
+            return Reasoning(effort=effort, budget=get_int(thinking, "budget_tokens") or 0)
     if kind == "disabled":
         return Reasoning(budget=0)
     if kind == "adaptive":
@@ -343,8 +391,11 @@ def _decode_response_format(
     body: dict[str, Any], output_config: dict[str, Any]
 ) -> ResponseFormat | None:
     # GA `output_config.format`, or the structured-outputs beta's top-level `output_format`.
-    fmt = output_config.get("format") or body.get("output_format")
-    if not isinstance(fmt, dict):
+    with at("output_config"):
+        fmt = get_dict_or_none(output_config, "format")
+    if fmt is None:
+        fmt = get_dict_or_none(body, "output_format")
+    if fmt is None:
         return None
     if fmt.get("type") == "json_schema" and isinstance(fmt.get("schema"), dict):
         return ResponseFormat(type="json_schema", schema=fmt["schema"])
@@ -352,24 +403,28 @@ def _decode_response_format(
 
 
 def decode_request(body: dict[str, Any]) -> Request:
-    output_config = body.get("output_config") if isinstance(body.get("output_config"), dict) else {}
-    stop = body.get("stop_sequences")
-    metadata = body.get("metadata")
+    if "messages" not in body:
+        raise FieldError("required", "messages")
+    output_config = get_dict(body, "output_config")
+    tool_choice = get_dict_or_none(body, "tool_choice")
+    with at("tool_choice"):
+        tool_choice = _decode_tool_choice(tool_choice)
+    metadata = get_dict(body, "metadata")
     return Request(
-        model=body.get("model") or "",
-        messages=_decode_messages(body.get("messages")),
-        system=_decode_system(body.get("system")),
-        tools=_decode_tools(body.get("tools")),
-        tool_choice=_decode_tool_choice(body.get("tool_choice")),
-        max_tokens=body.get("max_tokens"),
-        temperature=body.get("temperature"),
-        top_p=body.get("top_p"),
-        top_k=body.get("top_k"),
-        stop=[s for s in stop if isinstance(s, str)] if isinstance(stop, list) else [],
-        stream=bool(body.get("stream")),
-        reasoning=_decode_reasoning(body.get("thinking"), output_config),
+        model=get_str(body, "model") or "",
+        messages=_decode_messages(get_list(body, "messages")),
+        system=_decode_system(body),
+        tools=_decode_tools(get_list(body, "tools")),
+        tool_choice=tool_choice,
+        max_tokens=get_int(body, "max_tokens"),
+        temperature=get_number(body, "temperature"),
+        top_p=get_number(body, "top_p"),
+        top_k=get_int(body, "top_k"),
+        stop=get_stop(body, "stop_sequences"),
+        stream=bool(get_bool(body, "stream")),
+        reasoning=_decode_reasoning(get_dict_or_none(body, "thinking"), output_config),
         response_format=_decode_response_format(body, output_config),
-        metadata=dict(metadata) if isinstance(metadata, dict) else {},
+        metadata=dict(metadata),
     )
 
 

@@ -27,6 +27,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from translators.fields import FieldError, get_str, wrong_type
+
 
 # -- content -------------------------------------------------------------------------------
 
@@ -230,12 +232,23 @@ class StreamError:
 Event = Start | BlockStart | Delta | BlockStop | Finish | StreamError
 
 
-def cache_control(value: Any) -> dict[str, Any] | None:
-    """A client's `cache_control` mark in Anthropic's form, or None if it is not one."""
-    if not isinstance(value, dict) or value.get("type") != "ephemeral":
+def cache_control(owner: dict[str, Any]) -> dict[str, Any] | None:
+    """The `cache_control` mark a client set on `owner` (a part, message or tool) in Anthropic's
+    form, or None if there is none or it is not Anthropic's kind (its type not "ephemeral").
+
+    A mark of the wrong shape is a `FieldError` naming it: it is the client's JSON."""
+    mark = owner.get("cache_control")
+    if mark is None:
         return None
-    ttl = value.get("ttl")
-    return {"type": "ephemeral", "ttl": ttl} if isinstance(ttl, str) and ttl else {"type": "ephemeral"}
+    if not isinstance(mark, dict):
+        raise wrong_type(mark, "an object", "cache_control")
+    try:
+        kind, ttl = get_str(mark, "type"), get_str(mark, "ttl")
+    except FieldError as e:
+        raise e.within("cache_control")
+    if kind != "ephemeral":
+        return None
+    return {"type": "ephemeral", "ttl": ttl} if ttl else {"type": "ephemeral"}
 
 
 def cut_arguments(raw: str) -> dict[str, Any]:

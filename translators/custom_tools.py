@@ -20,6 +20,7 @@ import re
 from typing import Any
 
 from translators.canonical import Request, Response, Tool, ToolCall
+from translators.fields import FieldError, get_dict_or_none, get_str
 from translators.jsonutil import compact
 
 PARAMETERS: dict[str, Any] = {
@@ -42,6 +43,32 @@ _HIGH_SURROGATE_END = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}$")
 def tool(name: str, description: str, fmt: dict[str, Any] | None) -> Tool:
     # A copy each: encoders put the schema into the body they build.
     return Tool(name=name, description=description, parameters=copy.deepcopy(PARAMETERS), custom=True, format=fmt)
+
+
+def decode_format(owner: dict[str, Any]) -> dict[str, Any] | None:
+    """A client's custom tool `format` in the Responses API's flat form: `{"type": "text"}` or
+    `{"type": "grammar", "syntax", "definition"}`, Chat's nested `grammar` object flattened.
+
+    A field of the wrong type is a `FieldError` naming it: the format reaches an OpenAI
+    upstream as it is, and Anthropic and Gemini read its grammar."""
+    fmt = get_dict_or_none(owner, "format")
+    if fmt is None:
+        return None
+    try:
+        if get_str(fmt, "type") != "grammar":
+            return fmt
+        if (grammar := get_dict_or_none(fmt, "grammar")) is None:
+            # Already flat (the Responses API's form): checked, and kept as the client wrote it.
+            get_str(fmt, "syntax")
+            get_str(fmt, "definition")
+            return fmt
+        try:
+            syntax, definition = get_str(grammar, "syntax"), get_str(grammar, "definition")
+            return {"type": "grammar", "syntax": syntax, "definition": definition}
+        except FieldError as e:
+            raise e.within("grammar")
+    except FieldError as e:
+        raise e.within("format")
 
 
 def call(call_id: str, name: str, text: str) -> ToolCall:

@@ -63,6 +63,21 @@ from translators.canonical import (
 )
 from translators import custom_tools
 from translators.codec import Codec
+from translators.fields import (
+    FieldError,
+    at,
+    dicts,
+    get_bool,
+    get_dict,
+    get_dict_or_none,
+    get_int,
+    get_list,
+    get_number,
+    get_stop,
+    get_str,
+    shown,
+    wrong_type,
+)
 from translators.jsonutil import compact
 from translators.errors import error_body
 from translators.formats import Format
@@ -494,32 +509,115 @@ def _tool_parameters(schema: dict[str, Any]) -> dict[str, Any] | None:
 # -- requests ------------------------------------------------------------------------------
 
 
+def _spelled(obj: dict[str, Any], key: str) -> str:
+    """The spelling (camelCase or snake_case) under which `obj` holds `key`."""
+    return key if obj.get(key) is not None else _snake(key)
+
+
+def _typed_get(obj: dict[str, Any], key: str, read) -> Any:
+    return read(obj, _spelled(obj, key))
+
+
+def _gemini_int(obj: dict[str, Any], key: str) -> int | None:
+    """An int32 / int64 field: a number, or a string of digits (protobuf's JSON mapping)."""
+    key = _spelled(obj, key)
+    value = obj.get(key)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            raise wrong_type(value, "an integer", key) from None
+    return get_int(obj, key)
+
+
+def _check_blob(part: dict[str, Any]) -> None:
+    for field, location in (("inlineData", "data"), ("fileData", "fileUri")):
+        if (blob := _typed_get(part, field, get_dict_or_none)) is not None:
+            try:
+                _typed_get(blob, "mimeType", get_str)
+                _typed_get(blob, location, get_str)
+            except FieldError as e:
+                raise e.within(_spelled(part, field))
+
+
+def _check_request_part(part: dict[str, Any]) -> None:
+    """The fields `_decode_parts` reads, each of its type (the decoder itself, shared with
+    upstream answers, skips what it cannot read)."""
+    _typed_get(part, "thoughtSignature", get_str)
+    get_str(part, "text")
+    get_bool(part, "thought")
+    if (call := _typed_get(part, "functionCall", get_dict_or_none)) is not None:
+        try:
+            get_str(call, "name")
+            get_str(call, "id")
+            get_dict_or_none(call, "args")
+        except FieldError as e:
+            raise e.within(_spelled(part, "functionCall"))
+    if (response := _typed_get(part, "functionResponse", get_dict_or_none)) is not None:
+        try:
+            get_str(response, "name")
+            get_str(response, "id")
+            for index, extra in dicts(get_list(response, "parts"), "parts"):
+                try:
+                    _check_blob(extra)
+                except FieldError as e:
+                    raise e.within("parts", index)
+        except FieldError as e:
+            raise e.within(_spelled(part, "functionResponse"))
+    _check_blob(part)
+
+
+def _request_parts(content: dict[str, Any]) -> list[Any]:
+    raw_parts = get_list(content, "parts")
+    for index, part in dicts(raw_parts, "parts"):
+        try:
+            _check_request_part(part)
+        except FieldError as e:
+            raise e.within("parts", index)
+    return raw_parts
+
+
 def decode_request(body: dict[str, Any]) -> Request:
     model = body.get("model")
     if isinstance(body.get("request"), dict) and "contents" not in body:
         body = body["request"]  # Code Assist envelope
         model = model or body.get("model")
+    if "contents" not in body and isinstance(inner := _get(body, "generateContentRequest"), dict):
+        body = inner  # countTokens: `{generateContentRequest: {model, contents, ...}}`
+        model = model or body.get("model")
     request = Request(model=_bare_model(model) if isinstance(model, str) else "")
 
-    system = _get(body, "systemInstruction")
+    system_key = _spelled(body, "systemInstruction")
+    system = body.get(system_key)
     if isinstance(system, str):
         system = {"parts": [{"text": system}]}
-    for part in _list(_dict(system).get("parts")):
-        if isinstance(part, dict) and isinstance(part.get("text"), str) and part["text"]:
-            request.system.append(Text(part["text"]))
+    elif system is not None and not isinstance(system, dict):
+        raise wrong_type(system, "a string or a content object", system_key)
+    with at(system_key):
+        for index, part in dicts(get_list(system or {}, "parts"), "parts"):
+            try:
+                if text := get_str(part, "text"):
+                    request.system.append(Text(text))
+            except FieldError as e:
+                raise e.within("parts", index)
 
     ids = _CallIds()
     contents = body.get("contents")
     if isinstance(contents, dict):
         contents = [contents]
-    for content in _list(contents):
-        if not isinstance(content, dict):
-            continue
-        role = content.get("role")
-        raw_parts = _list(content.get("parts"))
+    elif contents is not None and not isinstance(contents, list):
+        raise wrong_type(contents, "a list of contents", "contents")
+    for index, content in dicts(contents or [], "contents"):
+        try:
+            role = get_str(content, "role")
+            if role not in (None, "", "user", "model", "function", "tool"):
+                raise FieldError(f"expected role 'user' or 'model', got {shown(role)}", "role")
+            raw_parts = _request_parts(content)  # objects only, each field of its type
+        except FieldError as e:
+            raise e.within("contents", index)
         if not role:
             # Role is optional ("user" then); a content of calls or thoughts can only be the model's.
-            role = "model" if any(_get(_dict(p), "functionCall") or _dict(p).get("thought") for p in raw_parts) else "user"
+            role = "model" if any(_get(p, "functionCall") or p.get("thought") for p in raw_parts) else "user"
         model_turn = role == "model"
         parts = _decode_parts(raw_parts, ids, model=model_turn)
         if model_turn:
@@ -529,25 +627,33 @@ def decode_request(body: dict[str, Any]) -> Request:
         if parts:
             request.messages.append(Message(role="assistant" if model_turn else "user", parts=parts))
 
-    for tool in _list(body.get("tools")):
-        for declaration in _list(_get(_dict(tool), "functionDeclarations")):
-            if not isinstance(declaration, dict) or not declaration.get("name"):
-                continue
-            schema = _get(declaration, "parametersJsonSchema")
-            if not isinstance(schema, dict):
-                schema = _openapi_to_json_schema(_dict(declaration.get("parameters")))
-            request.tools.append(
-                Tool(
-                    name=declaration["name"],
-                    description=declaration.get("description") or "",
-                    parameters=schema,
-                )
-            )
+    for index, tool in dicts(get_list(body, "tools"), "tools"):
+        try:
+            key = _spelled(tool, "functionDeclarations")
+            for position, declaration in dicts(get_list(tool, key), key):
+                try:
+                    if not (name := get_str(declaration, "name")):
+                        continue
+                    schema = _typed_get(declaration, "parametersJsonSchema", get_dict_or_none)
+                    if schema is None:
+                        schema = _openapi_to_json_schema(get_dict(declaration, "parameters"))
+                    request.tools.append(
+                        Tool(name=name, description=get_str(declaration, "description") or "", parameters=schema)
+                    )
+                except FieldError as e:
+                    raise e.within(key, position)
+        except FieldError as e:
+            raise e.within("tools", index)
         # googleSearch, codeExecution, urlContext...: server-side tools with no equivalent.
 
-    calling = _dict(_get(_dict(_get(body, "toolConfig")), "functionCallingConfig"))
-    mode = str(calling.get("mode") or "").upper()
-    allowed = _list(_get(calling, "allowedFunctionNames"))
+    tool_config_key = _spelled(body, "toolConfig")
+    tool_config = get_dict(body, tool_config_key)
+    with at(tool_config_key):
+        calling_key = _spelled(tool_config, "functionCallingConfig")
+        calling = get_dict(tool_config, calling_key)
+        with at(calling_key):
+            mode = (get_str(calling, "mode") or "").upper()
+            allowed = _typed_get(calling, "allowedFunctionNames", get_stop)
     if mode in ("AUTO", "VALIDATED"):
         request.tool_choice = ToolChoice(mode="auto")
     elif mode == "NONE":
@@ -558,33 +664,30 @@ def decode_request(body: dict[str, Any]) -> Request:
         else:
             request.tool_choice = ToolChoice(mode="any")
 
-    config = _dict(_get(body, "generationConfig"))
-    if (value := _get(config, "maxOutputTokens")) is not None:
-        request.max_tokens = _int(value)
-    if (value := config.get("temperature")) is not None:
-        request.temperature = float(value)
-    if (value := _get(config, "topP")) is not None:
-        request.top_p = float(value)
-    if (value := _get(config, "topK")) is not None:
-        request.top_k = int(value)
-    stop = _get(config, "stopSequences")
-    if isinstance(stop, str):
-        stop = [stop]
-    request.stop = [s for s in _list(stop) if isinstance(s, str)]
-    if (value := _get(config, "candidateCount")) is not None:
-        request.n = _int(value)
-    request.response_format = _decode_response_format(config)
-    request.reasoning = _decode_thinking(_dict(_get(config, "thinkingConfig")))
+    config_key = _spelled(body, "generationConfig")
+    config = get_dict(body, config_key)
+    with at(config_key):
+        request.max_tokens = _gemini_int(config, "maxOutputTokens")
+        request.temperature = get_number(config, "temperature")
+        request.top_p = _typed_get(config, "topP", get_number)
+        request.top_k = _gemini_int(config, "topK")
+        request.stop = _typed_get(config, "stopSequences", get_stop)
+        request.n = _gemini_int(config, "candidateCount")
+        request.response_format = _decode_response_format(config)
+        thinking_key = _spelled(config, "thinkingConfig")
+        thinking = get_dict(config, thinking_key)
+        with at(thinking_key):
+            request.reasoning = _decode_thinking(thinking)
     return request
 
 
 def _decode_response_format(config: dict[str, Any]) -> ResponseFormat | None:
-    if _get(config, "responseMimeType") != _JSON_MIME:
+    if _typed_get(config, "responseMimeType", get_str) != _JSON_MIME:
         return None
-    schema = _get(config, "responseJsonSchema")
-    if not isinstance(schema, dict):
-        openapi = _get(config, "responseSchema")
-        schema = _openapi_to_json_schema(openapi) if isinstance(openapi, dict) else None
+    schema = _typed_get(config, "responseJsonSchema", get_dict_or_none)
+    if schema is None:
+        openapi = _typed_get(config, "responseSchema", get_dict_or_none)
+        schema = _openapi_to_json_schema(openapi) if openapi is not None else None
     if schema is None:
         return ResponseFormat(type="json_object")
     return ResponseFormat(type="json_schema", schema=schema)
@@ -593,15 +696,15 @@ def _decode_response_format(config: dict[str, Any]) -> ResponseFormat | None:
 def _decode_thinking(config: dict[str, Any]) -> Reasoning | None:
     if not config:
         return None
-    level = _get(config, "thinkingLevel")
-    budget = _get(config, "thinkingBudget")
+    level = _typed_get(config, "thinkingLevel", get_str)
+    budget = _gemini_int(config, "thinkingBudget")
     effort = None
-    if isinstance(level, str) and level and level.upper() != "THINKING_LEVEL_UNSPECIFIED":
+    if level and level.upper() != "THINKING_LEVEL_UNSPECIFIED":
         effort = level.lower()
     if effort is None and budget is None:
         # Only asked to see the thoughts: the model's default, dynamic thinking.
-        return Reasoning(budget=-1) if _get(config, "includeThoughts") else None
-    return Reasoning(effort=effort, budget=None if budget is None else _int(budget))
+        return Reasoning(budget=-1) if _typed_get(config, "includeThoughts", get_bool) else None
+    return Reasoning(effort=effort, budget=budget)
 
 
 def _image_part(image: Image) -> dict[str, Any] | None:

@@ -73,6 +73,21 @@ from translators import custom_tools
 from translators.codec import Codec
 from translators.jsonutil import compact
 from translators.errors import error_body
+from translators.fields import (
+    FieldError,
+    at,
+    dicts,
+    get_bool,
+    get_dict,
+    get_dict_or_none,
+    get_int,
+    get_list,
+    get_number,
+    get_stop,
+    get_str,
+    shown,
+    wrong_type,
+)
 from translators.formats import Format
 from translators.reasoning import effort_of
 from translators.sse import SSEEvent, SSEReader
@@ -195,38 +210,45 @@ def _finish_reason(stop_reason: StopReason, tool_used: bool) -> str:
 
 
 def decode_request(body: dict[str, Any]) -> Request:
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        raise ValueError("'messages' must be a list")
+    if "messages" not in body:
+        raise FieldError("required", "messages")
+    messages = get_list(body, "messages")
     if body.get("functions") or body.get("function_call"):
         raise ValueError("legacy 'functions' / 'function_call' are not supported; use 'tools'")
     system, decoded = _decode_messages(messages)
-    tool_choice, tools = _decode_tool_choice(body.get("tool_choice"), _decode_tools(body.get("tools") or []))
-    if (parallel := body.get("parallel_tool_calls")) is not None and tools:
+    tools = _decode_tools(get_list(body, "tools"))
+    with at("tool_choice"):
+        tool_choice, tools = _decode_tool_choice(body.get("tool_choice"), tools)
+    if (parallel := get_bool(body, "parallel_tool_calls")) is not None and tools:
         tool_choice = tool_choice or ToolChoice()
-        tool_choice.parallel = bool(parallel)
-    stop = body.get("stop")
-    max_tokens = body.get("max_completion_tokens")
+        tool_choice.parallel = parallel
+    max_tokens = get_int(body, "max_completion_tokens")
     if max_tokens is None:
-        max_tokens = body.get("max_tokens")
-    effort = body.get("reasoning_effort")
-    stream_options = body.get("stream_options") or {}
+        max_tokens = get_int(body, "max_tokens")
+    effort = get_str(body, "reasoning_effort")
+    stream = bool(get_bool(body, "stream"))
+    stream_options = get_dict(body, "stream_options")
+    with at("stream_options"):
+        include_usage = get_bool(stream_options, "include_usage")
+    if (response_format := get_dict_or_none(body, "response_format")) is not None:
+        with at("response_format"):
+            response_format = _decode_response_format(response_format)
     return Request(
-        model=body.get("model") or "",
+        model=get_str(body, "model") or "",
         messages=decoded,
         system=system,
         tools=tools,
         tool_choice=tool_choice,
         max_tokens=max_tokens,
-        temperature=body.get("temperature"),
-        top_p=body.get("top_p"),
-        top_k=body.get("top_k"),  # not OpenAI's, but vLLM-style servers take it
-        stop=[stop] if isinstance(stop, str) else list(stop or []),
-        stream=bool(body.get("stream")),
-        reasoning=Reasoning(effort=effort) if isinstance(effort, str) else None,
-        response_format=_decode_response_format(body.get("response_format")),
-        n=body.get("n"),
-        stream_usage=bool(body.get("stream") and stream_options.get("include_usage")),
+        temperature=get_number(body, "temperature"),
+        top_p=get_number(body, "top_p"),
+        top_k=get_int(body, "top_k"),  # not OpenAI's, but vLLM-style servers take it
+        stop=get_stop(body, "stop"),
+        stream=stream,
+        reasoning=Reasoning(effort=effort) if effort is not None else None,
+        response_format=response_format,
+        n=get_int(body, "n"),
+        stream_usage=bool(stream and include_usage),
     )
 
 
@@ -236,158 +258,187 @@ def _decode_messages(messages: list[Any]) -> tuple[list[Text], list[Message]]:
     # The user message made of tool results that the next tool result or user content joins.
     results: Message | None = None
     names: dict[str, str] = {}  # tool-call id -> tool name, for ToolResult.name
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise ValueError(f"messages[{index}] must be an object")
-        role = message.get("role")
-        # LiteLLM's message-level cache_control marks the message's last block.
-        mark = cache_control(message.get("cache_control"))
-        if role in ("system", "developer"):
-            texts = [p for p in _decode_content(message.get("content")) if isinstance(p, Text)]
-            if texts and mark:
-                texts[-1].cache_control = mark
-            system.extend(texts)
-        elif role == "user":
-            parts = _decode_content(message.get("content"))
-            if parts and mark:
-                parts[-1].cache_control = mark
-            if results is not None:
-                results.parts.extend(parts)
-            elif parts:
-                out.append(Message("user", parts))
-            results = None
-        elif role == "assistant":
-            results = None
-            assistant = _decode_assistant(message)
-            for part in assistant.parts:
-                if isinstance(part, ToolCall):
-                    names[part.id] = part.name
-            if assistant.parts:
-                out.append(assistant)
-        elif role == "tool":
-            call_id = message.get("tool_call_id") or ""
-            content = _decode_content(message.get("content"))
-            result = ToolResult(call_id=call_id, content=content, name=names.get(call_id), cache_control=mark)
-            if results is None:
-                results = Message("user", [])
-                out.append(results)
-            results.parts.append(result)
-        elif role == "function":
-            raise ValueError("legacy 'function' messages are not supported; use 'tool' messages")
-        else:
-            raise ValueError(f"messages[{index}]: unsupported role {role!r}")
+    for index, message in dicts(messages, "messages"):
+        try:
+            role = get_str(message, "role")
+            # LiteLLM's message-level cache_control marks the message's last block.
+            mark = cache_control(message)
+            if role in ("system", "developer"):
+                texts = [p for p in _decode_content(message) if isinstance(p, Text)]
+                if texts and mark:
+                    texts[-1].cache_control = mark
+                system.extend(texts)
+            elif role == "user":
+                parts = _decode_content(message)
+                if parts and mark:
+                    parts[-1].cache_control = mark
+                if results is not None:
+                    results.parts.extend(parts)
+                elif parts:
+                    out.append(Message("user", parts))
+                results = None
+            elif role == "assistant":
+                results = None
+                assistant = _decode_assistant(message)
+                for part in assistant.parts:
+                    if isinstance(part, ToolCall):
+                        names[part.id] = part.name
+                if assistant.parts:
+                    out.append(assistant)
+            elif role == "tool":
+                call_id = get_str(message, "tool_call_id") or ""
+                content = _decode_content(message)
+                result = ToolResult(call_id=call_id, content=content, name=names.get(call_id), cache_control=mark)
+                if results is None:
+                    results = Message("user", [])
+                    out.append(results)
+                results.parts.append(result)
+            elif role == "function":
+                raise ValueError("legacy 'function' messages are not supported; use 'tool' messages")
+            else:
+                raise FieldError(f"unsupported role {shown(role)}", "role")
+        except FieldError as e:
+            raise e.within("messages", index)
     return system, out
 
 
-def _decode_content(content: Any) -> list[Text | Image]:
+def _decode_content(message: dict[str, Any]) -> list[Text | Image]:
+    content = message.get("content")
     if content is None:
         return []
     if isinstance(content, str):
         return [Text(content)] if content else []
     if not isinstance(content, list):
-        raise ValueError("message content must be a string or a list of parts")
+        raise wrong_type(content, "a string or a list of content parts", "content")
     parts: list[Text | Image] = []
-    for part in content:
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            if text := part.get("text"):
-                parts.append(Text(text, cache_control(part.get("cache_control"))))
-        elif kind == "refusal":
-            if text := part.get("refusal"):
-                parts.append(Text(text))
-        elif kind == "image_url":
-            image_url = part.get("image_url")
-            url = image_url.get("url") if isinstance(image_url, dict) else image_url
-            if not isinstance(url, str) or not url:
-                raise ValueError("image_url part without a url")
-            parts.append(_image_from_url(url))
-            parts[-1].cache_control = cache_control(part.get("cache_control"))
-        elif kind == "file":
-            parts.append(_decode_file(part.get("file") or {}))
-            parts[-1].cache_control = cache_control(part.get("cache_control"))
-        else:
-            raise ValueError(f"content parts of type {kind!r} cannot be translated")
+    for index, part in dicts(content, "content"):
+        try:
+            kind = get_str(part, "type")
+            if kind == "text":
+                if text := get_str(part, "text"):
+                    parts.append(Text(text, cache_control(part)))
+            elif kind == "refusal":
+                if text := get_str(part, "refusal"):
+                    parts.append(Text(text))
+            elif kind == "image_url":
+                parts.append(_decode_image_url(part.get("image_url")))
+                parts[-1].cache_control = cache_control(part)
+            elif kind == "file":
+                parts.append(_decode_file(get_dict(part, "file")))
+                parts[-1].cache_control = cache_control(part)
+            else:
+                raise FieldError(f"content parts of type {shown(kind)} cannot be translated", "type")
+        except FieldError as e:
+            raise e.within("content", index)
     return parts
+
+
+def _decode_image_url(image_url: Any) -> Image:
+    url = image_url
+    if isinstance(image_url, dict):
+        try:
+            url = get_str(image_url, "url")
+        except FieldError as e:
+            raise e.within("image_url")
+    elif not isinstance(image_url, (str, type(None))):
+        raise wrong_type(image_url, "an object with a url", "image_url")
+    if not url:
+        raise FieldError("image_url part without a url", "image_url")
+    return _image_from_url(url)
 
 
 def _decode_file(file: dict[str, Any]) -> Image:
     # The canonical model has no file part: an inline file travels as an Image of its media type.
-    data = file.get("file_data")
-    if not isinstance(data, str) or not data:
+    try:
+        data = get_str(file, "file_data")
+        filename = get_str(file, "filename") or ""
+    except FieldError as e:
+        raise e.within("file")
+    if not data:
         raise ValueError("file parts referring to an uploaded file_id cannot be translated")
     if m := _DATA_URL.match(data):
         return Image(media_type=m.group(1), data=m.group(3))
-    filename = file.get("filename") or ""
     return Image(media_type=_media_type_of_url(filename) or "application/pdf", data=data)
 
 
 def _decode_assistant(message: dict[str, Any]) -> Message:
     parts: list[Part] = []
-    reasoning = message.get("reasoning_content")
-    if not isinstance(reasoning, str):
-        reasoning = message.get("reasoning")  # OpenRouter's name for it
-    if isinstance(reasoning, str) and reasoning:
+    reasoning = get_str(message, "reasoning_content")
+    if reasoning is None and isinstance(message.get("reasoning"), str):
+        reasoning = message["reasoning"]  # OpenRouter's name for it
+    if reasoning:
         parts.append(Thinking(text=reasoning, origin=ORIGIN))
-    parts.extend(_decode_content(message.get("content")))
-    if isinstance(refusal := message.get("refusal"), str) and refusal:
+    parts.extend(_decode_content(message))
+    if refusal := get_str(message, "refusal"):
         parts.append(Text(refusal))
-    parts.extend(_decode_tool_calls(message.get("tool_calls") or []))
+    if "tool_calls" in message:
+        parts.extend(_decode_tool_calls(get_list(message, "tool_calls")))
     return Message("assistant", parts)
+
+
+def _function(owner: dict[str, Any], key: str = "function") -> tuple[str, dict[str, Any]]:
+    """A tool's or a call's `function` object (a custom one's `custom`), and its name."""
+    function = get_dict(owner, key)
+    try:
+        return get_str(function, "name") or "", function
+    except FieldError as e:
+        raise e.within(key)
 
 
 def _decode_tool_calls(tool_calls: list[Any]) -> list[ToolCall]:
     calls: list[ToolCall] = []
-    for call in tool_calls:
-        if call.get("type") == "custom":
-            custom = call.get("custom") or {}
-            text = custom.get("input")
-            calls.append(
-                custom_tools.call(call.get("id") or "", custom.get("name") or "", text if isinstance(text, str) else "")
-            )
-            continue
-        if call.get("type", "function") != "function":
-            raise ValueError(f"tool calls of type {call.get('type')!r} cannot be translated")
-        function = call.get("function") or {}
-        calls.append(
-            ToolCall(
-                id=call.get("id") or "",
-                name=function.get("name") or "",
-                arguments=parse_arguments(function.get("arguments")),
-            )
-        )
+    for index, call in dicts(tool_calls, "tool_calls"):
+        try:
+            kind = get_str(call, "type")
+            if kind == "custom":
+                name, custom = _function(call, "custom")
+                try:
+                    text = get_str(custom, "input") or ""
+                except FieldError as e:
+                    raise e.within("custom")
+                calls.append(custom_tools.call(get_str(call, "id") or "", name, text))
+                continue
+            if kind not in (None, "function"):
+                raise FieldError(f"tool calls of type {shown(kind)} cannot be translated", "type")
+            name, function = _function(call)
+            arguments = function.get("arguments")
+            if not isinstance(arguments, (str, dict, type(None))):
+                raise wrong_type(arguments, "a string of JSON", "function", "arguments")
+            calls.append(ToolCall(id=get_str(call, "id") or "", name=name, arguments=parse_arguments(arguments)))
+        except FieldError as e:
+            raise e.within("tool_calls", index)
     return calls
 
 
 def _decode_tools(tools: list[Any]) -> list[Tool]:
     decoded: list[Tool] = []
-    for tool in tools:
-        if tool.get("type") == "custom":
-            custom = tool.get("custom") or {}
-            fmt = _decode_custom_format(custom.get("format"))
-            decoded.append(custom_tools.tool(custom.get("name") or "", custom.get("description") or "", fmt))
-            decoded[-1].cache_control = cache_control(tool.get("cache_control"))
-            continue
-        if tool.get("type", "function") != "function":
-            raise ValueError(f"tools of type {tool.get('type')!r} cannot be translated")
-        function = tool.get("function") or {}
-        decoded.append(
-            Tool(
-                name=function.get("name") or "",
-                description=function.get("description") or "",
-                parameters=function.get("parameters") or {},
-                cache_control=cache_control(tool.get("cache_control") or function.get("cache_control")),
-            )
-        )
+    for index, tool in dicts(tools, "tools"):
+        try:
+            kind = get_str(tool, "type")
+            if kind == "custom":
+                name, custom = _function(tool, "custom")
+                try:
+                    description = get_str(custom, "description") or ""
+                    fmt = custom_tools.decode_format(custom)
+                except FieldError as e:
+                    raise e.within("custom")
+                decoded.append(custom_tools.tool(name, description, fmt))
+                decoded[-1].cache_control = cache_control(tool)
+                continue
+            if kind not in (None, "function"):
+                raise FieldError(f"tools of type {shown(kind)} cannot be translated", "type")
+            name, function = _function(tool)
+            try:
+                description = get_str(function, "description") or ""
+                parameters = get_dict(function, "parameters")
+                inner_mark = cache_control(function)  # some clients mark the function itself
+            except FieldError as e:
+                raise e.within("function")
+            mark = cache_control(tool) or inner_mark
+            decoded.append(Tool(name=name, description=description, parameters=parameters, cache_control=mark))
+        except FieldError as e:
+            raise e.within("tools", index)
     return decoded
-
-
-def _decode_custom_format(fmt: Any) -> dict[str, Any] | None:
-    """Chat's custom-tool format (`grammar` nested) in the Responses API's flat form."""
-    if not isinstance(fmt, dict):
-        return None
-    if fmt.get("type") == "grammar" and isinstance(grammar := fmt.get("grammar"), dict):
-        return {"type": "grammar", "syntax": grammar.get("syntax"), "definition": grammar.get("definition")}
-    return fmt
 
 
 def _encode_custom_format(fmt: dict[str, Any]) -> dict[str, Any]:
@@ -404,31 +455,42 @@ def _decode_tool_choice(raw: Any, tools: list[Tool]) -> tuple[ToolChoice | None,
     if raw == "required":
         return ToolChoice("any"), tools
     if isinstance(raw, dict):
-        if raw.get("type") in ("function", "custom"):
-            return ToolChoice("tool", name=(raw.get(raw["type"]) or {}).get("name")), tools
-        if raw.get("type") == "allowed_tools":
+        kind = get_str(raw, "type")
+        if kind in ("function", "custom"):
+            return ToolChoice("tool", name=_function(raw, kind)[0] or None), tools
+        if kind == "allowed_tools":
             # Only the listed tools may be called: offering only those has the same effect.
-            allowed = raw.get("allowed_tools") or {}
-            names = {(t.get(t.get("type") or "function") or {}).get("name") for t in allowed.get("tools") or []}
-            mode = "any" if allowed.get("mode") == "required" else "auto"
+            allowed = get_dict(raw, "allowed_tools")
+            with at("allowed_tools"):
+                names = set()
+                for index, tool in dicts(get_list(allowed, "tools"), "tools"):
+                    try:
+                        names.add(_function(tool, "custom" if get_str(tool, "type") == "custom" else "function")[0])
+                    except FieldError as e:
+                        raise e.within("tools", index)
+                mode = "any" if get_str(allowed, "mode") == "required" else "auto"
             return ToolChoice(mode), [t for t in tools if t.name in names]
-    raise ValueError(f"unsupported tool_choice {raw!r}")
+    if not isinstance(raw, (str, dict)):
+        raise wrong_type(raw, "a string or an object")
+    raise FieldError(f"unsupported tool_choice {shown(raw)}")
 
 
-def _decode_response_format(raw: Any) -> ResponseFormat | None:
-    if not isinstance(raw, dict):
-        return None
-    kind = raw.get("type")
+def _decode_response_format(raw: dict[str, Any]) -> ResponseFormat:
+    kind = get_str(raw, "type")
     if kind == "json_schema":
-        spec = raw.get("json_schema") or {}
-        return ResponseFormat(
-            "json_schema", schema=spec.get("schema"), name=spec.get("name"), strict=spec.get("strict")
-        )
+        spec = get_dict(raw, "json_schema")
+        with at("json_schema"):
+            return ResponseFormat(
+                "json_schema",
+                schema=get_dict_or_none(spec, "schema"),
+                name=get_str(spec, "name"),
+                strict=get_bool(spec, "strict"),
+            )
     if kind == "json_object":
         return ResponseFormat("json_object")
     if kind == "text":
         return ResponseFormat("text")
-    raise ValueError(f"unsupported response_format type {kind!r}")
+    raise FieldError(f"unsupported response_format type {shown(kind)}", "type")
 
 
 # -- requests: canonical -> chat ---------------------------------------------------------------

@@ -52,6 +52,7 @@ from translators.canonical import (
 from translators.codec import Codec
 from translators.jsonutil import compact
 from translators.errors import error_body
+from translators.fields import at, get_bool, get_dict, get_int, get_number, get_stop, get_str
 from translators.formats import Format
 from translators.openai_chat import error_message
 
@@ -90,23 +91,25 @@ def _prompt(prompt: Any) -> str:
 
 def decode_request(body: dict[str, Any]) -> Request:
     prompt = _prompt(body.get("prompt"))
-    n = body.get("n")
-    if isinstance(n, int) and n > 1:
+    n = get_int(body, "n")
+    if n is not None and n > 1:
         raise ValueError(f"n={n}: only one completion per request can be translated; ask for n=1")
     if body.get("echo"):
         raise ValueError("'echo' is not supported: the prompt cannot be echoed with its completion")
-    max_tokens = body.get("max_tokens")
-    stop = body.get("stop")
-    stream_options = body.get("stream_options") or {}
+    max_tokens = get_int(body, "max_tokens")
+    stream = bool(get_bool(body, "stream"))
+    stream_options = get_dict(body, "stream_options")
+    with at("stream_options"):
+        include_usage = get_bool(stream_options, "include_usage")
     return Request(
-        model=body.get("model") or "",
-        messages=[Message("user", [Text(prompt)])],
+        model=get_str(body, "model") or "",
+        messages=[Message("user", [Text(prompt)])] if prompt else [],
         max_tokens=DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens,
-        temperature=body.get("temperature"),
-        top_p=body.get("top_p"),
-        stop=[stop] if isinstance(stop, str) else list(stop or []),
-        stream=bool(body.get("stream")),
-        stream_usage=bool(body.get("stream") and stream_options.get("include_usage")),
+        temperature=get_number(body, "temperature"),
+        top_p=get_number(body, "top_p"),
+        stop=get_stop(body, "stop"),
+        stream=stream,
+        stream_usage=bool(stream and include_usage),
     )
 
 

@@ -75,6 +75,20 @@ from translators.canonical import (
 )
 from translators import custom_tools
 from translators.codec import Codec
+from translators.fields import (
+    FieldError,
+    at,
+    dicts,
+    get_bool,
+    get_dict,
+    get_dict_or_none,
+    get_int,
+    get_list,
+    get_number,
+    get_str,
+    shown,
+    wrong_type,
+)
 from translators.jsonutil import compact
 from translators.formats import Format
 from translators.reasoning import effort_of
@@ -130,15 +144,6 @@ def _image_url(image: Image) -> str:
     if image.data is not None:
         return f"data:{image.media_type or 'application/octet-stream'};base64,{image.data}"
     return image.url or ""
-
-
-def _text_of(content: Any) -> str:
-    """The text of a string or of a list of text parts (any of the *_text types)."""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        return ""
-    return "".join(p.get("text") or "" for p in content if isinstance(p, dict) and "text" in p)
 
 
 def _thinking_text(item: dict[str, Any]) -> str:
@@ -205,52 +210,61 @@ def _error_status(code: Any) -> int:
 
 
 def decode_request(body: dict[str, Any]) -> Request:
-    request = Request(model=body.get("model") or "", stream=bool(body.get("stream")))
-    if isinstance(instructions := body.get("instructions"), str) and instructions:
+    request = Request(model=get_str(body, "model") or "", stream=bool(get_bool(body, "stream")))
+    if instructions := get_str(body, "instructions"):
         request.system.append(Text(instructions))
 
     raw_input = body.get("input")
     if isinstance(raw_input, str):
-        request.messages.append(Message("user", [Text(raw_input)]))
+        if raw_input:
+            request.messages.append(Message("user", [Text(raw_input)]))
     elif isinstance(raw_input, list):
         _decode_items(raw_input, request)
+    elif raw_input is not None:
+        raise wrong_type(raw_input, "a string or a list of input items", "input")
 
-    request.tools = [
-        _decode_tool(t)
-        for t in body.get("tools") or ()
-        if isinstance(t, dict) and t.get("type") in ("function", "custom")
-    ]
-    request.tool_choice = _decode_tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
+    for index, tool in dicts(get_list(body, "tools"), "tools"):
+        try:
+            if (kind := get_str(tool, "type")) in ("function", "custom"):
+                request.tools.append(_decode_tool(tool, kind))
+        except FieldError as e:
+            raise e.within("tools", index)
+    parallel = get_bool(body, "parallel_tool_calls")
+    with at("tool_choice"):
+        request.tool_choice = _decode_tool_choice(body.get("tool_choice"), parallel)
 
-    if isinstance(reasoning := body.get("reasoning"), dict) and reasoning.get("effort"):
-        request.reasoning = Reasoning(effort=str(reasoning["effort"]))
-    request.max_tokens = body.get("max_output_tokens")
-    request.temperature = body.get("temperature")
-    request.top_p = body.get("top_p")
-    text = body.get("text")
-    if isinstance(text, dict) and isinstance(fmt := text.get("format"), dict):
-        if fmt.get("type") == "json_schema":
+    reasoning = get_dict(body, "reasoning")
+    with at("reasoning"):
+        if effort := get_str(reasoning, "effort"):
+            request.reasoning = Reasoning(effort=effort)
+    request.max_tokens = get_int(body, "max_output_tokens")
+    request.temperature = get_number(body, "temperature")
+    request.top_p = get_number(body, "top_p")
+    text = get_dict(body, "text")
+    with at("text"):
+        fmt = get_dict_or_none(text, "format")
+    with at("text", "format"):
+        kind = get_str(fmt, "type") if fmt is not None else None
+        if fmt is not None and kind == "json_schema":
             request.response_format = ResponseFormat(
                 type="json_schema",
-                schema=fmt.get("schema"),
-                name=fmt.get("name"),
-                strict=fmt.get("strict"),
+                schema=get_dict_or_none(fmt, "schema"),
+                name=get_str(fmt, "name"),
+                strict=get_bool(fmt, "strict"),
             )
-        elif fmt.get("type") == "json_object":
+        elif kind == "json_object":
             request.response_format = ResponseFormat(type="json_object")
-    if isinstance(metadata := body.get("metadata"), dict):
-        request.metadata = dict(metadata)
+    request.metadata = dict(get_dict(body, "metadata"))
     return request
 
 
-def _decode_tool(tool: dict[str, Any]) -> Tool:
-    name, description = tool.get("name") or "", tool.get("description") or ""
-    if tool.get("type") == "custom":
-        fmt = tool.get("format")
-        decoded = custom_tools.tool(name, description, fmt if isinstance(fmt, dict) else None)
+def _decode_tool(tool: dict[str, Any], kind: str) -> Tool:
+    name, description = get_str(tool, "name") or "", get_str(tool, "description") or ""
+    if kind == "custom":
+        decoded = custom_tools.tool(name, description, custom_tools.decode_format(tool))
     else:
-        decoded = Tool(name=name, description=description, parameters=tool.get("parameters") or {})
-    decoded.cache_control = cache_control(tool.get("cache_control"))
+        decoded = Tool(name=name, description=description, parameters=get_dict(tool, "parameters"))
+    decoded.cache_control = cache_control(tool)
     return decoded
 
 
@@ -264,87 +278,130 @@ def _decode_items(items: list[Any], request: Request) -> None:
         else:
             messages.append(Message(role, [part]))  # type: ignore[arg-type]
 
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        kind = item.get("type") or "message"
-        if kind == "message":
-            role = item.get("role")
-            content = item.get("content")
-            if role in ("system", "developer"):
-                if text := _text_of(content):
-                    request.system.append(Text(text, _last_mark(content)))
-            elif role in ("user", "assistant"):
-                for part in _decode_content(content):
-                    add(role, part)
-        elif kind == "function_call":
-            call_id = item.get("call_id") or item.get("id") or ""
-            name = item.get("name") or ""
-            call_names[call_id] = name
-            add(
-                "assistant", ToolCall(id=call_id, name=name, arguments=_arguments(item.get("arguments")))
-            )
-        elif kind == "custom_tool_call":
-            call_id = item.get("call_id") or item.get("id") or ""
-            name = item.get("name") or ""
-            call_names[call_id] = name
-            text = item.get("input")
-            add("assistant", custom_tools.call(call_id, name, text if isinstance(text, str) else ""))
-        elif kind in ("function_call_output", "custom_tool_call_output"):
-            call_id = item.get("call_id") or ""
-            add(
-                "user",
-                ToolResult(
-                    call_id=call_id,
-                    content=_decode_output(item.get("output")),
-                    name=call_names.get(call_id),
-                ),
-            )
-        elif kind == "reasoning":
-            thinking = _thinking(item)
-            if thinking.text or thinking.signature:
-                add("assistant", thinking)
-        # Anything else (item_reference, built-in tool calls and their outputs) has no
-        # canonical form: a reference needs the server's store, built-in calls need the tool.
+    for index, item in dicts(items, "input"):
+        try:
+            kind = get_str(item, "type") or "message"
+            if kind == "message":
+                role = get_str(item, "role")
+                if role in ("system", "developer"):
+                    if text := _request_text(item):
+                        request.system.append(Text(text, _last_mark(item)))
+                elif role in ("user", "assistant"):
+                    for part in _decode_content(item.get("content")):
+                        add(role, part)
+                else:
+                    raise FieldError(f"unsupported role {shown(role)}", "role")
+            elif kind == "function_call":
+                call_id = get_str(item, "call_id") or get_str(item, "id") or ""
+                name = get_str(item, "name") or ""
+                call_names[call_id] = name
+                arguments = item.get("arguments")
+                if not isinstance(arguments, (str, dict, type(None))):
+                    raise wrong_type(arguments, "a string of JSON", "arguments")
+                add("assistant", ToolCall(id=call_id, name=name, arguments=_arguments(arguments)))
+            elif kind == "custom_tool_call":
+                call_id = get_str(item, "call_id") or get_str(item, "id") or ""
+                name = get_str(item, "name") or ""
+                call_names[call_id] = name
+                add("assistant", custom_tools.call(call_id, name, get_str(item, "input") or ""))
+            elif kind in ("function_call_output", "custom_tool_call_output"):
+                call_id = get_str(item, "call_id") or ""
+                add(
+                    "user",
+                    ToolResult(
+                        call_id=call_id,
+                        content=_decode_output(item.get("output")),
+                        name=call_names.get(call_id),
+                    ),
+                )
+            elif kind == "reasoning":
+                thinking = _decode_reasoning_item(item)
+                if thinking.text or thinking.signature:
+                    add("assistant", thinking)
+            # Anything else (item_reference, built-in tool calls and their outputs) has no
+            # canonical form: a reference needs the server's store, built-in calls need the tool.
+        except FieldError as e:
+            raise e.within("input", index)
 
 
-def _decode_content(content: Any) -> list[Text | Image]:
+def _text_of_parts(content: Any, key: str) -> str:
+    """The text of a string or of a list of text parts (any of the *_text types)."""
+    if isinstance(content, str):
+        return content
+    if content is None:
+        return ""
+    if not isinstance(content, list):
+        raise wrong_type(content, "a string or a list of content parts", key)
+    texts = []
+    for index, part in dicts(content, key):
+        try:
+            texts.append(get_str(part, "text") or "")
+        except FieldError as e:
+            raise e.within(key, index)
+    return "".join(texts)
+
+
+def _request_text(item: dict[str, Any]) -> str:
+    return _text_of_parts(item.get("content"), "content")
+
+
+def _decode_reasoning_item(item: dict[str, Any]) -> Thinking:
+    summary = []
+    for index, part in dicts(get_list(item, "summary"), "summary"):
+        try:
+            summary.append(get_str(part, "text") or "")
+        except FieldError as e:
+            raise e.within("summary", index)
+    text = _SUMMARY_SEPARATOR.join(summary) if any(summary) else _request_text(item)
+    signature = get_str(item, "encrypted_content") or None
+    return Thinking(text=text, signature=signature, origin=ORIGIN if signature else None)
+
+
+def _decode_content(content: Any, key: str = "content") -> list[Text | Image]:
     if isinstance(content, str):
         return [Text(content)] if content else []
+    if content is None:
+        return []
+    if not isinstance(content, list):
+        raise wrong_type(content, "a string or a list of content parts", key)
     parts: list[Text | Image] = []
-    for part in content or ():
-        if not isinstance(part, dict):
-            continue
-        kind = part.get("type")
-        if kind in ("input_text", "output_text", "text"):
-            if text := part.get("text"):
-                parts.append(Text(text, cache_control(part.get("cache_control"))))
-        elif kind == "refusal":
-            if text := part.get("refusal"):
-                parts.append(Text(text))
-        elif kind == "input_image":
-            # A `file_id` image lives in the client's OpenAI file store: nothing to carry over.
-            if url := part.get("image_url"):
-                parts.append(_image_from_url(url))
-                parts[-1].cache_control = cache_control(part.get("cache_control"))
+    for index, part in dicts(content, key):
+        try:
+            kind = get_str(part, "type")
+            if kind in ("input_text", "output_text", "text"):
+                if text := get_str(part, "text"):
+                    parts.append(Text(text, cache_control(part)))
+            elif kind == "refusal":
+                if text := get_str(part, "refusal"):
+                    parts.append(Text(text))
+            elif kind == "input_image":
+                # A `file_id` image lives in the client's OpenAI file store: nothing to carry over.
+                if url := get_str(part, "image_url"):
+                    parts.append(_image_from_url(url))
+                    parts[-1].cache_control = cache_control(part)
+        except FieldError as e:
+            raise e.within(key, index)
     return parts
 
 
-def _last_mark(content: Any) -> dict[str, Any] | None:
+def _last_mark(item: dict[str, Any]) -> dict[str, Any] | None:
     """The cache_control on the last of a system item's parts: its text is kept joined."""
-    if isinstance(content, list) and content and isinstance(content[-1], dict):
-        return cache_control(content[-1].get("cache_control"))
+    content = item.get("content")
+    if isinstance(content, list) and content:  # of objects only: _request_text has read it
+        try:
+            return cache_control(content[-1])
+        except FieldError as e:
+            raise e.within("content", len(content) - 1)
     return None
 
 
 def _decode_output(output: Any) -> list[Text | Image]:
     if isinstance(output, str):
         return [Text(output)] if output else []
-    return _decode_content(output)
+    return _decode_content(output, "output")
 
 
-def _decode_tool_choice(choice: Any, parallel: Any) -> ToolChoice | None:
-    parallel = parallel if isinstance(parallel, bool) else None
+def _decode_tool_choice(choice: Any, parallel: bool | None) -> ToolChoice | None:
     result: ToolChoice | None = None
     if choice == "auto":
         result = ToolChoice("auto")
@@ -353,13 +410,17 @@ def _decode_tool_choice(choice: Any, parallel: Any) -> ToolChoice | None:
     elif choice == "none":
         result = ToolChoice("none")
     elif isinstance(choice, dict):
-        kind = choice.get("type")
-        if kind in ("function", "custom") and choice.get("name"):
-            result = ToolChoice("tool", name=choice["name"])
+        kind = get_str(choice, "type")
+        if kind in ("function", "custom") and (name := get_str(choice, "name")):
+            result = ToolChoice("tool", name=name)
         elif kind == "allowed_tools":
-            result = ToolChoice("any" if choice.get("mode") == "required" else "auto")
+            result = ToolChoice("any" if get_str(choice, "mode") == "required" else "auto")
         # Choices that name a built-in tool (web_search, mcp, ...) point at a tool we dropped:
         # leave the choice to the provider.
+    elif isinstance(choice, str):
+        raise FieldError(f"unsupported tool_choice {shown(choice)}")
+    elif choice is not None:
+        raise wrong_type(choice, "a string or an object")
     if result is None:
         return ToolChoice("auto", parallel=parallel) if parallel is not None else None
     result.parallel = parallel

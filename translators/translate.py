@@ -34,7 +34,13 @@ from translators.reasoning import split_suffix
 
 
 class TranslationError(ValueError):
-    """A request the target format cannot express without changing the answer (a 400)."""
+    """A request the target format cannot express without changing the answer, or one that is
+    not a request of its format at all (a 400)."""
+
+
+# Deep nesting is refused by the recursion guards of the JSON parser and of the codecs, not by
+# walking every body (a walk costs half as much as parsing it): what trips them is a 400.
+NESTED_TOO_DEEPLY = "the request body is nested too deeply"
 
 
 def _dumps(obj: Any) -> bytes:
@@ -51,6 +57,13 @@ def decode_request(fmt: Format, body: dict[str, Any], model: str, stream: bool) 
         request = codec(fmt).decode_request(body)
     except ValueError as e:  # what the client asked cannot be translated: a 400, not a 500
         raise TranslationError(str(e)) from None
+    except RecursionError:
+        raise TranslationError(NESTED_TOO_DEEPLY) from None
+    if not any(message.parts for message in request.messages):
+        # Sent on, it would be answered as if the client had said nothing.
+        raise TranslationError(
+            f"the request holds no conversation: its {_CONVERSATION[fmt]} decode to no message content"
+        )
     base, reasoning = split_suffix(model)
     request.model = base
     request.stream = stream
@@ -59,11 +72,22 @@ def decode_request(fmt: Format, body: dict[str, Any], model: str, stream: bool) 
     return request
 
 
+_CONVERSATION = {
+    Format.OPENAI_CHAT: "messages",
+    Format.OPENAI_RESPONSES: "input items",
+    Format.ANTHROPIC: "messages",
+    Format.GEMINI: "contents",
+    Format.OPENAI_COMPLETIONS: "prompt",
+}
+
+
 def encode_request(fmt: Format, request: Request) -> bytes:
     try:
         return _dumps(codec(fmt).encode_request(request))
     except ValueError as e:
         raise TranslationError(str(e)) from None
+    except RecursionError:
+        raise TranslationError(NESTED_TOO_DEEPLY) from None
 
 
 def translate_response(upstream: Format, client: Format, body: bytes, request: Request | None = None) -> bytes:
@@ -184,12 +208,17 @@ _NOT_COUNTED = ("max_tokens", "stream", "temperature", "top_p", "top_k", "stop_s
 
 
 def count_request(upstream: Format, request: Request) -> bytes:
-    body = codec(upstream).encode_request(request)
-    if upstream is Format.GEMINI:
-        return _dumps({"generateContentRequest": {"model": f"models/{request.model}", **body}})
-    for key in _NOT_COUNTED:
-        body.pop(key, None)
-    return _dumps(body)
+    try:
+        body = codec(upstream).encode_request(request)
+        if upstream is Format.GEMINI:
+            return _dumps({"generateContentRequest": {"model": f"models/{request.model}", **body}})
+        for key in _NOT_COUNTED:
+            body.pop(key, None)
+        return _dumps(body)
+    except ValueError as e:
+        raise TranslationError(str(e)) from None
+    except RecursionError:
+        raise TranslationError(NESTED_TOO_DEEPLY) from None
 
 
 def count_response(upstream: Format, client: Format, body: bytes) -> bytes:
