@@ -53,11 +53,21 @@ class Interceptor:
         self._passed: set[str] = set()
 
     async def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or not flow.live or self.is_listener_flow(flow):
+        if flow.error or not flow.live or self.is_listener_flow(flow):
             return
         host = flow.request.pretty_host.lower()
         if host not in self.runtime.config.interception.hosts:
             return
+        try:
+            if not flow.response:
+                await self._serve(flow, host)
+        finally:
+            if flow.response is not None:
+                # Answered here (refused, or by the size limits before): the CLI's own key
+                # went nowhere and stays out of the flow mitmproxy keeps.
+                hide_client_auth(flow)
+
+    async def _serve(self, flow: http.HTTPFlow, host: str) -> None:
         path = flow.request.path.split("?", 1)[0]
         path = _PATH_ALIASES.get((host, path), path)
         headers = {k.lower(): v for k, v in flow.request.headers.items()}

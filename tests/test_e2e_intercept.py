@@ -172,3 +172,32 @@ def test_other_hosts_tunnel_without_tls_interception(proxy, tmp_path):
             tls.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
             assert tls.recv(1024).endswith(b"ok")
     listener.close()
+
+
+def test_the_clis_own_key_stays_out_of_kept_flows(fake, make_proxy, tmp_path):
+    """Served by the pool, passed through with the CLI's key, refused, or refused as malformed:
+    the CLI's own key is in no saved flow and no line of a full flow dump."""
+    from mitmproxy import io as mitm_io
+
+    flows = tmp_path / "intercepted.mitm"
+    proxy = make_proxy(
+        {
+            "claude-api-key": [{"api-key": POOL_A, "excluded-models": ["claude-unpooled-*"]}],
+            "upstream-overrides": vendor_overrides(fake),
+        },
+        extra_args=("--set", "flow_detail=4", "-w", str(flows)),
+    )
+    client = vendor_claude(proxy)
+    ask(client)  # the pool serves it
+    ask(client, "claude-unpooled-1")  # passed through on the CLI's own key
+    with pytest.raises(anthropic.BadRequestError):
+        client.messages.create(model="claude-test-1", max_tokens=8, messages="hi")
+    with pytest.raises(anthropic.BadRequestError):  # a model name that would change the path
+        ask(client, "../../v1/models")
+    assert [r.api_key for r in fake.requests] == [POOL_A, CLI_OWN]
+    proxy.stop()
+    assert CLI_OWN not in proxy.output()
+    assert CLI_OWN.encode() not in flows.read_bytes()
+    with flows.open("rb") as f:
+        kept = [fl for fl in mitm_io.FlowReader(f).stream() if fl.type == "http"]
+    assert len(kept) == 4
