@@ -26,7 +26,6 @@ from addons.relay import FLOW_HEADER, Answer, Relay
 from addons.upstream_client import UNREACHABLE, UpstreamClient, decoded, why_unreachable
 from auth.pool import Cooldown
 from routing import legs
-from routing.config import Config
 from routing.legs import Leg
 from routing.router import Route, UnknownModel
 from routing.runtime import Runtime

@@ -1052,7 +1052,7 @@ def decode_response(obj: dict[str, Any]) -> Response:
 def encode_response(response: Response) -> dict[str, Any]:
     candidate: dict[str, Any] = {}
     shown = response.parts
-    if isinstance(cut := cut_off(response), ToolCall):
+    if isinstance(cut_off(response), ToolCall):
         # A Gemini functionCall is whole, and a client runs it: one the token limit cut is not
         # sent; finishReason MAX_TOKENS says the answer was cut.
         shown = shown[:-1]
