@@ -71,6 +71,9 @@ class Pool:
         self._model_cooldowns: dict[tuple[str, str], Cooldown] = {}
         self._credential_cooldowns: dict[str, Cooldown] = {}
         self._cursors: dict[str, int] = {}
+        # Credential ids switched off at run time (the management API): never picked, whatever
+        # their rest; kept across config reloads for as long as the credential exists.
+        self._disabled: set[str] = set()
 
     def configure(
         self, strategy: Strategy, *, disable_cooling: bool, transient_cooldown: float
@@ -81,6 +84,17 @@ class Pool:
         if disable_cooling:
             self._model_cooldowns.clear()
             self._credential_cooldowns.clear()
+
+    # -- switched off at run time -------------------------------------------------------------
+
+    def disable(self, credential_id: str) -> None:
+        self._disabled.add(credential_id)
+
+    def enable(self, credential_id: str) -> None:
+        self._disabled.discard(credential_id)
+
+    def is_disabled(self, credential_id: str) -> bool:
+        return credential_id in self._disabled
 
     # -- selection -------------------------------------------------------------------------
 
@@ -142,6 +156,9 @@ class Pool:
         resting: list[Cooldown] = []
         soonest: float | None = None
         for i, (cred, model) in enumerate(candidates):
+            if self._disabled and cred.id in self._disabled:
+                skipped.append(Skip(cred, "disabled at run time"))
+                continue
             if cred.id in tried:
                 skipped.append(Skip(cred, "already tried for this request"))
                 continue
@@ -228,8 +245,23 @@ class Pool:
         self._model_cooldowns[key] = Cooldown(now + wait, label, level, kind)
         return wait
 
+    def rests(self, credential_id: str) -> list[tuple[str | None, Cooldown, float]]:
+        """Every rest of one credential in force now: (the model it is for, or None for every
+        model; the cooldown; seconds left, its probe included)."""
+        now = self._clock()
+        found: list[tuple[str | None, Cooldown, float]] = []
+        whole = self._credential_cooldowns.get(credential_id)
+        candidates = [(None, whole)] if whole is not None else []
+        candidates += [(model, c) for (cid, model), c in self._model_cooldowns.items() if cid == credential_id]
+        for model, cooldown in candidates:
+            end = max(cooldown.until, cooldown.probing_until)
+            if end > now:
+                found.append((model, cooldown, end - now))
+        return found
+
     def forget(self, keep_ids: set[str]) -> None:
         """Drop state of credentials that left the config."""
+        self._disabled &= keep_ids
         self._credential_cooldowns = {
             k: v for k, v in self._credential_cooldowns.items() if k in keep_ids
         }
