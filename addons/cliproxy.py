@@ -16,6 +16,7 @@ from addons.config import LISTENER_TARGET, ConfigLoader  # noqa: E402
 from addons.dispatch import Dispatcher  # noqa: E402
 from addons.intercept import Interceptor, allow_hosts  # noqa: E402
 from addons.listener import ApiListener  # noqa: E402
+from addons.management import Management  # noqa: E402
 from addons.refresh import RefreshLoop  # noqa: E402
 from routing.runtime import Runtime  # noqa: E402
 
@@ -24,7 +25,8 @@ _config = ConfigLoader(_runtime)
 # Registered with the runtime before the config loads, so the auth directory loads with it.
 _auth_dir = AuthDirWatcher(_runtime)
 _dispatcher = Dispatcher(_runtime)
-_listener = ApiListener(_runtime, _config, _dispatcher)
+_management = Management(_runtime, _auth_dir.rescan)
+_listener = ApiListener(_runtime, _config, _dispatcher, _management)
 _config.option_sources.append(lambda config: {"allow_hosts": allow_hosts(config, LISTENER_TARGET)})
 
 addons = [
@@ -32,6 +34,7 @@ addons = [
     _auth_dir,
     RefreshLoop(_runtime),
     _listener,
+    _management,
     Interceptor(_runtime, _dispatcher, _listener.is_listener_flow),
     _dispatcher,
 ]

@@ -14,6 +14,7 @@ from mitmproxy import http
 from addons.common import client_request, hide_client_auth, reply, reply_error
 from addons.config import ConfigLoader
 from addons.dispatch import Dispatcher
+from addons.management import Management
 from auth.refresh import running_tasks
 from routing.endpoints import Endpoint, Kind, client_key, guess_format, match
 from routing.runtime import Runtime
@@ -34,11 +35,16 @@ def _authorized(sent: str | None, allowed: tuple[str, ...]) -> bool:
 
 class ApiListener:
     def __init__(
-        self, runtime: Runtime, config_loader: ConfigLoader, dispatcher: Dispatcher
+        self,
+        runtime: Runtime,
+        config_loader: ConfigLoader,
+        dispatcher: Dispatcher,
+        management: Management | None = None,
     ) -> None:
         self.runtime = runtime
         self.config_loader = config_loader
         self.dispatcher = dispatcher
+        self.management = management
 
     def is_listener_flow(self, flow: http.HTTPFlow) -> bool:
         mode = flow.client_conn.proxy_mode
@@ -66,6 +72,10 @@ class ApiListener:
         req = flow.request
         headers = {k.lower(): v for k, v in req.headers.items()}
         path = req.path.split("?", 1)[0]
+        if self.management is not None and self.management.handles(path):
+            # Its own key, not the api-keys of the pool's clients.
+            await self.management.serve(flow, path)
+            return
         if req.method == "OPTIONS":
             reply(flow, 204, b"", cors=True)
             return
