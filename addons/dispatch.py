@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from mitmproxy import http
 
-from addons.common import mask, reply, reply_error
+from addons.common import mask, reply, reply_error, request_line
 from addons.images import ImageFetcher
 from addons.relay import FLOW_HEADER, Answer, Relay
 from addons.upstream_client import UNREACHABLE, UpstreamClient, decoded, why_unreachable
@@ -40,6 +40,20 @@ logger = logging.getLogger("cliproxy")
 
 OVERHEAD_HEADER = "x-cliproxy-overhead-ms"
 ANNOTATION = "cliproxy"
+# mitmweb's flow list shows these markers (mitmproxy emoji names) by the provider that answered.
+PROVIDER_MARKERS = {
+    "claude": ":orange_circle:",
+    "kimi": ":orange_square:",
+    "codex": ":green_circle:",
+    "xai": ":black_circle:",
+    "gemini": ":large_blue_circle:",
+    "gemini-cli": ":blue_square:",
+    "antigravity": ":purple_circle:",
+    "vertex": ":large_blue_diamond:",
+    "qwen": ":purple_square:",
+    "iflow": ":brown_circle:",
+    "openai-compatibility": ":white_circle:",
+}
 
 # Statuses that say "this credential, not this request": rotate to the next one.
 _ROTATE = frozenset({401, 402, 403, 408, 429, 500, 502, 503, 504, 529})
@@ -476,6 +490,9 @@ class Dispatcher:
         for why in ex.unusable:
             label, _, what = why.partition(": ")
             reasons.setdefault(label, what)
+        for route in ex.routes:
+            if self.runtime.pool.is_disabled(route.credential.id):
+                reasons.setdefault(route.credential.label, "disabled at run time")
         listed = "; ".join(f"{k}: {v}" for k, v in list(reasons.items())[:_MAX_LISTED])
         if len(reasons) > _MAX_LISTED:
             listed += f"; and {len(reasons) - _MAX_LISTED} more"
@@ -608,7 +625,10 @@ class Dispatcher:
             return
         route, cred = leg.route, leg.route.credential
         attempts = [{"credential": a.credential, "outcome": a.outcome, "ms": round(a.ms, 1)} for a in ex.attempts]
+        # What the client sent, before the relay rewrite replaced it in the flow.
+        line = request_line(ex.client)
         info = {
+            "client_request": line,
             "provider": cred.service or cred.provider,
             "credential": cred.label,
             "model": ex.client.model,
@@ -620,9 +640,10 @@ class Dispatcher:
         if ex.cut:
             info["cut"] = ex.cut
         flow.metadata[ANNOTATION] = info
+        flow.marked = PROVIDER_MARKERS.get(cred.provider, ":white_circle:")
         tries = ", ".join(f"{a.credential} {a.outcome} {a.ms:.0f}ms" for a in ex.attempts)
         flow.comment = (
-            f"cliproxy: {info['provider']} via {cred.label}; model {ex.client.model}"
+            f"{line} | cliproxy: {info['provider']} via {cred.label}; model {ex.client.model}"
             + (f" -> {route.model}" if route.model != ex.client.model else "")
             + f"; attempts: {tries or 'none'}; {info['translation']}"
         )
