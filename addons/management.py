@@ -147,16 +147,17 @@ class Management:
         self._relayed.pop(flow.id, None)
 
     def _config_applied(self, config: Config) -> None:
-        was_off = self.gate.off
-        self.gate.configure(config.remote_management)
-        if self.gate.off != was_off:
-            if self.gate.off is None:
+        gate = self.gate
+        before = (gate.off, gate.allow_remote)
+        gate.configure(config.remote_management)
+        if (gate.off, gate.allow_remote) != before:
+            if gate.off is None:
                 logger.info(
                     "cliproxy: management API on /v0/management and status page on / "
-                    f"({'any client with the key' if self.gate.allow_remote else 'loopback clients only'})"
+                    f"({'any client with the key' if gate.allow_remote else 'loopback clients only'})"
                 )
             elif config.remote_management.secret_key:
-                logger.warning(f"cliproxy: {self.gate.off}")
+                logger.warning(f"cliproxy: {gate.off}")
 
     # -- the listener's entry point ----------------------------------------------------------
 
