@@ -197,6 +197,37 @@ class Config(_Section):
     upstream_overrides: dict[str, str] = Field(default_factory=dict)
     interception: Interception = Interception()
     image_fetch: ImageFetch = ImageFetch()
+    # Not in CLIProxyAPI: quota read from the rate-limit headers upstreams send with every
+    # answer; a credential whose most-used window is past the soft threshold (a fraction) is
+    # picked only when the others of its priority are too, or resting (1: never).
+    quota_headers: bool = True
+    quota_soft_threshold: float = Field(0.95, ge=0, le=1)
+    # Not in CLIProxyAPI: one row per request in SQLite. A relative path is relative to the
+    # config file's folder; ":memory:" keeps it in memory; false or "" turns it off.
+    usage_db: str = "usage.db"
+    usage_retention_days: float = Field(30, ge=0)
+    # Not in CLIProxyAPI: `x-cliproxy-credential: <label>` on answers: off, on the listener's
+    # answers only, or on intercepted ones too.
+    credential_header: Literal["off", "listener", "all"] = "off"
+
+    @field_validator("usage_db", mode="before")
+    @classmethod
+    def _usage_db_switch(cls, v: Any) -> Any:
+        if v is False:
+            return ""
+        if v is True:
+            return "usage.db"
+        return v
+
+    @field_validator("credential_header", mode="before")
+    @classmethod
+    def _credential_header_switch(cls, v: Any) -> Any:
+        # YAML reads an unquoted off / on as booleans.
+        if v is False:
+            return "off"
+        if v is True:
+            return "listener"
+        return v
 
     @field_validator("upstream_overrides")
     @classmethod
@@ -230,6 +261,14 @@ class Config(_Section):
     @property
     def auth_path(self) -> Path:
         return Path(self.auth_dir).expanduser()
+
+    def usage_path(self, config_dir: Path) -> str | None:
+        """Where usage is kept (":memory:" included), or None when it is not."""
+        if not self.usage_db:
+            return None
+        if self.usage_db == ":memory:":
+            return self.usage_db
+        return str(config_dir / Path(self.usage_db).expanduser())
 
 
 class ConfigError(Exception):

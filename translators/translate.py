@@ -23,6 +23,7 @@ from translators.canonical import (
     Text,
     Thinking,
     ToolCall,
+    Usage,
     cut_arguments,
     cut_off,
 )
@@ -95,12 +96,14 @@ class StreamTranslator:
     HTTP/1.1's zero-length terminating chunk and end the client's response early.
     """
 
-    __slots__ = ("_decoder", "_encoder", "_origin")
+    __slots__ = ("_decoder", "_encoder", "_origin", "usage")
 
     def __init__(self, upstream: Format, client: Format, request: Request, sse: bool = True):
         self._decoder = codec(upstream).stream_decoder()
         self._encoder = codec(client).stream_encoder(request, sse)
         self._origin: str | None = upstream.value  # stamped on Start, then None
+        # The usage of the stream's `Finish`, once it has gone by (the decoders end with it).
+        self.usage: Usage | None = None
 
     def __call__(self, chunk: bytes) -> list[bytes]:
         encode = self._encoder.encode
@@ -110,9 +113,15 @@ class StreamTranslator:
                 return []
             if self._origin is not None:
                 self._stamp_origin(events)
+            if type(last := events[-1]) is Finish:
+                self.usage = last.usage
             out = b"".join([encode(e) for e in events])
         else:
-            out = b"".join([encode(e) for e in self._decoder.close()]) + self._encoder.close()
+            events = self._decoder.close()
+            for event in events:
+                if type(event) is Finish:
+                    self.usage = event.usage
+            out = b"".join([encode(e) for e in events]) + self._encoder.close()
         return [out] if out else []
 
     def _stamp_origin(self, events: list[Event]) -> None:
