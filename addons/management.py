@@ -330,12 +330,17 @@ class Management:
                     rests=pool.rests(cred.id),
                     refreshing=cred.oauth and refresher.refreshing(cred),
                     refresh_failure=refresher.failure(cred.id) if cred.oauth else None,
+                    quota=runtime.quota.get(cred.id),
                 )
             )
         for entry in runtime.store.entries():
             if entry.disabled:
+                cred = entry.credential
                 rows.append(
-                    m.describe(entry.credential, now=now, disabled="file", rests=(), refreshing=False, refresh_failure=None)
+                    m.describe(
+                        cred, now=now, disabled="file", rests=(), refreshing=False, refresh_failure=None,
+                        quota=runtime.quota.get(cred.id),
+                    )
                 )
         return rows
 

@@ -350,8 +350,11 @@ class Pool:
         model; the cooldown; seconds left, its probe included)."""
         now = self._clock()
         found: list[tuple[str | None, Cooldown, float]] = []
-        whole = self._credential_cooldowns.get(credential_id)
-        candidates = [(None, whole)] if whole is not None else []
+        candidates: list[tuple[str | None, Cooldown]] = [
+            (None, c)
+            for c in (self._quota_rests.get(credential_id), self._credential_cooldowns.get(credential_id))
+            if c is not None
+        ]
         candidates += [(model, c) for (cid, model), c in self._model_cooldowns.items() if cid == credential_id]
         for model, cooldown in candidates:
             end = max(cooldown.until, cooldown.probing_until)

@@ -358,7 +358,7 @@ def describe(
     elif rest_rows:
         longest = max(rest_rows, key=lambda r: r["until"])
         scope = f" for {longest['model']}" if longest["model"] else ""
-        what = "rate-limited" if longest["kind"] == "quota" else longest["reason"]
+        what = longest["reason"]
         more = f" (and {len(rest_rows) - 1} more)" if len(rest_rows) > 1 else ""
         state.set(
             "resting",

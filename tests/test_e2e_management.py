@@ -382,7 +382,7 @@ def test_resting_and_refused_credentials_say_why_and_until_when(fake, make_proxy
     data = api(proxy, "GET", "/credentials").json()
     rows = {c["label"]: c for c in data["credentials"]}
     resting = rows["claude-api-key[0] (…AAAA)"]
-    assert resting["state"] == "resting" and "rate-limited" in resting["detail"]
+    assert resting["state"] == "resting" and "quota exhausted (HTTP 429)" in resting["detail"]
     assert resting["rests"][0]["kind"] == "quota" and resting["rests"][0]["model"] == "claude-test-1"
     assert 80 < resting["until"] - data["now"] <= 90
     refused = rows["auth file refused.json"]

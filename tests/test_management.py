@@ -9,6 +9,7 @@ import pytest
 
 from auth.credential import Credential
 from auth.pool import Cooldown, Pool
+from auth.quota import QuotaSnapshot, Window
 from routing import management as m
 from routing.config import Config, RemoteManagement
 from routing.management import Gate, ManagementError
@@ -286,3 +287,31 @@ def test_rests_lists_every_cooldown_of_one_credential():
     assert [(model, c.kind) for model, c, _ in pool.rests(b.id)] == [(None, "auth")]
     clock.now += 61
     assert pool.rests(a.id) == []
+
+
+def test_rests_include_a_quota_window_reported_exhausted():
+    clock = Clock()
+    pool = Pool(clock=clock)
+    a = api_key(1)
+    pool.observe_quota(a, QuotaSnapshot(5000.0, (Window("5h", 1.0, None, None, 5600.0, "rejected"),)))
+    [(model, cooldown, left)] = pool.rests(a.id)
+    assert model is None and cooldown.kind == "quota" and "5h" in cooldown.reason and round(left) == 600
+
+
+def test_quota_windows_are_listed_and_an_exhausted_one_rests_the_row():
+    snapshot = QuotaSnapshot(
+        4990.0,
+        (
+            Window("5h", 0.42, None, None, 9000.0, "allowed"),
+            Window("requests", None, 0, 50, 5120.0, None),
+        ),
+    )
+    row = describe(api_key(), quota=snapshot)
+    assert row["state"] == "resting" and "requests" in row["detail"] and row["until"] == 5120.0
+    windows = {w["name"]: w for w in row["quota"]["windows"]}
+    assert windows["5h"] == {"name": "5h", "used": 0.42, "remaining": None, "limit": None,
+                             "resets_at": 9000.0, "status": "allowed", "exhausted": False}
+    assert windows["requests"]["used"] == 1.0 and windows["requests"]["exhausted"] is True
+    assert row["quota"]["headroom"] == 0.0 and row["quota"]["exhausted_until"] == 5120.0
+    fine = describe(api_key(), quota=QuotaSnapshot(4990.0, (Window("5h", 0.42, None, None, 9000.0, "allowed"),)))
+    assert fine["state"] == "ready" and fine["quota"]["headroom"] == pytest.approx(0.58)
