@@ -17,6 +17,7 @@ from addons.dispatch import Dispatcher  # noqa: E402
 from addons.intercept import Interceptor, allow_hosts  # noqa: E402
 from addons.listener import ApiListener  # noqa: E402
 from addons.refresh import RefreshLoop  # noqa: E402
+from addons.usage import Accounting  # noqa: E402
 from routing.runtime import Runtime  # noqa: E402
 
 _runtime = Runtime()
@@ -34,4 +35,5 @@ addons = [
     _listener,
     Interceptor(_runtime, _dispatcher, _listener.is_listener_flow),
     _dispatcher,
+    Accounting(_runtime, _config, _dispatcher),
 ]

@@ -1,5 +1,6 @@
 """The `cliproxy` command: run the proxy, check a config, set a shell up for a vendor CLI, sign
-a subscription in (`cliproxy auth <provider>`, in routing/auth_command.py).
+a subscription in (`cliproxy auth <provider>`, in routing/auth_command.py), tell what the pool
+served (`cliproxy usage`, in routing/usage_command.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from auth.store import AuthStore
 from routing.auth_command import add_parser as add_auth_parser
 from routing.config import Config, ConfigError, load_config, unknown_keys
 from routing.router import Router, UnknownModel, credentials_from_config
+from routing.usage_command import add_parser as add_usage_parser
 
 ADDON = Path(__file__).resolve().parent.parent / "addons" / "cliproxy.py"
 
@@ -194,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--confdir", default="~/.mitmproxy", help="mitmproxy's confdir, where its CA is")
         sub.set_defaults(handler=handler)
     add_auth_parser(commands)
+    add_usage_parser(commands)
     args, extra = parser.parse_known_args(argv)
     if extra and args.handler is not run:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
