@@ -18,6 +18,7 @@ from addons.intercept import Interceptor, allow_hosts  # noqa: E402
 from addons.listener import ApiListener  # noqa: E402
 from addons.management import Management  # noqa: E402
 from addons.refresh import RefreshLoop  # noqa: E402
+from addons.usage import Accounting  # noqa: E402
 from routing.runtime import Runtime  # noqa: E402
 
 _runtime = Runtime()
@@ -25,7 +26,8 @@ _config = ConfigLoader(_runtime)
 # Registered with the runtime before the config loads, so the auth directory loads with it.
 _auth_dir = AuthDirWatcher(_runtime)
 _dispatcher = Dispatcher(_runtime)
-_management = Management(_runtime, _auth_dir.rescan)
+_accounting = Accounting(_runtime, _config, _dispatcher)
+_management = Management(_runtime, _auth_dir.rescan, lambda: _accounting.store)
 _listener = ApiListener(_runtime, _config, _dispatcher, _management)
 _config.option_sources.append(lambda config: {"allow_hosts": allow_hosts(config, LISTENER_TARGET)})
 
@@ -37,4 +39,5 @@ addons = [
     _management,
     Interceptor(_runtime, _dispatcher, _listener.is_listener_flow),
     _dispatcher,
+    _accounting,
 ]

@@ -16,6 +16,7 @@ from addons.config import ConfigLoader
 from addons.dispatch import Dispatcher
 from addons.management import Management
 from auth.refresh import running_tasks
+from routing.config import Config
 from routing.endpoints import Endpoint, Kind, client_key, guess_format, match
 from routing.runtime import Runtime
 from translators.formats import Format
@@ -23,14 +24,26 @@ from translators.listing import anthropic_models, gemini_model, gemini_models, o
 
 logger = logging.getLogger("cliproxy")
 
-def _authorized(sent: str | None, allowed: tuple[str, ...]) -> bool:
+# What usage and the log call a client when the listener asks for no key.
+NO_KEY = "no-key"
+
+
+def _authorized(sent: str | None, config: Config) -> str | None:
+    """The label of the client key `sent` (`key-2`: the second of `api-keys`; `env-key`:
+    CLI_PROXY_API_KEY's), NO_KEY when none is required, None when it is not one of them."""
+    allowed = config.client_keys
     if not allowed:
-        return True
+        return NO_KEY
     if sent is None:
-        return False
+        return None
     given = sent.encode()
     # Compare against every key, without stopping at the first match, in constant time each.
-    return sum(hmac.compare_digest(given, k.encode()) for k in allowed) > 0
+    matches = [hmac.compare_digest(given, k.encode()) for k in allowed]
+    if not any(matches):
+        return None
+    position = matches.index(True)
+    listed = sum(1 for k in config.api_keys if k)
+    return f"key-{position + 1}" if position < listed else "env-key"
 
 
 class ApiListener:
@@ -81,7 +94,8 @@ class ApiListener:
             return
         endpoint = match(req.method, path, headers)
         fmt = endpoint.format if endpoint else guess_format(path, headers)
-        if not _authorized(client_key(headers, req.query), self.runtime.config.client_keys):
+        label = _authorized(client_key(headers, req.query), self.runtime.config)
+        if label is None:
             reply_error(flow, fmt, 401, "missing or invalid API key for this proxy: send one of its api-keys")
             return
         if endpoint is None:
@@ -95,7 +109,7 @@ class ApiListener:
             self._get_model(flow, endpoint)
         else:
             if call := client_request(flow, endpoint, path, headers):
-                await self.dispatcher.dispatch(flow, call)
+                await self.dispatcher.dispatch(flow, call, client_key=label)
 
     def _health(self, flow: http.HTTPFlow) -> None:
         count = len(self.runtime.router.credentials)

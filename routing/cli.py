@@ -1,6 +1,7 @@
 """The `cliproxy` command: run the proxy, check a config, set a shell up for a vendor CLI, sign
-a subscription in (`cliproxy auth <provider>`, in routing/auth_command.py), show the pool
-(`cliproxy status`, from the running proxy's management API).
+a subscription in (`cliproxy auth <provider>`, in routing/auth_command.py), tell what the pool
+served (`cliproxy usage`, in routing/usage_command.py), show the pool (`cliproxy status`, from
+the running proxy's management API).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from routing.auth_command import add_parser as add_auth_parser
 from routing.config import Config, ConfigError, load_config, unknown_keys
 from routing.management import PREFIX as MANAGEMENT_PREFIX
 from routing.router import Router, UnknownModel, credentials_from_config
+from routing.usage_command import add_parser as add_usage_parser
 
 ADDON = Path(__file__).resolve().parent.parent / "addons" / "cliproxy.py"
 
@@ -318,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_argument("--secret", help=f"the management key (default: ${MANAGEMENT_KEY_ENV}, else the config's secret-key)")
     sub.set_defaults(handler=status)
     add_auth_parser(commands)
+    add_usage_parser(commands)
     args, extra = parser.parse_known_args(argv)
     if extra and args.handler is not run:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -224,6 +224,11 @@ class Wrapper:
         """The usage `inner` (a translator) saw, if any."""
         return getattr(self._inner, "usage", None)
 
+    @property
+    def error(self) -> str | None:
+        """The error `inner` (a translator) saw end the stream, if any."""
+        return getattr(self._inner, "error", None)
+
     def __call__(self, chunk: bytes) -> list[bytes]:
         if self._closed:
             return []
