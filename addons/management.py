@@ -38,6 +38,7 @@ from routing.management import ManagementError
 from routing.runtime import Runtime
 from routing.status_page import HEADERS as PAGE_HEADERS
 from routing.status_page import login_page, status_page
+from routing.usage import UsageStore
 
 logger = logging.getLogger("cliproxy")
 
@@ -90,10 +91,16 @@ def _cookie(value: str, max_age: int) -> str:
 
 
 class Management:
-    def __init__(self, runtime: Runtime, rescan: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        rescan: Callable[[], None],
+        usage: Callable[[], UsageStore | None] = lambda: None,
+    ) -> None:
         self.runtime = runtime
         self.gate = m.Gate()
         self._rescan = rescan
+        self._usage_db = usage  # the usage database in use (addons/usage.py), if any
         self._relay = Relay(self._relay_answer)
         self._relay_started: asyncio.Future | None = None
         self._relayed: dict[str, _Relayed] = {}
@@ -180,6 +187,9 @@ class Management:
                 await self._serve_api(flow, path, headers, query, body, peer)
         except ManagementError as e:
             _error(flow, e.status, e.message)
+        except Exception as e:
+            logger.exception("cliproxy: internal error in the management API")
+            _error(flow, 500, f"internal error in cliproxy ({type(e).__name__}); see the proxy's log")
 
     def _hide_secrets(self, flow: http.HTTPFlow) -> None:
         """Mask what the client authenticated with, and the files and keys it sent, in the
@@ -317,9 +327,13 @@ class Management:
             raise ManagementError(503, "no auth directory is in use yet")
         return directory
 
-    def _rows(self, now: float) -> list[dict[str, Any]]:
+    def _rows(self, now: float, hour: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Every credential's row; `hour`: usage by credential over the last hour, if recorded."""
         runtime = self.runtime
         pool, refresher = runtime.pool, runtime.refresher
+        # Usage names a credential by its label (what the log and mitmweb show too).
+        by_label = {r["key"]: {"requests": r["requests"], "errors": r["errors"]} for r in hour or ()}
+        none = None if hour is None else {"requests": 0, "errors": 0}
         rows = []
         for cred in runtime.router.credentials:
             rows.append(
@@ -331,6 +345,7 @@ class Management:
                     refreshing=cred.oauth and refresher.refreshing(cred),
                     refresh_failure=refresher.failure(cred.id) if cred.oauth else None,
                     quota=runtime.quota.get(cred.id),
+                    last_hour=by_label.get(cred.label, none),
                 )
             )
         for entry in runtime.store.entries():
@@ -339,14 +354,16 @@ class Management:
                 rows.append(
                     m.describe(
                         cred, now=now, disabled="file", rests=(), refreshing=False, refresh_failure=None,
-                        quota=runtime.quota.get(cred.id),
+                        quota=runtime.quota.get(cred.id), last_hour=by_label.get(cred.label, none),
                     )
                 )
         return rows
 
     async def _credentials(self, flow: http.HTTPFlow, call: Call) -> None:
         now = time.time()
-        _json(flow, 200, {"now": now, "credentials": self._rows(now)})
+        store = self._usage_db()
+        hour = None if store is None else await asyncio.to_thread(store.query, now - 3600, "credential")
+        _json(flow, 200, {"now": now, "credentials": self._rows(now, hour)})
 
     async def _auth_files(self, flow: http.HTTPFlow, call: Call) -> None:
         now = time.time()
@@ -507,8 +524,23 @@ class Management:
             raise ManagementError(404, f"no auth file {shown(name)} is loaded")
         _json(flow, 200, {**self._switch(entry.credential.id, disabled), "name": name})
 
+    def _usage_store(self):
+        store = self._usage_db()
+        if store is None:
+            raise ManagementError(404, "usage is not recorded: usage-db is off in config.yaml")
+        return store
+
     async def _usage(self, flow: http.HTTPFlow, call: Call) -> None:
-        raise ManagementError(404, "usage is not recorded by this proxy")
+        store = self._usage_store()
+        now = time.time()
+        since = m.usage_since(call.query.get("since"), now, default=m.USAGE_DEFAULT_SPAN)
+        by = m.usage_group(call.query.get("by"))
+        bucket = m.usage_bucket(call.query.get("bucket"), now - since)
+        rows = await asyncio.to_thread(store.query, since, by, bucket)
+        _json(flow, 200, {"since": since, "until": now, "by": by, "bucket_seconds": bucket, "rows": rows})
 
     async def _errors(self, flow: http.HTTPFlow, call: Call) -> None:
-        raise ManagementError(404, "errors are not recorded by this proxy")
+        store = self._usage_store()
+        limit = m.bounded_int(call.query.get("limit"), "limit", default=50, most=m.MAX_ERRORS_LISTED)
+        rows = await asyncio.to_thread(store.recent_errors, limit)
+        _json(flow, 200, {"errors": rows})

@@ -20,7 +20,6 @@ import os
 import re
 import secrets
 import time
-import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -413,6 +412,48 @@ def file_stat(path: Path) -> dict[str, Any]:
     return {"size": st.st_size, "modtime": st.st_mtime}
 
 
+USAGE_DEFAULT_SPAN = 86400.0
+USAGE_GROUPS = ("model", "credential", "client-key", "provider")
+# A query answers at most this many time buckets per group.
+MAX_BUCKETS = 2000
+MAX_ERRORS_LISTED = 500
+
+
+def usage_group(text: str | None) -> str | None:
+    if not text:
+        return None
+    if text not in USAGE_GROUPS:
+        raise ManagementError(400, f"by must be one of {', '.join(USAGE_GROUPS)}")
+    return text
+
+
+def usage_bucket(text: str | None, span: float) -> float | None:
+    """`bucket` (seconds per time bucket) as a query gives it, or None for totals."""
+    if not text:
+        return None
+    try:
+        bucket = float(text)
+    except ValueError:
+        raise ManagementError(400, "bucket must be a number of seconds") from None
+    if not 1 <= bucket < float("inf"):
+        raise ManagementError(400, "bucket must be at least 1 second")
+    if span / bucket > MAX_BUCKETS:
+        raise ManagementError(400, f"at most {MAX_BUCKETS} buckets per query: widen bucket or shorten since")
+    return bucket
+
+
+def bounded_int(text: str | None, name: str, *, default: int, most: int) -> int:
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ManagementError(400, f"{name} must be a whole number") from None
+    if not 1 <= value <= most:
+        raise ManagementError(400, f"{name} must be between 1 and {most}")
+    return value
+
+
 def usage_since(text: str | None, now: float, default: float) -> float:
     """`since` as a query gives it: seconds ago (under a year), or epoch seconds."""
     if text is None or text == "":
@@ -425,6 +466,3 @@ def usage_since(text: str | None, now: float, default: float) -> float:
         raise ManagementError(400, "since must be a finite, non-negative number")
     return now - value if value < 366 * 86400 else value
 
-
-def query_url(base: str, **params: str) -> str:
-    return f"{base}?{urllib.parse.urlencode(params)}" if params else base

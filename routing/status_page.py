@@ -52,6 +52,7 @@ th { font-weight: 600; color: var(--muted); font-size: 12px; border-top: 0; }
 #banner { display: none; padding: 8px 24px; background: var(--bad); color: #fff; }
 #banner.shown { display: block; }
 td.message { overflow-wrap: anywhere; max-width: 560px; }
+td.hour, td.provider { white-space: nowrap; }
 """
 
 _SCRIPT = """
@@ -162,7 +163,8 @@ function renderCredentials(data) {
 function renderUsage(data) {
   const box = document.getElementById("usage");
   if (!data) { box.replaceChildren(el("p", "none", "usage is not recorded")); return; }
-  const span = data.bucket_seconds, start = data.since;
+  // Buckets start on multiples of their length (as the database groups them).
+  const span = data.bucket_seconds, start = Math.floor(data.since / span) * span;
   const buckets = Math.max(1, Math.ceil((data.until - start) / span));
   const models = new Map();
   for (const row of data.rows) {
@@ -205,7 +207,7 @@ function renderErrors(data) {
       el("td", "", e.model ?? ""),
       el("td", "", e.credential ?? ""),
       el("td", "status", e.status ?? ""),
-      el("td", "message", e.message ?? ""),
+      el("td", "message", e.error ?? ""),
     );
     return tr;
   });
@@ -265,7 +267,7 @@ _PAGE = f"""<!doctype html>
 <tbody></tbody></table></section>
 <section><h2>Requests per model, last 24 hours</h2><div id="usage"></div></section>
 <section><h2>Recent errors</h2>
-<table id="errors"><thead><tr><th>When</th><th>Model</th><th>Credential</th><th>Status</th><th>Message</th></tr></thead>
+<table id="errors"><thead><tr><th>When</th><th>Model</th><th>Credential</th><th>Status</th><th>Error</th></tr></thead>
 <tbody></tbody></table></section>
 </main>
 <script>{_SCRIPT}</script>

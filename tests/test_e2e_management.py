@@ -101,7 +101,7 @@ def proxy(fake: FakeUpstream, make_module_proxy) -> Proxy:
 
 def test_the_key_opens_the_api_in_either_header_without_a_client_key(proxy):
     for bearer in (False, True):
-        for route in ("/config", "/auth-files", "/credentials"):
+        for route in ("/config", "/auth-files", "/credentials", "/usage", "/errors"):
             r = api(proxy, "GET", route, bearer=bearer)
             assert r.status_code == 200, (route, r.text)
             assert r.headers["content-type"] == "application/json"
@@ -388,6 +388,84 @@ def test_resting_and_refused_credentials_say_why_and_until_when(fake, make_proxy
     refused = rows["auth file refused.json"]
     assert refused["state"] == "refresh-failed" and "invalid_grant" in refused["detail"]
     assert refused["refresh"]["terminal"] is True
+
+
+def wait_for(condition, what: str, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        time.sleep(0.1)
+    return found
+
+
+def test_usage_and_errors_by_model_credential_and_client_key(fake, make_proxy):
+    proxy = make_proxy(config(fake, **{"api-keys": ["other-client-key-0000", CLIENT_KEY]}))
+    started = time.time()
+    for _ in range(3):
+        ask(proxy)
+    ask(proxy, "claude-test-2")
+    fake.fail(KEY_A, 429, headers={"retry-after": "60"}, times=1)
+    fake.fail(KEY_B, 429, headers={"retry-after": "60"}, times=1)
+    with pytest.raises(anthropic.RateLimitError):
+        ask(proxy, "claude-test-3")
+
+    def totals(**params) -> list[dict]:
+        r = api(proxy, "GET", "/usage", params=params)
+        assert r.status_code == 200, r.text
+        return r.json()["rows"]
+
+    by_model = wait_for(lambda: {r["key"]: r for r in totals(by="model")} if len(totals(by="model")) == 3 else None,
+                        "five requests in usage")
+    assert {k: (r["requests"], r["errors"]) for k, r in by_model.items()} == {
+        "claude-test-1": (3, 0), "claude-test-2": (1, 0), "claude-test-3": (1, 1)}
+    assert by_model["claude-test-1"]["input_tokens"] > 0
+    by_key = {r["key"]: r["requests"] for r in totals(by="client-key")}
+    assert by_key == {"key-2": 5}  # the client key's label (its place in api-keys), never the key
+    by_credential = {r["key"]: r["requests"] for r in totals(by="credential")}
+    assert sum(by_credential.values()) == 5 and set(by_credential) <= {"claude-api-key[0] (…AAAA)", "claude-api-key[1] (…BBBB)"}
+    buckets = api(proxy, "GET", "/usage", params={"by": "model", "since": "3600", "bucket": "60"}).json()
+    assert buckets["bucket_seconds"] == 60 and 3590 < buckets["until"] - buckets["since"] < 3610
+    assert all(r["bucket"] % 60 == 0 and r["bucket"] >= started - 60 for r in buckets["rows"])
+    assert sum(r["requests"] for r in buckets["rows"]) == 5
+    assert totals(since=str(time.time() + 10)) == []
+
+    errors = api(proxy, "GET", "/errors", params={"limit": "10"}).json()["errors"]
+    assert len(errors) == 1 and errors[0]["model"] == "claude-test-3" and errors[0]["status"] == 429
+    assert errors[0]["error"]
+    rows = {c["label"]: c for c in api(proxy, "GET", "/credentials").json()["credentials"]}
+    hour = [rows[label]["last_hour"] for label in ("claude-api-key[0] (…AAAA)", "claude-api-key[1] (…BBBB)")]
+    assert sum(h["requests"] for h in hour) == 5 and sum(h["errors"] for h in hour) == 1
+    text = json.dumps([totals(by="client-key"), errors])
+    assert CLIENT_KEY not in text and KEY_A not in text
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"by": "colour"}, "by must be one of"),
+        ({"since": "yesterday"}, "since must be a number"),
+        ({"since": "-5"}, "non-negative"),
+        ({"bucket": "0"}, "at least 1 second"),
+        ({"bucket": "1", "since": "86400"}, "at most"),
+    ],
+)
+def test_bad_usage_queries_are_400(proxy, params, message):
+    r = api(proxy, "GET", "/usage", params=params)
+    assert r.status_code == 400 and message in r.json()["error"]
+
+
+def test_bad_error_limits_are_400(proxy):
+    for limit in ("0", "lots", "100000"):
+        assert api(proxy, "GET", "/errors", params={"limit": limit}).status_code == 400
+
+
+def test_usage_routes_say_when_usage_is_off(fake, make_proxy):
+    proxy = make_proxy(config(fake, **{"usage-db": False}))
+    for route in ("/usage", "/errors"):
+        r = api(proxy, "GET", route)
+        assert r.status_code == 404 and "usage-db is off" in r.json()["error"]
+    assert all(c["last_hour"] is None for c in api(proxy, "GET", "/credentials").json()["credentials"])
 
 
 # -- the status page's login ---------------------------------------------------------------------------

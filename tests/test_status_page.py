@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -111,8 +113,9 @@ class Page(HTMLParser):
 
 @pytest.fixture(scope="module")
 def pool(fake: FakeUpstream, make_module_proxy) -> Proxy:
-    """Two Claude keys (the first one rate-limited), a Gemini key disabled at run time, a login
-    whose refresh token was refused, and one with a hostile name and e-mail."""
+    """Two Claude keys (the first one's 5h window used up, the second one's reporting 42% used),
+    a Gemini key disabled at run time (a request for Gemini fails), a login whose refresh token
+    was refused, and one with a hostile name and e-mail."""
     chromium()
     proxy = make_module_proxy(
         {
@@ -133,14 +136,34 @@ def pool(fake: FakeUpstream, make_module_proxy) -> Proxy:
     (auth / HOSTILE_NAME).write_text(json.dumps(token_file(prefix="evil", email=HOSTILE_EMAIL)))
     proxy.start()
     fake.clear()
-    fake.fail(KEY_A, 429, headers={"retry-after": "600"}, times=1)
+    now = time.time()
+    fake.add_headers(KEY_A, {
+        "anthropic-ratelimit-unified-5h-status": "rejected",
+        "anthropic-ratelimit-unified-5h-utilization": "1.0",
+        "anthropic-ratelimit-unified-5h-reset": str(int(now + 7200)),
+        "anthropic-ratelimit-unified-7d-utilization": "0.31",
+        "anthropic-ratelimit-unified-7d-reset": str(int(now + 5 * 86400)),
+    })
+    fake.add_headers(KEY_B, {
+        "anthropic-ratelimit-unified-5h-utilization": "0.42",
+        "anthropic-ratelimit-unified-5h-reset": str(int(now + 3600)),
+    })
+    fake.fail(KEY_A, 429, times=1)
     client = anthropic.Anthropic(api_key=CLIENT_KEY, base_url=proxy.base_url, max_retries=0)
-    client.messages.create(model="claude-test-1", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
-    assert fake.keys_used() == [KEY_A, KEY_B]
+    for _ in range(3):
+        client.messages.create(model="claude-test-1", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+    assert fake.keys_used() == [KEY_A, KEY_B, KEY_B, KEY_B]
     headers = {"x-management-key": SECRET}
     ids = {c["label"]: c["id"] for c in httpx.get(proxy.base_url + API + "/credentials", headers=headers).json()["credentials"]}
     gemini = next(i for label, i in ids.items() if label.startswith("gemini-api-key[0]"))
     httpx.patch(proxy.base_url + API + "/credentials/status", headers=headers, json={"id": gemini, "disabled": True})
+    failed = httpx.post(proxy.base_url + "/v1/chat/completions", headers={"authorization": f"Bearer {CLIENT_KEY}"},
+                        json={"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}]})
+    assert failed.status_code == 503
+    deadline = time.monotonic() + 5
+    while len(httpx.get(proxy.base_url + API + "/errors", headers=headers).json()["errors"]) < 1:
+        assert time.monotonic() < deadline, "the failed request never reached usage"
+        time.sleep(0.1)
     return proxy
 
 
@@ -153,13 +176,24 @@ def test_the_page_shows_one_row_per_credential_with_its_state(pool, tmp_path):
 
     resting = page.row("claude-api-key[0] (…AAAA)")
     assert resting["state"] == "resting" and resting["cells"]["provider"] == "claude"
-    assert "quota exhausted (HTTP 429)" in resting["cells"]["state"]
-    assert "min" in resting["cells"]["state"]  # the time left, counted down by the page
-    assert page.row("claude-api-key[1] (…BBBB)")["state"] == "ready"
+    assert "quota window 5h exhausted" in resting["cells"]["state"]
+    # The time left (two hours, less the test's own time), counted down by the page.
+    assert re.search(r"\b(11[89]|120) min", resting["cells"]["state"]), resting["cells"]["state"]
+    assert resting["windows"] == {"5h": "100", "7d": "31"}
+    ready = page.row("claude-api-key[1] (…BBBB)")
+    assert ready["state"] == "ready" and ready["windows"] == {"5h": "42"}
+    assert "42% used" in ready["cells"]["quota"] and "resets in" in ready["cells"]["quota"]
+    # Usage counts client requests by the credential that answered them (the 429 failed over).
+    assert resting["hour"] == (0, 0) and ready["hour"] == (3, 0)
     disabled = page.row("gemini-api-key[0]")
     assert disabled["state"] == "disabled" and "disabled at run time" in disabled["cells"]["state"]
     refused = page.row("auth file refused.json")
     assert refused["state"] == "refresh-failed" and "invalid_grant" in refused["cells"]["state"]
+    assert refused["windows"] == {} and "no quota reported" in refused["cells"]["quota"]
+
+    # Usage over the last 24 hours, per model, and the request that failed.
+    assert page.models == {"claude-test-1": 3, "gemini-2.5-flash": 1}
+    assert len(page.errors) == 1 and "gemini-2.5-flash" in page.errors[0] and "503" in page.errors[0]
 
 
 def test_hostile_labels_are_shown_as_text(pool, tmp_path):
