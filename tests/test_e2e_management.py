@@ -548,6 +548,11 @@ def cliproxy(*args: str, env: dict | None = None) -> subprocess.CompletedProcess
 
 
 def test_cliproxy_status_prints_the_credential_table(proxy, fake):
+    fake.add_headers(KEY_A, {"anthropic-ratelimit-unified-5h-utilization": "0.42",
+                             "anthropic-ratelimit-unified-5h-reset": str(int(time.time() + 3600))})
+    ask(proxy)
+    ask(proxy)
+    assert KEY_A in fake.keys_used()
     ids = credential_ids(proxy)
     api(proxy, "PATCH", "/credentials/status", json={"id": ids["claude-api-key[1] (…BBBB)"], "disabled": True})
     try:
@@ -559,7 +564,8 @@ def test_cliproxy_status_prints_the_credential_table(proxy, fake):
     assert lines[0].split() == ["PROVIDER", "CREDENTIAL", "STATE", "QUOTA", "LAST", "HOUR"]
     first = next(line for line in lines if "claude-api-key[0] (…AAAA)" in line)
     second = next(line for line in lines if "claude-api-key[1] (…BBBB)" in line)
-    assert first.split()[0] == "claude" and " ready " in first
+    assert first.split()[0] == "claude" and " ready " in first and " 5h 42% " in first
+    assert re.search(r"\d+ req, \d+ err$", first)
     assert " disabled " in second
     assert "disabled at run time" in result.stdout
     for secret in (SECRET, KEY_A, KEY_B):
