@@ -94,36 +94,48 @@ class UsageScan:
 
     Keeps the bytes from the last usage key on (and, for Anthropic, whose `message_start`
     holds the input counts and `message_delta` the final ones, from the first), growing them
-    with the next chunks until they surely hold the object. Decodes only in `usage()`."""
+    with the next chunks until they surely hold the object. A key split between chunks is
+    found in the few bytes kept of the previous ones. Decodes only in `usage()`."""
 
-    __slots__ = ("_fmt", "_key", "_first", "_last", "_grow_first", "_grow_last", "_merge")
+    __slots__ = ("_key", "_decode_as", "_first", "_last", "_grow_first", "_grow_last", "_merge", "_tail")
 
     def __init__(self, fmt: Format) -> None:
-        self._fmt = fmt
+        self._decode_as = fmt
         self._key = _key(fmt)
         self._merge = fmt is Format.ANTHROPIC
         self._first = b""
         self._last = b""
         self._grow_first = False
         self._grow_last = False
+        self._tail = b""
 
     def __call__(self, chunk: bytes) -> None:
         if self._grow_last or self._grow_first:
             self._grow(chunk)
-        at = chunk.rfind(self._key)
-        if at < 0:
-            return
-        end = at + len(self._key)
-        value = _VALUE.match(chunk, end)
-        if value is None or value.group(1) != b"{":
-            # A `"usage": null` (the Chat and Responses streams' early events), or the key cut
-            # off at the chunk's end; the real object comes later either way.
-            return
-        self._last = chunk[at : at + _CAP]
+        key = self._key
+        at = chunk.rfind(key)
+        if at >= 0:
+            self._found(chunk, at)
+        elif self._tail:
+            joined = self._tail + chunk[: len(key)]
+            at = joined.rfind(key)
+            if at >= 0 and at + len(key) > len(self._tail):  # not one already found
+                self._found(self._tail[at:] + chunk, 0)
+        if len(chunk) >= len(key):
+            self._tail = chunk[1 - len(key) :]
+        else:
+            self._tail = (self._tail + chunk)[1 - len(key) :]
+
+    def _found(self, data: bytes, at: int) -> None:
+        value = _VALUE.match(data, at + len(self._key))
+        if value is not None and value.group(1) != b"{":
+            return  # `"usage": null` (the Chat and Responses streams' early events)
+        # An object, or a key at the very end whose value is still to come.
+        self._last = data[at : at + _CAP]
         self._grow_last = len(self._last) < _CAP
         if self._merge and not self._first:
-            first = chunk.find(self._key)
-            self._first = chunk[first : first + _CAP]
+            first = data.find(self._key)
+            self._first = data[first : first + _CAP]
             self._grow_first = len(self._first) < _CAP
 
     def _grow(self, chunk: bytes) -> None:
@@ -141,8 +153,8 @@ class UsageScan:
         raw = _object_at(self._last, size)
         if raw is None:
             return None
-        if self._first and self._first is not self._last:
+        if self._first:
             start = _object_at(self._first, size)
             if start is not None:
                 raw = {**start, **raw}
-        return _decode(self._fmt, raw)
+        return _decode(self._decode_as, raw)
