@@ -522,6 +522,8 @@ class Management:
         entry = next((e for e in self.runtime.store.entries() if e.path.name == name), None)
         if entry is None:
             raise ManagementError(404, f"no auth file {shown(name)} is loaded")
+        if entry.disabled:
+            raise ManagementError(409, f'{shown(name)} is disabled in the file itself ("disabled": true): edit the file')
         _json(flow, 200, {**self._switch(entry.credential.id, disabled), "name": name})
 
     def _usage_store(self):

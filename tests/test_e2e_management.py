@@ -223,14 +223,17 @@ def test_a_malformed_upload_is_a_400_and_writes_nothing(proxy, name, content):
 
 def test_an_uploaded_file_serves_at_once_and_can_be_listed_downloaded_and_deleted(proxy, fake):
     content = json.dumps(token_file()).encode()
+    client = anthropic.Anthropic(api_key=CLIENT_KEY, base_url=proxy.base_url, max_retries=0)
     started = time.monotonic()
     r = api(proxy, "POST", "/auth-files", params={"name": "uploaded.json"}, content=content)
+    uploaded_in = time.monotonic() - started
     assert r.status_code == 200, r.text
     assert r.json() == {"status": "ok", "name": "uploaded.json", "id": "claude:uploaded.json", "loaded": True}
-    ask(proxy, "up/claude-test-1")
+    client.messages.create(model="up/claude-test-1", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
     served_in = time.monotonic() - started
     assert fake.requests[-1].api_key == UPLOAD_ACCESS
     assert served_in < 1.0, f"the upload was served after {served_in:.2f}s"
+    print(f"upload answered in {uploaded_in * 1000:.0f} ms; first request served on it {served_in * 1000:.0f} ms after the upload began")
     path = proxy.workdir / "auth" / "uploaded.json"
     assert json.loads(path.read_text()) == json.loads(content)
     assert (path.stat().st_mode & 0o777) == 0o600
@@ -353,11 +356,17 @@ def test_an_auth_file_is_disabled_by_name_as_cliproxyapi_does(proxy, fake):
         ("/credentials/status", {"id": "x", "disabled": "yes"}, 400),
         ("/auth-files/status", {"name": "../x.json", "disabled": True}, 400),
         ("/auth-files/status", {"name": "missing.json", "disabled": True}, 404),
+        ("/auth-files/status", {"name": "off-in-file.json", "disabled": False}, 409),
     ],
 )
 def test_bad_switches_are_refused_in_json(proxy, route, body, status):
-    r = api(proxy, "PATCH", route, json=body)
-    assert r.status_code == status and r.json()["error"]
+    api(proxy, "POST", "/auth-files", params={"name": "off-in-file.json"},
+        content=json.dumps(token_file(disabled=True)).encode())
+    try:
+        r = api(proxy, "PATCH", route, json=body)
+        assert r.status_code == status and r.json()["error"]
+    finally:
+        api(proxy, "DELETE", "/auth-files", params={"name": "off-in-file.json"})
 
 
 def test_unknown_routes_and_methods(proxy):
