@@ -14,6 +14,7 @@ if _ROOT not in sys.path:
 from addons.authdir import AuthDirWatcher  # noqa: E402
 from addons.config import LISTENER_TARGET, ConfigLoader  # noqa: E402
 from addons.dispatch import Dispatcher  # noqa: E402
+from addons.exposure import Exposure  # noqa: E402
 from addons.intercept import Interceptor, allow_hosts  # noqa: E402
 from addons.listener import ApiListener  # noqa: E402
 from addons.management import Management  # noqa: E402
@@ -23,6 +24,10 @@ from routing.runtime import Runtime  # noqa: E402
 
 _runtime = Runtime()
 _config = ConfigLoader(_runtime)
+# First in the chain: it sets mitmproxy's listen_host before the config is checked against it,
+# and refuses unauthenticated proxy clients before any other addon sees their requests.
+_exposure = Exposure(_runtime)
+_config.checks.append(_exposure.problem)
 # Registered with the runtime before the config loads, so the auth directory loads with it.
 _auth_dir = AuthDirWatcher(_runtime)
 _dispatcher = Dispatcher(_runtime)
@@ -32,6 +37,7 @@ _listener = ApiListener(_runtime, _config, _dispatcher, _management)
 _config.option_sources.append(lambda config: {"allow_hosts": allow_hosts(config, LISTENER_TARGET)})
 
 addons = [
+    _exposure,
     _config,
     _auth_dir,
     RefreshLoop(_runtime),

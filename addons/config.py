@@ -10,7 +10,8 @@ from pathlib import Path
 from mitmproxy import ctx, exceptions
 
 from addons.watching import DebouncedWatch
-from routing.config import EXAMPLE_CLIENT_KEY, Config, ConfigError, load_config, unknown_keys
+from routing.command import cliproxy_command
+from routing.config import Config, ConfigError, config_warnings, parse_config
 from routing.runtime import Runtime
 
 logger = logging.getLogger("cliproxy")
@@ -31,10 +32,10 @@ def listener_mode(config: Config) -> str:
 
     A reverse proxy whose default target is never dialled (and, being `.invalid`, could not
     be): with `connection_strategy=lazy` every request is either rewritten to a credential's
-    upstream or answered by the proxy.
+    upstream or answered by the proxy. Its address is always the config's own, whatever
+    mitmproxy's `listen_host`: `host: ""` is every interface, as in CLIProxyAPI.
     """
-    listen = f"{config.host}:{config.port}" if config.host else str(config.port)
-    return f"reverse:http://{LISTENER_TARGET}@{listen}"
+    return f"reverse:http://{LISTENER_TARGET}@{config.host}:{config.port}"
 
 
 def is_listener_mode(spec: str) -> bool:
@@ -45,11 +46,16 @@ class ConfigLoader:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.path: Path | None = None
+        # The path as the user gave it, which messages name.
+        self.source = "config.yaml"
         self.mode_spec: str | None = None
         self._watcher: DebouncedWatch | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Other concerns' mitmproxy options that follow from the config (name -> value).
         self.option_sources: list[Callable[[Config], dict]] = []
+        # Other concerns' objections to a valid config (`api-keys: required, ...`), or None.
+        self.checks: list[Callable[[Config], str | None]] = []
+        self._warned: frozenset[str] = frozenset()
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -62,23 +68,38 @@ class ConfigLoader:
     def configure(self, updated: set[str]) -> None:
         if "cliproxy_config" not in updated:
             return
-        path = Path(ctx.options.cliproxy_config).expanduser().resolve()
-        if path.exists():
-            try:
-                config = load_config(path)
-            except ConfigError as e:
-                raise exceptions.OptionsError(str(e)) from None
-            self._report_ignored(path)
-        else:
-            config = Config()
+        source = ctx.options.cliproxy_config
+        path = Path(source).expanduser().resolve()
+        try:
+            config, warnings = self._read(path, source)
+        except ConfigError as e:
+            if self._loop is None:
+                # Start-up: one line naming the file and the key. mitmproxy's error check then
+                # ends the process with status 1 (an OptionsError would print a traceback).
+                logger.error(str(e))
+                return
+            raise exceptions.OptionsError(str(e)) from None
+        if not path.exists():
             logger.warning(
                 f"cliproxy: no config file at {path}; running on defaults with no credentials. "
                 "Copy config.example.yaml to config.yaml, add API keys, and they apply at once."
             )
-        self.path = path
-        self._put_in_force(config)
+        self.path, self.source = path, source
+        self._put_in_force(config, warnings)
         if self._loop is not None:
             self._watch()
+
+    def _read(self, path: Path, source: str) -> tuple[Config, list[str]]:
+        """The config at `path` (defaults if there is none) and its warnings, or ConfigError."""
+        try:
+            text = path.read_text(encoding="utf-8") if path.exists() else ""
+        except OSError as e:
+            raise ConfigError(f"{source}: cannot read: {e.strerror}") from None
+        config = parse_config(text, source)
+        for check in self.checks:
+            if problem := check(config):
+                raise ConfigError(f"{source}: {problem}")
+        return config, config_warnings(config, text)
 
     def running(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -86,6 +107,8 @@ class ConfigLoader:
         # added in `configure` is not served yet. Re-announcing the modes now that the proxy
         # server is running makes it start whatever is missing (a no-op on mitmproxy 11).
         ctx.options.update(mode=list(ctx.options.mode))
+        if self.path is None:
+            return  # the config was refused; mitmproxy is on its way out
         self._watch()
         config = self.runtime.config
         proxy_host = ctx.options.listen_host or "*"
@@ -98,7 +121,7 @@ class ConfigLoader:
             logger.warning(
                 "cliproxy: no credentials are configured: add gemini-api-key, claude-api-key, "
                 "codex-api-key or openai-compatibility entries to the config file, or token "
-                f"files (`cliproxy auth`) to the auth directory {config.auth_path}."
+                f"files (`{cliproxy_command()} auth`) to the auth directory {config.auth_path}."
             )
 
     def done(self) -> None:
@@ -108,15 +131,14 @@ class ConfigLoader:
 
     # -- applying a config -----------------------------------------------------------------
 
-    def _put_in_force(self, config: Config) -> None:
+    def _put_in_force(self, config: Config, warnings: list[str]) -> None:
         previous = self.runtime.config
         self.runtime.apply(config)
         logger.setLevel(logging.DEBUG if config.debug else logging.INFO)
-        if EXAMPLE_CLIENT_KEY in config.api_keys:
-            logger.warning(
-                "cliproxy: api-keys still holds the example key from config.example.yaml, which "
-                "anyone can read: replace it with a long random string."
-            )
+        for warning in warnings:
+            if warning not in self._warned:  # once, not on every reload
+                logger.warning(f"cliproxy: {self.source}: {warning}")
+        self._warned = frozenset(warnings)
         mode = listener_mode(config)
         updates: dict = {}
         # The previous listener goes, whether this loader added it or the one before a script
@@ -136,14 +158,6 @@ class ConfigLoader:
                     updates[name] = value
         if updates:
             ctx.options.update(**updates)
-
-    def _report_ignored(self, path: Path) -> None:
-        try:
-            ignored = unknown_keys(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return
-        if ignored:
-            logger.info(f"cliproxy: {path}: keys not supported here, ignored: {', '.join(ignored)}")
 
     # -- watching the file -----------------------------------------------------------------
 
@@ -168,14 +182,13 @@ class ConfigLoader:
             logger.warning(f"cliproxy: {self.path} was removed; keeping the running config")
             return
         try:
-            config = load_config(self.path)
+            config, warnings = self._read(self.path, self.source)
         except ConfigError as e:
             logger.error(f"cliproxy: config edit rejected, the running config stays in force: {e}")
             return
         if config == self.runtime.config:
             return
-        self._put_in_force(config)
-        self._report_ignored(self.path)
+        self._put_in_force(config, warnings)
         logger.info(
             f"cliproxy: reloaded {self.path}: {config.credential_count} credential(s), "
             f"routing {config.routing.strategy}"

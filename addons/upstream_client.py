@@ -69,15 +69,24 @@ class UpstreamClient:
         proxy: str | None,
     ) -> aiohttp.ClientResponse:
         """The response, its body not read yet. Raises `UNREACHABLE` errors."""
-        return await self.session().request(
-            method,
-            URL(url, encoded=True),  # as built, percent-encoding included: never re-quoted
-            headers=headers,
-            data=body,
-            proxy=proxy,
-            timeout=self.timeout(config),
-            allow_redirects=False,
-        )
+        for tries_left in (1, 0):
+            try:
+                return await self.session().request(
+                    method,
+                    URL(url, encoded=True),  # as built, percent-encoding included: never re-quoted
+                    headers=headers,
+                    data=body,
+                    proxy=proxy,
+                    timeout=self.timeout(config),
+                    allow_redirects=False,
+                )
+            except aiohttp.ServerDisconnectedError:
+                # A kept-alive connection the upstream closed as it was handed this request
+                # (idle timeouts race with reuse): the request never reached it, and one more
+                # try goes out on a fresh connection. A second close is the upstream's answer.
+                if not tries_left:
+                    raise
+        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         if self._session is not None:

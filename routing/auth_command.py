@@ -28,7 +28,7 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "the auth directory of config.yaml; a running proxy starts using it by itself. Run it "
         "again to add another account.",
     )
-    sub.add_argument("provider", choices=PROVIDER_NAMES)
+    sub.add_argument("provider", choices=PROVIDER_NAMES, help="the subscription: " + ", ".join(PROVIDER_NAMES))
     sub.add_argument("--config", default=argparse.SUPPRESS, help="config file (default: ./config.yaml; missing: defaults)")
     sub.add_argument("--no-browser", action="store_true", help="do not open a browser: print the address, and accept the redirect address pasted on stdin")
     sub.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS", help="how long to wait for the sign-in (default 300)")
@@ -51,6 +51,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     from functools import partial
 
     from auth.login.registry import LoginError, LoginOptions, Session, login
+    from routing.command import cliproxy_command
     from routing.config import Config, ConfigError, load_config
     from routing.upstream import redirect
 
@@ -112,10 +113,11 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"Updated {saved.path} (this account had signed in before; settings added to that file were kept).", file=out)
     else:
         print(f"Saved {saved.path} (readable by you only).", file=out)
+    command = cliproxy_command()
     print(
         f"Next: a running proxy watches {saved.path.parent} and starts using this account within "
-        "seconds; otherwise start it with `cliproxy run`. To add another account, run "
-        f"`cliproxy auth {args.provider}` again and sign in as someone else.",
+        f"seconds; otherwise start it with `{command} run` (or scripts/run). To add another "
+        f"account, run `{command} auth {args.provider}` again and sign in as someone else.",
         file=out,
     )
     return 0

@@ -8,19 +8,36 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import shlex
 import shutil
-import socket
 import ssl
 import sys
 from pathlib import Path
 
+import httpx
+
 from auth.credential import Credential
 from auth.store import AuthStore
 from routing.auth_command import add_parser as add_auth_parser
-from routing.config import Config, ConfigError, load_config, unknown_keys
+from routing.command import cliproxy_command
+from routing.config import Config, ConfigError, config_warnings, load_config
+from routing.exposure import Entrance, exposure_problem, proxy_url
 from routing.management import PREFIX as MANAGEMENT_PREFIX
 from routing.router import Router, UnknownModel, credentials_from_config
 from routing.usage_command import add_parser as add_usage_parser
+
+DESCRIPTION = (
+    "cliproxy pools LLM subscriptions and API keys behind one local endpoint that speaks the "
+    "OpenAI, Anthropic and Gemini APIs, and serves vendor CLIs (Claude Code, Codex, Gemini CLI) "
+    "that use it as HTTPS_PROXY. This command runs the proxy, checks its config, sets a shell up "
+    "for a vendor CLI, signs subscriptions in and shows the running pool."
+)
+# Answered by the proxy itself when asked through its interception port (addons/exposure.py).
+PROBE_URL = "http://cliproxy.invalid/"
+DEFAULT_PROXY_HOST = "127.0.0.1"
+DEFAULT_PROXY_PORT = 8080
+DEFAULT_CONFDIR = "~/.mitmproxy"
 
 ADDON = Path(__file__).resolve().parent.parent / "addons" / "cliproxy.py"
 
@@ -54,20 +71,30 @@ def check(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"{path}: no such file; copy config.example.yaml there and add your keys")
         return 1
     try:
-        config = load_config(path)
+        config = load_config(path, args.config)
     except ConfigError as e:
         print(e)
         return 1
+    listener = Entrance("the API listener", config.host, config.port)
+    if problem := exposure_problem(
+        [listener], bool(config.client_keys), config.allow_unauthenticated_exposure
+    ):
+        print(f"{args.config}: {problem}")
+        return 1
     credentials = _credentials(config)
     router = Router(credentials, force_model_prefix=config.force_model_prefix)
-    print(f"{path}: valid; listener http://{config.host or '*'}:{config.port}")
+    print(f"{path}: valid; listener http://{listener.address}")
     print(f"client api-keys: {len(config.client_keys) or 'none (every local client is allowed)'}")
     for cred in credentials:
         print(f"  {cred.label:48} priority {cred.priority}")
     models = [m.id for m in router.models()]
     print(f"models (reachable from every API): {', '.join(models) or 'none'}")
-    if ignored := unknown_keys(path.read_text(encoding="utf-8")):
-        print(f"ignored (not supported here): {', '.join(ignored)}")
+    for warning in config_warnings(config, path.read_text(encoding="utf-8")):
+        print(f"warning: {warning}")
+    print(
+        "The interception proxy listens where mitmproxy's --listen-host says (127.0.0.1 unless "
+        "given); beyond loopback it needs api-keys too, and asks HTTPS_PROXY clients for one."
+    )
     return 0
 
 
@@ -100,8 +127,63 @@ def _write_bundle(confdir: str) -> Path:
     return bundle
 
 
-def _proxy_url(args: argparse.Namespace) -> str:
-    return f"http://127.0.0.1:{args.proxy_port}"
+def _ask_proxy(url: str) -> tuple[int | None, dict]:
+    """Ask the interception proxy at `url` (an HTTPS_PROXY value) who it is: the status (None if
+    nothing answers) and, from cliproxy, its JSON self-description."""
+    try:
+        with httpx.Client(proxy=url, trust_env=False, timeout=3) as client:
+            response = client.get(PROBE_URL)
+    except (httpx.HTTPError, ValueError):
+        return None, {}
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    return response.status_code, body if isinstance(body, dict) and "cliproxy" in body else {}
+
+
+def _client_key(args: argparse.Namespace) -> str | None:
+    path = Path(args.config).expanduser()
+    try:
+        config = load_config(path, args.config) if path.exists() else Config()
+    except ConfigError:
+        return None
+    return config.client_keys[0] if config.client_keys else None
+
+
+def _proxy_setting(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The HTTPS_PROXY value that gets a client through the interception proxy (with one of the
+    config's api-keys where the proxy asks for credentials), or None, and what was found."""
+    plain = proxy_url(args.proxy_host, args.proxy_port)
+    status, body = _ask_proxy(plain)
+    if status is None:
+        return plain, f"nothing answers on {plain} yet (start it: scripts/run); assuming no credentials"
+    if status != 407:
+        if body:
+            return plain, f"cliproxy answers on {plain}"
+        return plain, f"something other than cliproxy answers on {plain}"
+    key = _client_key(args)
+    if key is None:
+        return None, f"the proxy on {plain} asks for credentials, and {args.config} has no api-keys"
+    url = proxy_url(args.proxy_host, args.proxy_port, key)
+    if _ask_proxy(url)[0] != 200:
+        return None, f"the proxy on {plain} refuses the first api-key of {args.config}"
+    return url, f"cliproxy answers on {plain} and accepts one of the api-keys as proxy credentials"
+
+
+def _env_command(args: argparse.Namespace) -> str:
+    """The `cliproxy env` command line that reproduces these arguments, ready to type."""
+    words = [cliproxy_command()]
+    if args.config != "config.yaml":
+        words += ["--config", shlex.quote(args.config)]
+    words += ["env", args.tool]
+    if args.proxy_host != DEFAULT_PROXY_HOST:
+        words += ["--proxy-host", shlex.quote(args.proxy_host)]
+    if args.proxy_port != DEFAULT_PROXY_PORT:
+        words += ["--proxy-port", str(args.proxy_port)]
+    if args.confdir != DEFAULT_CONFDIR:
+        words += ["--confdir", shlex.quote(args.confdir)]
+    return f'eval "$({" ".join(words)})"'
 
 
 def env(args: argparse.Namespace, extra: list[str]) -> int:
@@ -113,13 +195,20 @@ def env(args: argparse.Namespace, extra: list[str]) -> int:
             file=sys.stderr,
         )
         return 1
+    url, found = _proxy_setting(args)
+    if url is None:
+        print(f"cliproxy: {found}", file=sys.stderr)
+        return 1
+    if not found.startswith("cliproxy answers"):
+        print(f"cliproxy: {found}", file=sys.stderr)
     variables, _ = TOOLS[args.tool]
     files = {"ca": ca}
     if "bundle" in variables.values():
         files["bundle"] = _write_bundle(args.confdir)
-    print(f"export HTTPS_PROXY={_proxy_url(args)}")
+    # Quoted for the shell that evaluates these lines: a key may hold any character.
+    print(f"export HTTPS_PROXY={shlex.quote(url)}")
     for name, kind in variables.items():
-        print(f"export {name}={files[kind]}")
+        print(f"export {name}={shlex.quote(str(files[kind]))}")
     print(f"# then run {args.tool} as usual; its API calls are served by the cliproxy pool")
     return 0
 
@@ -134,19 +223,26 @@ def doctor(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"[{'ok' if ok else '!!'}] {message}" + (f"\n     -> {fix}" if fix and not ok else ""))
 
     variables, model = TOOLS[args.tool]
+    set_up = _env_command(args)
     ca = _ca_path(args.confdir)
     report(ca.exists(), f"mitmproxy CA at {ca}", "start the proxy once (scripts/run) to create it")
-    try:
-        with socket.create_connection(("127.0.0.1", args.proxy_port), timeout=2):
-            reachable = True
-    except OSError:
-        reachable = False
-    report(reachable, f"interception proxy listening on {_proxy_url(args)}", "start it: scripts/run")
-    proxy_env = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or ""
+    plain = proxy_url(args.proxy_host, args.proxy_port)
+    status, body = _ask_proxy(plain)
     report(
-        proxy_env.rstrip("/") == _proxy_url(args),
-        f"HTTPS_PROXY is {proxy_env or 'unset'}",
-        f'eval "$(cliproxy env {args.tool})"',
+        status is not None and (status == 407 or bool(body)),
+        f"cliproxy's interception proxy answers on {plain}"
+        + (" and asks for proxy credentials" if status == 407 else ""),
+        "start it: scripts/run" if status is None else "another program holds that port",
+    )
+    proxy_env = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or ""
+    through = _ask_proxy(proxy_env)[0] if proxy_env else None
+    # Never print the key a credentialed HTTPS_PROXY holds.
+    shown = re.sub(r"//[^@/]*@", "//***@", proxy_env)
+    report(
+        through == 200,
+        f"HTTPS_PROXY ({shown or 'unset'}) reaches cliproxy"
+        + (": it asks for one of the api-keys as credentials" if through == 407 else ""),
+        set_up,
     )
     expected = {"ca": ca, "bundle": _bundle_path(args.confdir)}
     for name, kind in variables.items():
@@ -154,11 +250,11 @@ def doctor(args: argparse.Namespace, extra: list[str]) -> int:
         report(
             bool(value) and Path(value).resolve() == expected[kind].resolve(),
             f"{name} is {value or 'unset'}",
-            f'eval "$(cliproxy env {args.tool})"',
+            set_up,
         )
     path = Path(args.config).expanduser()
     try:
-        config = load_config(path) if path.exists() else None
+        config = load_config(path, args.config) if path.exists() else None
     except ConfigError as e:
         report(False, str(e))
         return 1
@@ -296,25 +392,69 @@ def status(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cliproxy", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="cliproxy", description=DESCRIPTION)
     parser.add_argument("--config", default="config.yaml", help="config file (default: ./config.yaml)")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="run the proxy (extra arguments go to mitmdump)").set_defaults(
-        handler=run
-    )
-    commands.add_parser("check", help="validate the config and list credentials and models").set_defaults(
-        handler=check
-    )
-    for name, handler, text in (
-        ("env", env, "print the shell lines that send a vendor CLI through the proxy"),
-        ("doctor", doctor, "check that a vendor CLI is set up to go through the proxy"),
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "run",
+        help="run the proxy (mitmdump with the cliproxy addon)",
+        description="Run the proxy: mitmdump with the cliproxy addon and this config. Arguments "
+        "this command does not know go to mitmdump, e.g. --listen-port 8081 or --set KEY=VALUE.",
+    ).set_defaults(handler=run)
+    commands.add_parser(
+        "check",
+        help="validate the config and list credentials and models",
+        description="Validate the config as the proxy would (exit status 1 with the key named if "
+        "it is not valid), then list the credentials by label, never by secret, the models they "
+        "serve, and the CLIProxyAPI keys this proxy ignores.",
+    ).set_defaults(handler=check)
+    for name, handler, text, description in (
+        (
+            "env",
+            env,
+            "print the shell lines that send a vendor CLI through the proxy",
+            "Print the export lines (HTTPS_PROXY and the CA variables the CLI reads) that send a "
+            "vendor CLI through the interception proxy; use them as "
+            f'eval "$({cliproxy_command()} env TOOL)". Where the proxy asks for credentials (it '
+            "listens beyond loopback), HTTPS_PROXY carries the first of the config's api-keys.",
+        ),
+        (
+            "doctor",
+            doctor,
+            "check that a vendor CLI is set up to go through the proxy",
+            "Check, for one vendor CLI, the whole path: mitmproxy's CA, the interception proxy, "
+            "this shell's HTTPS_PROXY and CA variables, and the credentials that serve the CLI's "
+            "default model. Prints what to fix; exit status 1 if anything needs fixing.",
+        ),
     ):
-        sub = commands.add_parser(name, help=text)
-        sub.add_argument("tool", choices=sorted(TOOLS))
-        sub.add_argument("--proxy-port", type=int, default=8080, help="mitmproxy's proxy port (default 8080)")
-        sub.add_argument("--confdir", default="~/.mitmproxy", help="mitmproxy's confdir, where its CA is")
+        sub = commands.add_parser(name, help=text, description=description)
+        sub.add_argument("tool", choices=sorted(TOOLS), help="the vendor CLI: " + ", ".join(sorted(TOOLS)))
+        sub.add_argument(
+            "--proxy-host",
+            default=DEFAULT_PROXY_HOST,
+            help=f"address to reach the interception proxy at (default {DEFAULT_PROXY_HOST})",
+        )
+        sub.add_argument(
+            "--proxy-port",
+            type=int,
+            default=DEFAULT_PROXY_PORT,
+            help=f"the interception proxy's port, mitmproxy's --listen-port (default {DEFAULT_PROXY_PORT})",
+        )
+        sub.add_argument(
+            "--confdir",
+            default=DEFAULT_CONFDIR,
+            help=f"mitmproxy's confdir, where its CA is (default {DEFAULT_CONFDIR})",
+        )
         sub.set_defaults(handler=handler)
-    sub = commands.add_parser("status", help="show every credential's state, quota and use, from the running proxy")
+    sub = commands.add_parser(
+        "status",
+        help="show every credential's state, quota and use, from the running proxy",
+        description="Ask the running proxy's management API for every credential's state (ready, "
+        "resting and until when, refreshing, refresh failed, disabled), the quota its upstream "
+        "reported and its requests and errors in the last hour, and print them as a table. Needs "
+        "remote-management.secret-key (from the config, --secret or $"
+        f"{MANAGEMENT_KEY_ENV}).",
+    )
     sub.add_argument("--config", default=argparse.SUPPRESS, help="config file: the listener's address and the management key")
     sub.add_argument("--url", help="the proxy's listener, e.g. http://127.0.0.1:8317 (default: from the config)")
     sub.add_argument("--secret", help=f"the management key (default: ${MANAGEMENT_KEY_ENV}, else the config's secret-key)")

@@ -2,7 +2,8 @@
 
 Keys are kebab-case on disk (`request-retry`) and snake_case in Python (`request_retry`).
 Keys CLIProxyAPI knows but this proxy does not implement are accepted and reported once, so
-that an existing CLIProxyAPI config loads unchanged.
+that an existing CLIProxyAPI config loads unchanged; a key neither knows is an error
+(routing/config_keys.py).
 """
 
 from __future__ import annotations
@@ -10,15 +11,78 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from routing.config_keys import cliproxyapi_only_keys, unknown_key_errors
 
 DEFAULT_PORT = 8317
 API_KEY_ENV = "CLI_PROXY_API_KEY"
-# The client key config.example.yaml ships with: public, so never a real protection.
+# The client key config.example.yaml mentions: public, so never a real protection.
 EXAMPLE_CLIENT_KEY = "change-me-to-a-long-random-string"
+# Client keys anyone can read in an example config: ours, and the ones CLIProxyAPI's
+# config.example.yaml ships with (CLIProxyAPI refuses to serve while they are set).
+PLACEHOLDER_CLIENT_KEYS = frozenset(
+    {EXAMPLE_CLIENT_KEY, "your-api-key-1", "your-api-key-2", "your-api-key-3"}
+)
+# Upstream proxies CLIProxyAPI accepts (sdk/proxyutil): a URL of these schemes, or a bypass.
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+PROXY_BYPASS = ("direct", "none")
+
+
+def _url_problem(value: str, schemes: tuple[str, ...]) -> str | None:
+    """What is wrong with `value` as a URL of one of `schemes`, without repeating it (a URL may
+    carry credentials)."""
+    allowed = ", ".join(f"{s}://" for s in schemes)
+    if "://" not in value:
+        return f"not a URL: it needs a scheme ({allowed}) and a host"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        return "not a valid URL (check the host and port)"
+    if parts.scheme.lower() not in schemes:
+        return f"scheme {parts.scheme.lower()!r} is not one of {allowed}"
+    if not parts.hostname:
+        return "the URL has no host"
+    return None
+
+
+def _http_url(value: str) -> str:
+    if problem := _url_problem(value, ("http", "https")):
+        raise ValueError(problem)
+    return value
+
+
+def _proxy_url(value: str) -> str:
+    if value.strip() and value.strip().lower() not in PROXY_BYPASS:
+        if problem := _url_problem(value.strip(), PROXY_SCHEMES):
+            raise ValueError(f"{problem}, or direct / none")
+    return value
+
+
+def _not_a_placeholder(key: str) -> str:
+    if key.strip() in PLACEHOLDER_CLIENT_KEYS:
+        raise ValueError(
+            "this is the placeholder key of an example config, which anyone can read: "
+            "replace it with a long random string (e.g. from `openssl rand -hex 24`)"
+        )
+    return key
+
+
+ClientKey = Annotated[str, AfterValidator(_not_a_placeholder)]
+ProxyUrl = Annotated[str, AfterValidator(_proxy_url)]
 
 
 def _kebab(name: str) -> str:
@@ -54,7 +118,7 @@ class ModelAlias(_Section):
 class _KeyEntryBase(_Section):
     prefix: str = ""
     base_url: str = ""
-    proxy_url: str = ""
+    proxy_url: ProxyUrl = ""
     priority: int = 0
     headers: dict[str, str] = Field(default_factory=dict)
     models: list[ModelAlias] = Field(default_factory=list)
@@ -68,6 +132,11 @@ class _KeyEntryBase(_Section):
             raise ValueError("a prefix is one path segment, without '/'")
         return v
 
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_is_http(cls, v: str) -> str:
+        return _http_url(v) if v else v
+
 
 class ApiKeyEntry(_KeyEntryBase):
     """One entry of `gemini-api-key`, `claude-api-key` or `codex-api-key`."""
@@ -77,7 +146,7 @@ class ApiKeyEntry(_KeyEntryBase):
 
 class CompatKey(_Section):
     api_key: str = Field(min_length=1)
-    proxy_url: str = ""
+    proxy_url: ProxyUrl = ""
 
 
 class OpenAICompatibility(_KeyEntryBase):
@@ -88,6 +157,7 @@ class OpenAICompatibility(_KeyEntryBase):
     base_url: str = Field(min_length=1)
     disabled: bool = False
     api_key_entries: list[CompatKey] = Field(default_factory=list)
+    legacy_keys: ClassVar[tuple[str, ...]] = ("api-keys",)
 
     @model_validator(mode="before")
     @classmethod
@@ -104,6 +174,10 @@ class QuotaExceeded(_Section):
 
 
 class RemoteManagement(_Section):
+    """CLIProxyAPI's management API settings (served by addons/management.py): `secret-key`
+    turns the API and the status page on, `allow-remote` admits non-loopback clients,
+    `disable-control-panel` leaves the status page out."""
+
     allow_remote: bool = False
     secret_key: str = ""
     disable_control_panel: bool = False
@@ -168,11 +242,15 @@ class Config(_Section):
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_PORT, ge=1, le=65535)
     auth_dir: str = "~/.cli-proxy-api"
-    api_keys: list[str] = Field(default_factory=list)
+    api_keys: list[ClientKey] = Field(default_factory=list)
+    # Not in CLIProxyAPI: serve without client keys although an entrance listens beyond
+    # loopback (anyone who reaches it uses the pool). Logged as a warning on every load.
+    allow_unauthenticated_exposure: bool = False
     debug: bool = False
-    request_retry: int = Field(3, ge=0)
-    max_retry_credentials: int = Field(0, ge=0)
-    max_retry_interval: float = Field(30, ge=0)
+    # CLIProxyAPI reads a negative value of these three as 0 (SetRetryConfig).
+    request_retry: int = 3
+    max_retry_credentials: int = 0
+    max_retry_interval: float = 30
     disable_cooling: bool = False
     transient_error_cooldown_seconds: float = 0
     force_model_prefix: bool = False
@@ -184,7 +262,7 @@ class Config(_Section):
     # Upstream proxy for every credential (http:// or https://); a credential's own
     # `proxy-url` wins, and "direct" or "none" there bypasses this one. A socks proxy (which
     # CLIProxyAPI configs may name) loads, but the credentials it applies to are left out.
-    proxy_url: str = ""
+    proxy_url: ProxyUrl = ""
     routing: Routing = Routing()
     quota_exceeded: QuotaExceeded = QuotaExceeded()
     remote_management: RemoteManagement = RemoteManagement()
@@ -229,12 +307,17 @@ class Config(_Section):
             return "listener"
         return v
 
+    @field_validator("request_retry", "max_retry_credentials", "max_retry_interval")
+    @classmethod
+    def _negative_is_zero(cls, v: float) -> float:
+        return max(v, 0)
+
     @field_validator("upstream_overrides")
     @classmethod
     def _overrides_are_urls(cls, v: dict[str, str]) -> dict[str, str]:
         for host, url in v.items():
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"{host}: {url!r} is not an http:// or https:// URL")
+            if problem := _url_problem(url, ("http", "https")):
+                raise ValueError(f"{host}: {problem}")
         return {host.lower(): url.rstrip("/") for host, url in v.items()}
 
     @property
@@ -285,8 +368,13 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     return "".join(parts) or "(top level)"
 
 
-def parse_config(text: str, source: str = "config.yaml") -> Config:
-    """Parse YAML text into a `Config`, or raise `ConfigError` naming `source` and the bad key."""
+def _message(err: Any) -> str:
+    if err["type"] == "value_error" and "error" in err.get("ctx", {}):
+        return str(err["ctx"]["error"])  # our own words, without pydantic's "Value error, "
+    return err["msg"]
+
+
+def _load_yaml(text: str, source: str) -> dict:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -298,26 +386,64 @@ def parse_config(text: str, source: str = "config.yaml") -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of keys at the top level")
+    return data
+
+
+def parse_config(text: str, source: str = "config.yaml") -> Config:
+    """Parse YAML text into a `Config`, or raise `ConfigError` naming `source` and the bad key:
+    `config.yaml: claude-api-key[0].base-url: the URL has no host`, several joined by `; `."""
+    data = _load_yaml(text, source)
+    problems = unknown_key_errors(data, Config)
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            # Never echo the offending value: it may be a secret.
-            problems.append(f"{_key_path(err['loc'])}: {err['msg']}")
-        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+        # Never echo the offending value: it may be a secret.
+        problems += [f"{_key_path(err['loc'])}: {_message(err)}" for err in e.errors()]
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(_grouped(problems))) from None
+    return config
 
 
-def load_config(path: Path) -> Config:
+def _grouped(problems: list[str]) -> list[str]:
+    """`a: x; b: x` as `a, b: x` (three placeholder keys are one problem)."""
+    paths: dict[str, list[str]] = {}
+    for problem in problems:
+        path, _, what = problem.partition(": ")
+        paths.setdefault(what, []).append(path)
+    return [f"{', '.join(where)}: {what}" for what, where in paths.items()]
+
+
+def load_config(path: Path, source: str | None = None) -> Config:
+    """Read and parse `path`; messages name it as `source` (the path as the user gave it)."""
+    source = source or str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    return parse_config(text, str(path))
+        raise ConfigError(f"{source}: cannot read: {e.strerror}") from None
+    return parse_config(text, source)
 
 
-def unknown_keys(text: str) -> list[str]:
-    """Top-level keys the proxy ignores (CLIProxyAPI features not implemented here)."""
-    data = yaml.safe_load(text) or {}
-    known = {f.alias or name for name, f in Config.model_fields.items()}
-    return sorted(k for k in data if isinstance(k, str) and k not in known)
+def unsupported_keys(text: str) -> list[str]:
+    """CLIProxyAPI's keys in `text` that this proxy loads and ignores (`tls`,
+    `claude-api-key[].cloak`)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return []
+    return cliproxyapi_only_keys(data, Config) if isinstance(data, dict) else []
+
+
+def config_warnings(config: Config, text: str) -> list[str]:
+    """What a valid config holds that will not do what it says (one line each)."""
+    notes = []
+    if ignored := unsupported_keys(text):
+        by_section: dict[str, list[str]] = {}
+        for key in ignored:
+            section, _, name = key.rpartition(".")
+            by_section.setdefault(section, []).append(name)
+        listed = "; ".join(
+            f"{section}: {', '.join(names)}" if section else ", ".join(names)
+            for section, names in by_section.items()
+        )
+        notes.append(f"CLIProxyAPI keys not supported here, ignored: {listed}")
+    return notes

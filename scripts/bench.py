@@ -8,12 +8,16 @@ Run it as `scripts/bench` (see `--help`). One run, on one machine and one fake u
   3. cliproxy, same-format pass-through;
   4. cliproxy, translated (an OpenAI client on a claude-api-key model, an Anthropic client on an
      openai-compatibility model), "n/a (translation not built)" while the proxy refuses it;
-  5. the LiteLLM proxy, in a throwaway virtual environment under ~/.cache/cliproxy-bench.
+  5. cliproxy failing over (its streams only): a second cliproxy whose config adds, above each
+     claude-api-key, a credential the fake answers with 429 on every request, with cooling off,
+     so that every request tries it first and streams from the second credential;
+  6. the LiteLLM proxy, in a throwaway virtual environment under ~/.cache/cliproxy-bench.
 
 Figures (median and p99): added latency of a small non-streaming request, added time to the
 first byte of a stream, total time of a 500-event stream, requests per second at 16 and 64
 concurrent clients, peak RSS of the proxy with 200 open streams. They are printed as one table
 (with each row's ratio to the direct connection and to plain mitmdump) and written as JSON.
+The failed-over streams' rows stand under their first-attempt rows, with the difference.
 
 The load client is this process (raw asyncio HTTP/1.1 on keep-alive connections, the same for
 every target); the fakes and every proxy run in processes of their own. All systems run side by
@@ -63,6 +67,14 @@ VARIANTS = {"long": "", "short": "-short", "slow": "-slow"}
 PROMPT = "Say hello in one short sentence."
 
 OPENAI, ANTHROPIC = "openai-chat", "anthropic"
+
+# The failover rows' system: a cliproxy whose first credential for each Anthropic model is this
+# key, which every fake answers with FAILOVER_STATUS (no Retry-After hint).
+FAILOVER = "cliproxy-failover"
+FAILING_KEY = "sk-ant-bench-failing-000000"
+FAILOVER_STATUS = 429
+FAILOVER_METRICS = frozenset({"ttfb", "stream"})
+FAILOVER_BOUND = 1.5
 
 
 # ---------------------------------------------------------------------------- settings
@@ -355,7 +367,13 @@ class SetupError(RuntimeError):
 
 
 def start_fake(
-    python: str, workdir: Path, name: str, latency: float, events: int, event_delay: float
+    python: str,
+    workdir: Path,
+    name: str,
+    latency: float,
+    events: int,
+    event_delay: float,
+    fail: Sequence[str] = (),
 ) -> tuple[Service, str]:
     log = workdir / f"{name}.log"
     service = Service(
@@ -370,6 +388,7 @@ def start_fake(
             str(events),
             "--event-delay",
             str(event_delay),
+            *(arg for key in fail for arg in ("--fail", f"{key}={FAILOVER_STATUS}")),
         ],
         log,
         cwd=ROOT,
@@ -387,7 +406,18 @@ def start_fake(
     raise SetupError(f"the fake upstream did not start:\n{service.output()}")
 
 
+def fake_failures(service: Service) -> int | None:
+    """How many requests a stopped fake answered with its --fail status (it says so on exit)."""
+    found = re.findall(r"^answered (\d+) requests with a --fail status$", service.output(), re.M)
+    return int(found[-1]) if found else None
+
+
 # ---------------------------------------------------------------------------- HTTP client
+
+
+# Successful (2xx) answers per port, whatever the phase: what the failover check compares with
+# the fakes' count of failed attempts.
+ANSWERED: dict[int, int] = {}
 
 
 class Conn:
@@ -479,6 +509,8 @@ class Conn:
             raise
         if close:
             self.close()
+        if status < 300:
+            ANSWERED[self.port] = ANSWERED.get(self.port, 0) + 1
         return status, t0, first or done, done, overhead, b"".join(parts)
 
 
@@ -496,6 +528,8 @@ class Target:
     pids: Callable[[], list[int]] | None = None
     status: str = "ok"
     results: dict[str, Any] = field(default_factory=dict)
+    metrics: frozenset[str] | None = None  # the figures taken of this row (None: all)
+    first_attempt: str = ""  # a failover row: the key of the row it repeats with a failed attempt first
 
     @property
     def translated(self) -> bool:
@@ -508,7 +542,17 @@ class Target:
         if self.system == "mitmdump":
             return f"mitmdump · {self.client}"
         how = f"{self.client} → {self.upstream}" if self.translated else self.client
+        if self.system == FAILOVER:
+            return f"cliproxy · {how}, failed over (cooling off)"
         return f"{self.system} · {how}"
+
+    @property
+    def row_label(self) -> str:
+        """The table's: a failover row stands under its first-attempt row."""
+        return "  ↳ failed over (cooling off)" if self.system == FAILOVER else self.label
+
+    def takes(self, metric: str) -> bool:
+        return self.metrics is None or metric in self.metrics
 
     @property
     def port(self) -> int:
@@ -516,7 +560,7 @@ class Target:
 
     def request(self, *, stream: bool, variant: str = "long") -> bytes:
         port = self.ports[variant]
-        model = self.model + (VARIANTS[variant] if self.system in ("cliproxy", "litellm") else "")
+        model = self.model + (VARIANTS[variant] if self.system not in ("direct", "mitmdump") else "")
         if self.client == OPENAI:
             path = "/v1/chat/completions"
             body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 64}
@@ -606,10 +650,11 @@ class Runner:
         for system, service in self.services.items():
             service.freeze(self.s.freeze and t is not None and t.system != system)
 
-    def live(self) -> list[Target]:
+    def live(self, metric: str | None = None) -> list[Target]:
+        """The targets still serving (and taking `metric`, if given)."""
         out = []
         for t in self.targets:
-            if t.status != "ok":
+            if t.status != "ok" or (metric is not None and not t.takes(metric)):
                 continue
             service = self.services.get(t.system)
             if service is not None and not service.alive():
@@ -708,7 +753,7 @@ class Runner:
         self, metric: str, n: int, rounds: int, *, stream: bool, variant: str, ttfb: bool = False
     ) -> None:
         p = self.progress
-        targets = self.live()
+        targets = self.live(metric)
         if not targets:
             return
         rounds = max(1, min(rounds, n))
@@ -759,7 +804,7 @@ class Runner:
 
     async def throughput_rounds(self, clients: int) -> None:
         s, p = self.s, self.progress
-        targets = self.live()
+        targets = self.live(f"rps{clients}")
         if not targets:
             return
         rounds = s.rps_rounds
@@ -1018,6 +1063,25 @@ def cliproxy_config(port: int, workdir: Path, fakes: dict[str, str]) -> dict[str
     }
 
 
+def failover_config(port: int, workdir: Path, fakes: dict[str, str]) -> dict[str, Any]:
+    """cliproxy's config with, above each claude-api-key, one of higher priority that the fake
+    fails (FAILING_KEY): every Anthropic model's request tries it first, then fails over."""
+    config = cliproxy_config(port, workdir, fakes)
+    config["auth-dir"] = str(workdir / "auth-failover")
+    # Without cooling, every request tries the failing credential again: each one pays the
+    # failover, rather than only the first after each rest.
+    config["disable-cooling"] = True
+    config["claude-api-key"] = [
+        entry
+        for v, sfx in VARIANTS.items()
+        for entry in (
+            {"api-key": FAILING_KEY, "base-url": fakes[v], "priority": 1, "models": [{"name": CLAUDE_MODEL + sfx}]},
+            {"api-key": f"sk-ant-bench-{v}-000000", "base-url": fakes[v], "models": [{"name": CLAUDE_MODEL + sfx}]},
+        )
+    ]
+    return config
+
+
 def cliproxy_cmd(mitmdump: Path, confdir: Path, config: Path) -> list[str]:
     return [
         str(mitmdump),
@@ -1171,20 +1235,21 @@ def launch_system(
         return service, ports, wait_mitmdump
     port = free_port()
     ports = {v: port for v in VARIANTS}
-    if system == "cliproxy":
+    if system in ("cliproxy", FAILOVER):
         import yaml
 
-        config = workdir / "cliproxy.yaml"
-        config.write_text(yaml.safe_dump(cliproxy_config(port, workdir, fakes), sort_keys=False))
+        config = workdir / f"{system}.yaml"
+        make_config = failover_config if system == FAILOVER else cliproxy_config
+        config.write_text(yaml.safe_dump(make_config(port, workdir, fakes), sort_keys=False))
         env = {k: v for k, v in os.environ.items() if k != "CLI_PROXY_API_KEY"}
         service = Service(
-            "cliproxy", cliproxy_cmd(mitmdump, confdir, config), workdir / "cliproxy.log", cwd=workdir, env=env
+            system, cliproxy_cmd(mitmdump, confdir, config), workdir / f"{system}.log", cwd=workdir, env=env
         )
 
         def wait_cliproxy(progress: Progress) -> None:
-            wait_port(service, port, 60, progress, "starting cliproxy (mitmdump -s addons/cliproxy.py)")
+            wait_port(service, port, 60, progress, f"starting {system} (mitmdump -s addons/cliproxy.py)")
             if http_get(port, "/healthz") != 200:
-                raise SetupError(f"cliproxy: GET /healthz failed:\n{service.output()}")
+                raise SetupError(f"{system}: GET /healthz failed:\n{service.output()}")
 
         return service, ports, wait_cliproxy
     assert system == "litellm" and litellm_python is not None
@@ -1239,6 +1304,10 @@ def fmt_ms(v: float | None) -> str:
     return f"{v:.2f} ms"
 
 
+def fmt_signed_ms(v: float) -> str:
+    return ("+" if v >= 0 else "−") + fmt_ms(abs(v))
+
+
 def fmt_ratio(v: float | None) -> str:
     if v is None or math.isnan(v) or math.isinf(v):
         return "—"
@@ -1289,6 +1358,15 @@ def derive(targets: list[Target]) -> None:
                 r["added_mb"] = r["peak_mb"] - r["idle_mb"]
                 if m and m["peak_mb"]:
                     r["x_mitmdump"] = r["peak_mb"] / m["peak_mb"]
+        first = by_key.get(t.first_attempt)
+        if first is None or first.status != "ok":
+            continue
+        for metric in FAILOVER_METRICS:
+            r, f = t.results.get(metric), first.results.get(metric)
+            if r and f and r["median_ms"] is not None and f["median_ms"]:
+                r["first_attempt_median_ms"] = f["median_ms"]
+                r["over_first_attempt_ms"] = r["median_ms"] - f["median_ms"]
+                r["x_first_attempt"] = r["median_ms"] / f["median_ms"]
 
 
 def table(targets: list[Target], s: Settings) -> str:
@@ -1308,12 +1386,12 @@ def table(targets: list[Target], s: Settings) -> str:
         if metric == "rss":
             shown = [t for t in targets if "rss" in t.results or (t.status != "ok" and t.measure_rss)]
         else:
-            shown = [t for t in targets if metric in t.results or t.status != "ok"]
+            shown = [t for t in targets if metric in t.results or (t.status != "ok" and t.takes(metric))]
         if not shown:
             continue
         lines.append(title)
         for t in shown:
-            name = "  " + t.label
+            name = "  " + t.row_label
             if t.status != "ok":
                 lines.append(f"{name:<{widths[0]}}  {t.status}")
                 continue
@@ -1333,6 +1411,8 @@ def table(targets: list[Target], s: Settings) -> str:
                     fmt_ratio(r.get("added_x_mitmdump")) if t.system not in ("direct", "mitmdump") else "—",
                     fmt_ms(r.get("hooks_median_ms")) if "hooks_median_ms" in r else "—",
                 ]
+                if "over_first_attempt_ms" in r:
+                    notes.append(f"{fmt_signed_ms(r['over_first_attempt_ms'])} over the first attempt")
                 if r["n"] < r.get("wanted", 0):
                     notes.append(f"n={r['n']} (time cap)")
             elif kind == "rate":
@@ -1367,7 +1447,7 @@ def table(targets: list[Target], s: Settings) -> str:
     return "\n".join(lines)
 
 
-def check_targets(targets: list[Target]) -> list[dict[str, Any]]:
+def check_targets(targets: list[Target], latency_ms: float = 0.0) -> list[dict[str, Any]]:
     """The issue's targets, each as measured (or n/a)."""
     by_key = {t.key: t for t in targets}
     out: list[dict[str, Any]] = []
@@ -1452,7 +1532,60 @@ def check_targets(targets: list[Target]) -> list[dict[str, Any]]:
                 )
             else:
                 out.append({"target": goal, "value": None, "pass": None, "detail": t.status})
+    for t in targets:
+        if t.system == FAILOVER:
+            out.append(failover_target(t, by_key.get(t.first_attempt), latency_ms))
     return out
+
+
+def failover_target(t: Target, first: Target | None, latency_ms: float) -> dict[str, Any]:
+    """A failed-over stream's first byte against a first-attempt stream's, the fake's latency
+    (the wait the failed attempt necessarily adds) taken off."""
+    how = f"{t.client} → {t.upstream}" if t.translated else t.client
+    goal = (
+        f"failed-over stream's first byte within {FAILOVER_BOUND:g}x of a first-attempt stream's, "
+        f"plus the fake's {latency_ms:g} ms latency for the extra attempt ({how})"
+    )
+    r = t.results.get("ttfb") if t.status == "ok" else None
+    f = first.results.get("ttfb") if first and first.status == "ok" else None
+    if not (r and f and r["median_ms"] is not None and f["median_ms"]):
+        missing = t if not r else first
+        why = missing.status if missing else "n/a (no first-attempt row in this run)"
+        return {"target": goal, "value": None, "pass": None, "detail": why}
+    check = t.results.get("failover_check")
+    if not check or not check["ok"]:
+        detail = (
+            f"n/a ({check['failed_attempts']} failed attempts for {check['answered']} answered requests: "
+            "not every request met the failing credential first)"
+            if check
+            else "n/a (the fakes did not say how many attempts they failed)"
+        )
+        return {"target": goal, "value": None, "pass": None, "detail": detail}
+    ratio = (r["median_ms"] - latency_ms) / f["median_ms"]
+    # A second wasted attempt would add the latency once more: this ratio.
+    twice = (f["median_ms"] + latency_ms) / f["median_ms"]
+    detail = f"({fmt_ms(r['median_ms'])} − {latency_ms:g} ms) vs {fmt_ms(f['median_ms'])} → {ratio:.2f}x"
+    if twice > FAILOVER_BOUND:
+        detail += f" (two wasted attempts would come to {twice:.2f}x)"
+    else:
+        # The bound tells one wasted attempt from two only while the first attempt takes less than
+        # twice the latency: not so on a busy machine, or with a small --latency.
+        detail += (
+            f" (two wasted attempts would pass too here, {twice:.2f}x: the first attempt takes over twice the "
+            "latency; raise --latency or use a quieter machine)"
+        )
+    return {
+        "target": goal,
+        "value": ratio,
+        "limit": FAILOVER_BOUND,
+        "pass": ratio <= FAILOVER_BOUND,
+        "detail": detail,
+        "why": (
+            "failing over should cost one more upstream round trip and nothing else, which alone comes to about "
+            f"1.0x; {FAILOVER_BOUND:g}x leaves the proxy room for its own work on the failed attempt, while a second "
+            "wasted round trip or a wait (a backoff) would exceed it"
+        ),
+    }
 
 
 def load_average() -> float | None:
@@ -1530,7 +1663,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--only",
         metavar="SYSTEMS",
         help="comma-separated subset of direct,mitmdump,cliproxy,litellm (direct and mitmdump are "
-        "the baselines of the ratios)",
+        "the baselines of the ratios; cliproxy brings its failover rows)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (configs and process logs)")
     parser.add_argument(
@@ -1556,6 +1689,19 @@ def build_targets(systems: set[str], quick: bool = False) -> list[Target]:
         if system == "cliproxy" or (system == "litellm" and not quick):
             targets.append(Target(f"{system}.{OPENAI}>{ANTHROPIC}", system, OPENAI, ANTHROPIC, measure_rss=True))
             targets.append(Target(f"{system}.{ANTHROPIC}>{OPENAI}", system, ANTHROPIC, OPENAI))
+    # The failover rows (the Anthropic upstream's, pass-through and translated), each right under
+    # the first-attempt row it repeats.
+    for first in [t for t in targets if t.system == "cliproxy" and t.upstream == ANTHROPIC]:
+        _, case = first.key.split(".", 1)
+        failover = Target(
+            f"{FAILOVER}.{case}",
+            FAILOVER,
+            first.client,
+            first.upstream,
+            metrics=FAILOVER_METRICS,
+            first_attempt=first.key,
+        )
+        targets.insert(targets.index(first) + 1, failover)
     for t in targets:
         t.model = OPENAI_MODEL if t.upstream == OPENAI else CLAUDE_MODEL
     return targets
@@ -1599,6 +1745,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "other processes will slow every target and make the figures noisy"
         )
     versions: dict[str, str] = {}
+    fake_services: list[Service] = []
+    failed_attempts: int | None = None
 
     def on_signal(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -1632,23 +1780,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             "slow": (s.slow_events, s.slow_delay),
         }
         fakes: dict[str, str] = {}
+        failing = (FAILING_KEY,) if any(t.system == FAILOVER for t in targets) else ()
         for variant, (events, delay) in shapes.items():
             svc, fakes[variant] = start_fake(
-                sys.executable, workdir, f"fake-{variant}", s.latency_ms / 1000, events, delay
+                sys.executable, workdir, f"fake-{variant}", s.latency_ms / 1000, events, delay, failing
             )
+            fake_services.append(svc)
             progress.note(
                 f"fake upstream ({variant} streams) {fakes[variant]}: {s.latency_ms:g} ms latency, {events} events"
                 f"{f' {delay * 1000:g} ms apart' if delay else ''}, pid {svc.pid}"
+                + (f", {FAILOVER_STATUS} to the failover rows' first credential" if failing else "")
             )
         confdir = workdir / "mitmproxy-conf"
         confdir.mkdir()
         services: dict[str, Service] = {}
         # Launched together (LiteLLM, the slowest to start, first), then waited for in turn.
         launched = {}
-        for system in ("litellm", "direct", "mitmdump", "cliproxy"):
+        for system in ("litellm", "direct", "mitmdump", "cliproxy", FAILOVER):
             if any(t.system == system and t.status == "ok" for t in targets):
                 launched[system] = launch_system(system, mitmdump, confdir, workdir, fakes, litellm_python)
-        for system in ("direct", "mitmdump", "cliproxy", "litellm"):
+        for system in ("direct", "mitmdump", "cliproxy", FAILOVER, "litellm"):
             if system not in launched:
                 continue
             rows = [t for t in targets if t.system == system and t.status == "ok"]
@@ -1688,6 +1839,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         stop_all()
+        counts = [fake_failures(svc) for svc in fake_services]  # said on exit, so read once stopped
+        if counts and None not in counts:
+            failed_attempts = sum(n for n in counts if n is not None)
         if args.keep:
             print(f"scripts/bench: work folder kept: {workdir}", file=sys.stderr)
         else:
@@ -1695,8 +1849,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     elapsed = time.monotonic() - started
     load_after = load_average()
+    failover_rows = [t for t in targets if t.system == FAILOVER and t.status == "ok"]
+    if failover_rows:
+        # Every request the failover cliproxy answered should have met the failing credential first.
+        answered = ANSWERED.get(failover_rows[0].port, 0)
+        check = {
+            "failed_attempts": failed_attempts,
+            "answered": answered,
+            "ok": failed_attempts is not None and failed_attempts >= answered > 0,
+        }
+        for t in failover_rows:
+            t.results["failover_check"] = check
+        notes.append(f"{FAILOVER}: {failed_attempts} attempts failed with {FAILOVER_STATUS} for {answered} answers")
     derive(targets)
-    goals = check_targets(targets)
+    goals = check_targets(targets, s.latency_ms)
     print()
     git = git_info()
     print(
@@ -1724,13 +1890,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         "median ÷ theirs (rps: throughput ratio); added×mitm = added ÷ plain mitmdump's added; hooks = median "
         "x-cliproxy-overhead-ms (time in the addon's own hooks). Translated rows compare with the client's format."
     )
+    if failover_rows:
+        check = failover_rows[0].results["failover_check"]
+        print(
+            "↳ failed over (cooling off) = the row above, on a second cliproxy whose config adds, above each "
+            f"claude-api-key, a higher-priority one the fake answers with {FAILOVER_STATUS} (no Retry-After), and sets "
+            "disable-cooling: true: every request tries that credential first and fails over, and its time includes "
+            f"the failed attempt (the fakes failed {check['failed_attempts']} attempts; that cliproxy answered "
+            f"{check['answered']} requests"
+            + (")." if check["ok"] else "): NOT every request failed over, so these rows do not measure a failover.")
+        )
     print()
     print(table(targets, s))
     print()
     print("Targets:")
+    said = ""
     for g in goals:
         verdict = "n/a " if g["pass"] is None else ("PASS" if g["pass"] else "FAIL")
         print(f"  [{verdict}] {g['target']}: {g['detail']}")
+        if g.get("why") and g["why"] != said:
+            print(f"         ({g['why']})")
+            said = g["why"]
     busy = max(x for x in (load_before, load_after, 0.0) if x is not None)
     print(
         f"\n(total run time {elapsed:.0f} s; load average {load_before} before, {load_after} after"
@@ -1769,6 +1949,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "freeze_others": s.freeze,
             "time_cap_seconds": s.cap,
             "quick": args.quick,
+            "failover": {
+                "first_credential_status": FAILOVER_STATUS,
+                "retry_after": None,
+                "disable_cooling": True,
+                "metrics": sorted(FAILOVER_METRICS),
+                "bound_x_first_attempt_plus_latency": FAILOVER_BOUND,
+            },
         },
         "elapsed_seconds": round(elapsed, 1),
         "phase_seconds": phase_seconds,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import shutil
 import signal
@@ -21,12 +22,41 @@ from tests.fakes.upstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDON = ROOT / "addons" / "cliproxy.py"
+# A config value that leaves out one of the keys `Proxy.write_config` adds by default.
+OMIT = object()
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _proc_address(hex_address: str) -> str:
+    """An address of /proc/net/tcp{,6}: 32-bit words in host (little-endian) byte order."""
+    raw = bytes.fromhex(hex_address)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return str(ipaddress.ip_address(words))
+
+
+def listening_sockets(pid: int) -> set[tuple[str, int]]:
+    """The TCP (address, port) pairs process `pid` listens on, read from /proc."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == "0A" and inode in inodes:  # 0A: LISTEN
+                    address, port = local.split(":")
+                    found.add((_proc_address(address), int(port, 16)))
+    return found
 
 
 def mitmdump_executable() -> str:
@@ -38,7 +68,14 @@ def mitmdump_executable() -> str:
 class Proxy:
     """A running mitmdump with the cliproxy addon, its config file and its captured output."""
 
-    def __init__(self, workdir: Path, config: dict, confdir: Path, extra_args: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        workdir: Path,
+        config: dict,
+        confdir: Path,
+        extra_args: tuple[str, ...] = (),
+        listen_host: str | None = "127.0.0.1",
+    ):
         self.workdir = workdir
         self.config_path = workdir / "config.yaml"
         self.log_path = workdir / "mitmdump.log"
@@ -46,6 +83,10 @@ class Proxy:
         self.proxy_port = free_port()
         self.confdir = confdir
         self.extra_args = extra_args
+        # mitmproxy's --listen-host; None leaves it to the addon's default.
+        self.listen_host = listen_host
+        # cliproxy_config as given on the command line (mitmdump runs in `workdir`).
+        self.config_arg = str(self.config_path)
         self.write_config(config)
         self.process: subprocess.Popen | None = None
 
@@ -55,6 +96,7 @@ class Proxy:
 
     def write_config(self, config: dict) -> None:
         config = {"port": self.port, "host": "127.0.0.1", "auth-dir": str(self.workdir / "auth"), **config}
+        config = {k: v for k, v in config.items() if v is not OMIT}
         # Write then rename, as editors do, so the watcher never sees a half-written file.
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -64,10 +106,10 @@ class Proxy:
         return [
             mitmdump_executable(),
             "-s", str(ADDON),
-            "--listen-host", "127.0.0.1",
+            *(("--listen-host", self.listen_host) if self.listen_host is not None else ()),
             "--listen-port", str(self.proxy_port),
             "--set", f"confdir={self.confdir}",
-            "--set", f"cliproxy_config={self.config_path}",
+            "--set", f"cliproxy_config={self.config_arg}",
             *self.extra_args,
         ]
 
@@ -82,17 +124,23 @@ class Proxy:
             self.wait_ready()
         return self
 
+    def listening(self) -> set[tuple[str, int]]:
+        assert self.process is not None
+        return listening_sockets(self.process.pid)
+
     def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until this mitmdump process itself listens on both its ports (another program
+        answering on a port, say the user's own proxy on 8317, does not count)."""
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process and self.process.poll() is not None:
+            if self.process.poll() is not None:
                 raise RuntimeError(f"mitmdump exited with {self.process.returncode}:\n{self.output()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise TimeoutError(f"mitmdump did not listen on {self.port}:\n{self.output()}")
+            ports = {port for _, port in self.listening()}
+            if {self.port, self.proxy_port} <= ports:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"mitmdump did not listen on {self.port} and {self.proxy_port}:\n{self.output()}")
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -139,8 +187,14 @@ def fake() -> Iterator[FakeUpstream]:
 def _proxies(tmp_path_factory, confdir) -> Iterator[Callable[..., Proxy]]:
     started: list[Proxy] = []
 
-    def make(config: dict, *, start: bool = True, extra_args: tuple[str, ...] = ()) -> Proxy:
-        proxy = Proxy(tmp_path_factory.mktemp("proxy"), config, confdir, extra_args)
+    def make(
+        config: dict,
+        *,
+        start: bool = True,
+        extra_args: tuple[str, ...] = (),
+        listen_host: str | None = "127.0.0.1",
+    ) -> Proxy:
+        proxy = Proxy(tmp_path_factory.mktemp("proxy"), config, confdir, extra_args, listen_host)
         started.append(proxy)
         return proxy.start() if start else proxy
 

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
-from routing.config import API_KEY_ENV, ConfigError, parse_config, unknown_keys
+from routing.config import (
+    API_KEY_ENV,
+    EXAMPLE_CLIENT_KEY,
+    ConfigError,
+    RemoteManagement,
+    config_warnings,
+    parse_config,
+    unsupported_keys,
+)
 
 FULL_CONFIG = textwrap.dedent(
     """
@@ -165,11 +174,11 @@ def test_credential_count_skips_disabled_services(full):
 
 def test_unknown_cliproxyapi_keys_are_ignored_and_listed(full):
     assert not hasattr(full, "tls")
-    assert unknown_keys(FULL_CONFIG) == ["payload", "pprof", "tls"]
+    assert unsupported_keys(FULL_CONFIG) == ["payload", "pprof", "tls"]
 
 
-def test_unknown_keys_is_empty_for_a_config_of_known_keys():
-    assert unknown_keys("port: 1234\nrouting:\n  strategy: fill-first\n") == []
+def test_unsupported_keys_is_empty_for_a_config_of_known_keys():
+    assert unsupported_keys("port: 1234\nrouting:\n  strategy: fill-first\n") == []
 
 
 def test_prefix_surrounding_slashes_are_trimmed():
@@ -301,8 +310,203 @@ def test_a_bad_port_is_an_error(port):
     assert "port" in error_of(f"port: {port}\n")
 
 
-def test_a_negative_request_retry_is_an_error():
-    assert "request-retry" in error_of("request-retry: -1\n")
+def test_negative_retry_settings_mean_zero_as_in_cliproxyapi():
+    # CLIProxyAPI's SetRetryConfig clamps each of these to 0; its example documents
+    # "0 or below" for max-retry-interval.
+    config = parse_config("request-retry: -1\nmax-retry-credentials: -3\nmax-retry-interval: -5\n")
+    assert (config.request_retry, config.max_retry_credentials, config.max_retry_interval) == (0, 0, 0)
+
+
+# -- keys neither this proxy nor CLIProxyAPI knows -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "gemini-api-key:\n  - api-key: k\n    baseurl: https://gw.example.com\n",
+            "gemini-api-key[0].baseurl: unknown key; did you mean base-url?",
+        ),
+        (
+            "claude-api-key:\n  - api-key: a\n  - api-key: b\n    base_url: https://gw.example.com\n",
+            "claude-api-key[1].base_url: unknown key; did you mean base-url?",
+        ),
+        ("claude-api-keys:\n  - api-key: k\n", "claude-api-keys: unknown key; did you mean claude-api-key?"),
+        ("routing:\n  stratgy: fill-first\n", "routing.stratgy: unknown key; did you mean strategy?"),
+        (
+            "openai-compatibility:\n  - name: a\n    base-url: https://x.example.com/v1\n"
+            "    api-key-entries:\n      - api-key: k\n        proxyurl: http://p:3128\n",
+            "openai-compatibility[0].api-key-entries[0].proxyurl: unknown key; did you mean proxy-url?",
+        ),
+        (
+            "claude-api-key:\n  - api-key: k\n    models:\n      - name: m\n        alais: a\n",
+            "claude-api-key[0].models[0].alais: unknown key; did you mean alias?",
+        ),
+        ("interception:\n  no-credentials: refuse\n", "interception.no-credentials: unknown key; did you mean no-credential?"),
+        ("colour: blue\n", "colour: unknown key"),
+    ],
+)
+def test_an_unknown_key_is_an_error_with_its_full_path_and_a_suggestion(text, expected):
+    assert error_of(text) == f"config.yaml: {expected}"
+
+
+def test_an_unknown_key_that_may_be_a_pasted_secret_is_not_echoed():
+    message = error_of(f"claude-api-key:\n  - {SECRET}:\n")
+    assert "claude-api-key[0]: unknown key (not shown: it may be a secret)" in message
+    assert SECRET not in message
+
+
+def test_cliproxyapi_keys_at_any_depth_are_named_once_not_refused():
+    text = textwrap.dedent(
+        """
+        claude-api-key:
+          - api-key: a
+            cloak: {mode: auto}
+            weight: 2
+            models: [{name: claude-x, alias: x, thinking: {levels: [high]}}]
+          - api-key: b
+            cloak: {mode: never}
+        codex-api-key:
+          - api-key: c
+            websockets: true
+        openai-compatibility:
+          - name: o
+            base-url: https://o.example.com/v1
+            support-prompt-cache-key: true
+            api-key-entries: [{api-key: d, weight: 3}]
+        routing: {strategy: fill-first, session-affinity: true}
+        quota-exceeded: {antigravity-credits: true}
+        oauth-model-alias: {claude: [{name: a, alias: b}]}
+        """
+    )
+    parse_config(text)
+    assert unsupported_keys(text) == [
+        "claude-api-key[].cloak",
+        "claude-api-key[].models[].thinking",
+        "claude-api-key[].weight",
+        "codex-api-key[].websockets",
+        "oauth-model-alias",
+        "openai-compatibility[].api-key-entries[].weight",
+        "openai-compatibility[].support-prompt-cache-key",
+        "quota-exceeded.antigravity-credits",
+        "routing.session-affinity",
+    ]
+
+
+def test_a_cliproxyapi_key_of_another_vendor_is_unknown_in_this_one():
+    # alpha-search exists for codex-api-key only.
+    assert "claude-api-key[0].alpha-search: unknown key" in error_of(
+        "claude-api-key:\n  - api-key: k\n    alpha-search: true\n"
+    )
+
+
+def test_the_legacy_api_keys_of_openai_compatibility_are_known():
+    text = "openai-compatibility:\n  - name: o\n    base-url: https://o.example.com/v1\n    api-keys: [k1]\n"
+    assert [k.api_key for k in parse_config(text).openai_compatibility[0].api_key_entries] == ["k1"]
+
+
+def test_warnings_name_unsupported_keys_but_not_remote_management():
+    # remote-management is supported (addons/management.py): only what is ignored is reported.
+    text = "tls: {enable: true}\nremote-management:\n  secret-key: s3cret\n  allow-remote: true\n"
+    warnings = config_warnings(parse_config(text), text)
+    assert warnings == ["CLIProxyAPI keys not supported here, ignored: tls"]
+
+
+def test_remote_management_at_its_defaults_is_no_warning():
+    text = "remote-management:\n  allow-remote: false\n  secret-key: ''\n"
+    assert config_warnings(parse_config(text), text) == []
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def test_cliproxyapi_example_config_is_refused_only_for_its_placeholder_keys():
+    text = (FIXTURES / "cliproxyapi-style-config.yaml").read_text()
+    message = error_of(text)
+    assert message.startswith("config.yaml: api-keys[0], api-keys[1], api-keys[2]: this is the placeholder")
+    assert "; " not in message  # nothing else is wrong
+
+
+def test_cliproxyapi_example_config_loads_with_the_same_meaning():
+    text = (FIXTURES / "cliproxyapi-style-config.yaml").read_text().replace("your-api-key-", "local-key-")
+    config = parse_config(text)
+    assert config.host == ""  # every interface, as CLIProxyAPI documents
+    assert (config.port, config.auth_dir) == (8317, "~/.cli-proxy-api")
+    assert (config.request_retry, config.max_retry_credentials, config.max_retry_interval) == (3, 0, 30)
+    assert config.transient_cooldown == 60.0  # 0 keeps the legacy 60 s
+    assert config.routing.strategy == "round-robin"
+    assert config.remote_management == RemoteManagement()
+    warning, = config_warnings(config, text)
+    assert "routing: session-affinity, session-affinity-ttl" in warning
+
+
+def test_every_key_entry_field_cliproxyapi_documents_loads():
+    text = (FIXTURES / "cliproxyapi-style-entries.yaml").read_text()
+    config = parse_config(text)
+    gemini = config.gemini_api_key[0]
+    assert (gemini.prefix, gemini.base_url) == ("test", "https://generativelanguage.googleapis.com")
+    assert gemini.proxy_url == "socks5://proxy.example.com:1080"
+    assert [(m.name, m.alias) for m in gemini.models] == [("gemini-2.5-flash", "gemini-flash")]
+    assert config.openai_compatibility[0].api_key_entries[0].proxy_url == "socks5://proxy.example.com:1080"
+    ignored = unsupported_keys(text)
+    assert "claude-api-key[].cloak" in ignored and "codex-api-key[].alpha-search" in ignored
+    assert "openai-compatibility[].models[].input-modalities" in ignored
+    assert not any(key.endswith((".base-url", ".prefix", ".models", ".headers")) for key in ignored)
+
+
+# -- URLs ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("gw.example.com", "not a URL: it needs a scheme (http://, https://) and a host"),
+        ("gw.example.com:443/v1", "not a URL: it needs a scheme (http://, https://) and a host"),
+        ("ftp://gw.example.com", "scheme 'ftp' is not one of http://, https://"),
+        ("https://", "the URL has no host"),
+        ("http://gw.example.com:99999", "not a valid URL (check the host and port)"),
+    ],
+)
+def test_a_base_url_must_be_an_http_url_with_a_host(value, problem):
+    message = error_of(f"claude-api-key:\n  - api-key: {SECRET}\n    base-url: '{value}'\n")
+    assert message == f"config.yaml: claude-api-key[0].base-url: {problem}"
+
+
+def test_an_openai_compatibility_base_url_is_checked_too():
+    text = "openai-compatibility:\n  - name: o\n    base-url: o.example.com/v1\n"
+    assert "openai-compatibility[0].base-url: not a URL" in error_of(text)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", "direct", "none", "DIRECT", "http://p.example.com:3128", "https://p.example.com",
+     "socks5://user:pw@p.example.com:1080", "socks5h://p.example.com:1080"],
+)
+def test_proxy_urls_cliproxyapi_accepts_load(value):
+    text = f"proxy-url: '{value}'\nclaude-api-key:\n  - api-key: k\n    proxy-url: '{value}'\n"
+    assert parse_config(text).proxy_url == value
+
+
+@pytest.mark.parametrize("value", ["socks4://p.example.com:1080", "127.0.0.1:3128", "http://"])
+def test_a_bad_proxy_url_is_an_error_at_any_level(value):
+    assert "proxy-url:" in error_of(f"proxy-url: '{value}'\n")
+    assert "claude-api-key[0].proxy-url:" in error_of(f"claude-api-key:\n  - api-key: k\n    proxy-url: '{value}'\n")
+    compat = f"openai-compatibility:\n  - name: o\n    base-url: https://o.example.com\n    api-key-entries: [{{api-key: k, proxy-url: '{value}'}}]\n"
+    assert "openai-compatibility[0].api-key-entries[0].proxy-url:" in error_of(compat)
+
+
+def test_a_url_error_never_echoes_credentials_in_the_url():
+    message = error_of("proxy-url: 'socks4://user:TOPSECRETPW@p.example.com:1080'\n")
+    assert "TOPSECRETPW" not in message
+
+
+# -- client keys anyone can read -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["your-api-key-1", "your-api-key-2", "your-api-key-3", EXAMPLE_CLIENT_KEY])
+def test_a_placeholder_client_key_from_an_example_config_is_refused(key):
+    message = error_of(f"api-keys:\n  - a-real-long-random-key-0001\n  - '{key}'\n")
+    assert message.startswith("config.yaml: api-keys[1]: this is the placeholder key of an example config")
 
 
 def test_several_problems_are_all_named():

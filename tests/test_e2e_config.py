@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 import anthropic
@@ -34,10 +35,67 @@ def test_bad_config_stops_startup_naming_the_key(make_proxy):
     assert proxy.process is not None
     code = proxy.process.wait(timeout=30)
     output = proxy.output()
-    assert code != 0
-    assert str(proxy.config_path) in output
-    assert "claude-api-key[0].priority" in output
+    assert code == 1
+    assert f"{proxy.config_path}: claude-api-key[0].priority: Input should be a valid integer" in output
+    assert "Traceback" not in output
     assert KEY_A not in output
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"claude-api-key": [{"api-key": KEY_A, "baseurl": "https://gateway.example.com"}]},
+            "claude-api-key[0].baseurl: unknown key; did you mean base-url?",
+        ),
+        (
+            {"claude-api-key": [{"api-key": KEY_A, "base-url": "gateway.example.com/anthropic"}]},
+            "claude-api-key[0].base-url: not a URL: it needs a scheme (http://, https://) and a host",
+        ),
+        (
+            {"claude-api-key": [{"api-key": KEY_A, "proxy-url": "socks4://127.0.0.1:1080"}]},
+            "claude-api-key[0].proxy-url: scheme 'socks4' is not one of http://, https://, socks5://, socks5h://",
+        ),
+        (
+            {"api-keys": ["your-api-key-1"]},
+            "api-keys[0]: this is the placeholder key of an example config",
+        ),
+        ({"api-keys": ["change-me-to-a-long-random-string"]}, "api-keys[0]: this is the placeholder key"),
+        ({"claude-api-keys": [{"api-key": KEY_A}]}, "claude-api-keys: unknown key; did you mean claude-api-key?"),
+        ({"upstream-overrides": {"api.anthropic.com": "127.0.0.1:9001"}}, "upstream-overrides: api.anthropic.com: not a URL"),
+    ],
+)
+def test_each_config_mistake_stops_startup_with_one_line(make_proxy, config, message):
+    proxy = make_proxy(config, start=False)
+    proxy.start(wait=False)
+    assert proxy.process.wait(timeout=30) == 1
+    output = proxy.output()
+    assert f"{proxy.config_path}: {message}" in output
+    assert len([line for line in output.splitlines() if str(proxy.config_path) in line]) == 1
+    assert "Traceback" not in output
+    assert KEY_A not in output
+
+
+def test_messages_name_the_config_file_as_it_was_given(make_proxy):
+    proxy = make_proxy({"routing": {"stratgy": "fill-first"}}, start=False)
+    proxy.config_arg = "config.yaml"
+    proxy.start(wait=False)
+    assert proxy.process.wait(timeout=30) == 1
+    assert "] config.yaml: routing.stratgy: unknown key; did you mean strategy?" in proxy.output()
+
+
+def test_cliproxyapi_keys_are_reported_once_and_remote_management_is_served(make_proxy):
+    config = {"tls": {"enable": False}, "remote-management": {"secret-key": "mgmt-secret-xyz"}, "debug": True}
+    proxy = make_proxy(config)
+    output = proxy.output()
+    assert "CLIProxyAPI keys not supported here, ignored: tls" in output
+    assert "remote-management" not in output.split("ignored:", 1)[1].splitlines()[0]
+    assert "management API on /v0/management" in output
+    assert "mgmt-secret-xyz" not in output
+    mark = len(output)
+    proxy.write_config({**config, "request-retry": 1})
+    proxy.wait_for_output("reloaded", start=mark)
+    assert "not supported" not in proxy.output()[mark:]
 
 
 def test_invalid_yaml_names_the_line(make_proxy):
@@ -48,17 +106,29 @@ def test_invalid_yaml_names_the_line(make_proxy):
     assert "not valid YAML" in proxy.output() and "line" in proxy.output()
 
 
-def test_no_config_file_starts_and_says_how_to_add_credentials(make_proxy):
+def test_no_config_file_runs_on_defaults_and_says_how_to_add_credentials(make_proxy):
+    """Without a file the listener takes its default port, 8317. Whether or not the user's own
+    proxy holds it, this test holds it too (so it never depends on the port being free): the
+    proxy says how to add credentials, and names the port it cannot have."""
     proxy = make_proxy({}, start=False)
     proxy.config_path.unlink()
-    # Without a file the listener takes its default port; use the default only if it is free.
-    proxy.port = 8317
-    try:
-        proxy.start()
-    except (RuntimeError, TimeoutError):
-        pytest.skip("port 8317 is taken on this machine")
+    with socket.socket() as holder:
+        try:
+            holder.bind(("127.0.0.1", 8317))
+            holder.listen()
+        except OSError:
+            pass  # someone else holds it already
+        proxy.start(wait=False)
+        assert proxy.process.wait(timeout=30) == 1
     output = proxy.output()
     assert "no config file" in output and "config.example.yaml" in output
+    assert "failed to listen on 127.0.0.1:8317" in output
+    assert "Traceback" not in output
+
+
+def test_a_config_without_credentials_says_how_to_add_them(make_proxy):
+    proxy = make_proxy({})
+    assert "no credentials are configured" in proxy.output()
     assert proxy.get("/healthz").json()["status"] == "no credentials"
 
 
@@ -83,9 +153,9 @@ def test_edits_apply_live_and_bad_edits_are_rejected(fake, make_proxy):
 
     # A bad edit: rejected with the key named; the running config stays in force.
     mark = len(proxy.output())
-    proxy.write_config({**config, "request-retry": -1})
+    proxy.write_config({**config, "reqest-retry": 1})
     proxy.wait_for_output("config edit rejected", start=mark)
-    assert "request-retry" in proxy.output()[mark:]
+    assert "reqest-retry: unknown key; did you mean request-retry?" in proxy.output()[mark:]
     ask(proxy, "client-secret-1")
     assert fake.keys_used()[-1] == KEY_B
     assert proxy.process.poll() is None

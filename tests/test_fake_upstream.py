@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -19,6 +23,7 @@ from google.genai import types as genai_types
 from tests.fakes.upstream import FakeUpstream, split_text
 
 TEXT = "Hello from the fake upstream"
+ROOT = Path(__file__).resolve().parent.parent
 # Not a real model name: anthropic 2.x warns (DeprecationWarning) on retired real ones.
 CLAUDE = "claude-fake-1"
 
@@ -505,3 +510,50 @@ def test_payloads_validate_strictly_against_sdk_types(fake: FakeUpstream) -> Non
         for payload in _sse_payloads(c.post("/v1beta/models/g:streamGenerateContent?alt=sse", json={}).text):
             genai_types.GenerateContentResponse.model_validate(payload)
         genai_types.CountTokensResponse.model_validate(c.post("/v1beta/models/g:countTokens", json={}).json())
+
+
+# ---------------------------------------------------------------------------------------- own process
+
+
+def test_process_fails_the_given_keys_on_every_request_and_counts_them() -> None:
+    # `python -m tests.fakes.upstream --fail KEY=STATUS`, as scripts/bench starts it.
+    cmd = [sys.executable, "-m", "tests.fakes.upstream", "--fail", "sk-ant-failing=429", "--fail", "sk-dead=503"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        base_url = proc.stdout.readline().strip()
+        assert base_url.startswith("http://127.0.0.1:")
+        body = {"model": CLAUDE, "max_tokens": 64, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+
+        def post(key: str) -> httpx.Response:
+            return client.post("/v1/messages", json=body, headers={"x-api-key": key, "anthropic-version": "2023-06-01"})
+
+        with httpx.Client(base_url=base_url) as client:
+            limited = [post("sk-ant-failing") for _ in range(3)]
+            healthy, dead = post("sk-ant-healthy"), post("sk-dead")
+        assert [r.status_code for r in limited] == [429, 429, 429]  # not used up: every request
+        assert limited[0].json()["error"]["type"] == "rate_limit_error"
+        assert "retry-after" not in limited[0].headers
+        assert healthy.status_code == 200 and "event: message_stop" in healthy.text
+        assert dead.status_code == 503
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+        assert out.strip().splitlines()[-1] == "answered 4 requests with a --fail status"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_process_refuses_a_malformed_fail_option_without_echoing_it() -> None:
+    for value in ("sk-secret-value", "sk-secret-value=200", "=429"):
+        r = subprocess.run(
+            [sys.executable, "-m", "tests.fakes.upstream", "--fail", value],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        assert r.returncode == 2
+        assert "expected KEY=STATUS with a 4xx or 5xx status" in r.stderr
+        assert "secret" not in r.stderr

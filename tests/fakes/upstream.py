@@ -537,6 +537,7 @@ class FakeUpstream:
         """The start of `reply`, then a reset (die) or a clean end of the body (early_end)."""
         head = [f"HTTP/1.1 {reply.status} {_reason(reply.status)}", f"Content-Type: {reply.content_type}"]
         head += [f"{k}: {v}" for k, v in reply.headers.items()]
+        head.append("Connection: close")  # as a server that closes after an answer says
         if reply.frames is None:
             body = reply.body[: fault.after]
             length = len(reply.body) if fault.kind == "die" else len(body)
@@ -1087,6 +1088,23 @@ if __name__ == "__main__":
     parser.add_argument(
         "--record", action="store_true", help="keep every request in memory, as tests do (off: a long run would grow)"
     )
+
+    def _key_and_status(text: str) -> tuple[str, int]:
+        key, _, status = text.rpartition("=")
+        if not key or not status.isdigit() or not 400 <= int(status) <= 599:
+            # Not echoing the value: it holds an API key.
+            raise argparse.ArgumentTypeError("expected KEY=STATUS with a 4xx or 5xx status")
+        return key, int(status)
+
+    parser.add_argument(
+        "--fail",
+        type=_key_and_status,
+        action="append",
+        default=[],
+        metavar="KEY=STATUS",
+        help="answer every request carrying API key KEY with STATUS and the vendor's error body, without a "
+        "Retry-After hint (repeatable); the count of such answers is printed on exit",
+    )
     args = parser.parse_args()
 
     class _Forgetful(list):
@@ -1094,6 +1112,8 @@ if __name__ == "__main__":
             pass
 
     class _ServedFake(FakeUpstream):
+        failed = 0  # requests answered with a --fail status
+
         async def _open(self) -> None:
             # FakeUpstream._open, on the chosen port and with a backlog for hundreds of simultaneous connects.
             self._server = await asyncio.start_server(
@@ -1102,12 +1122,20 @@ if __name__ == "__main__":
             self.port = self._server.sockets[0].getsockname()[1]
             self.base_url = f"http://127.0.0.1:{self.port}"
 
+        def _take_failure(self, api_key: str | None) -> _Failure | None:
+            failure = super()._take_failure(api_key)
+            if failure is not None:
+                self.failed += 1  # only the loop's thread counts; read after stop()
+            return failure
+
     def _exit(signum: int, frame: object) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, _exit)
     signal.signal(signal.SIGINT, _exit)
     fake = _ServedFake(latency=args.latency, stream_events=args.events, event_delay=args.event_delay)
+    for key, status in args.fail:
+        fake.fail(key, status)  # times=None: for as long as the fake runs
     if not args.record:
         fake.requests = _Forgetful()
     fake.start()
@@ -1117,3 +1145,6 @@ if __name__ == "__main__":
             signal.pause()
     finally:
         fake.stop()
+        if args.fail:
+            # For a benchmark to check that its requests met the failing keys (scripts/bench).
+            print(f"answered {fake.failed} requests with a --fail status", flush=True)
