@@ -5,6 +5,7 @@ A listener request bound upstream leaves here as a `ClientRequest` handed to the
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -23,26 +24,39 @@ from translators.listing import anthropic_models, gemini_model, gemini_models, o
 
 logger = logging.getLogger("cliproxy")
 
+def _authorized(sent: str | None, allowed: tuple[str, ...]) -> bool:
+    if not allowed:
+        return True
+    if sent is None:
+        return False
+    given = sent.encode()
+    # Compare against every key, without stopping at the first match, in constant time each.
+    return sum(hmac.compare_digest(given, k.encode()) for k in allowed) > 0
+
+
 # What usage and the log call a client when the listener asks for no key.
 NO_KEY = "no-key"
 
 
-def _authorized(sent: str | None, config: Config) -> str | None:
-    """The label of the client key `sent` (`key-2`: the second of `api-keys`; `env-key`:
-    CLI_PROXY_API_KEY's), NO_KEY when none is required, None when it is not one of them."""
-    allowed = config.client_keys
-    if not allowed:
-        return NO_KEY
-    if sent is None:
-        return None
-    given = sent.encode()
-    # Compare against every key, without stopping at the first match, in constant time each.
-    matches = [hmac.compare_digest(given, k.encode()) for k in allowed]
-    if not any(matches):
-        return None
-    position = matches.index(True)
-    listed = sum(1 for k in config.api_keys if k)
-    return f"key-{position + 1}" if position < listed else "env-key"
+def key_label(sent: str | None, config: Config) -> str:
+    """The label of an accepted client key (`key-2`: the second of `api-keys`; `env-key`:
+    CLI_PROXY_API_KEY's; NO_KEY when none is required): what usage and logs name it by."""
+    global _labels
+    if _labels is None or _labels[0] is not config:
+        listed = [k for k in config.api_keys if k]
+        names = {_digest(k): f"key-{i + 1}" for i, k in reversed(list(enumerate(listed)))}
+        for key in config.client_keys[len(listed) :]:
+            names.setdefault(_digest(key), "env-key")
+        _labels = (config, names)
+    # Looked up by digest: what a lookup's timing could tell is about the digest, not the key.
+    return NO_KEY if sent is None else _labels[1].get(_digest(sent), NO_KEY)
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+_labels: tuple[Config, dict[bytes, str]] | None = None
 
 
 class ApiListener:
@@ -84,8 +98,8 @@ class ApiListener:
             return
         endpoint = match(req.method, path, headers)
         fmt = endpoint.format if endpoint else guess_format(path, headers)
-        label = _authorized(client_key(headers, req.query), self.runtime.config)
-        if label is None:
+        sent = client_key(headers, req.query)
+        if not _authorized(sent, self.runtime.config.client_keys):
             reply_error(flow, fmt, 401, "missing or invalid API key for this proxy: send one of its api-keys")
             return
         if endpoint is None:
@@ -99,7 +113,7 @@ class ApiListener:
             self._get_model(flow, endpoint)
         else:
             if call := client_request(flow, endpoint, path, headers):
-                await self.dispatcher.dispatch(flow, call, client_key=label)
+                await self.dispatcher.dispatch(flow, call, client_key=key_label(sent, self.runtime.config))
 
     def _health(self, flow: http.HTTPFlow) -> None:
         count = len(self.runtime.router.credentials)
