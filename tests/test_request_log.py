@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from addons.listener import NO_KEY, key_label
+from routing.client_keys import NO_KEY, key_label
 from addons.usage import log_line
 from routing.config import parse_config
 from routing.usage import UsageRecord
