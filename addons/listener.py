@@ -16,7 +16,7 @@ from addons.config import ConfigLoader
 from addons.dispatch import Dispatcher
 from addons.management import Management
 from auth.refresh import running_tasks
-from routing.config import Config
+from routing.client_keys import key_label
 from routing.endpoints import Endpoint, Kind, client_key, guess_format, match
 from routing.runtime import Runtime
 from translators.formats import Format
@@ -24,26 +24,14 @@ from translators.listing import anthropic_models, gemini_model, gemini_models, o
 
 logger = logging.getLogger("cliproxy")
 
-# What usage and the log call a client when the listener asks for no key.
-NO_KEY = "no-key"
-
-
-def _authorized(sent: str | None, config: Config) -> str | None:
-    """The label of the client key `sent` (`key-2`: the second of `api-keys`; `env-key`:
-    CLI_PROXY_API_KEY's), NO_KEY when none is required, None when it is not one of them."""
-    allowed = config.client_keys
+def _authorized(sent: str | None, allowed: tuple[str, ...]) -> bool:
     if not allowed:
-        return NO_KEY
+        return True
     if sent is None:
-        return None
+        return False
     given = sent.encode()
     # Compare against every key, without stopping at the first match, in constant time each.
-    matches = [hmac.compare_digest(given, k.encode()) for k in allowed]
-    if not any(matches):
-        return None
-    position = matches.index(True)
-    listed = sum(1 for k in config.api_keys if k)
-    return f"key-{position + 1}" if position < listed else "env-key"
+    return sum(hmac.compare_digest(given, k.encode()) for k in allowed) > 0
 
 
 class ApiListener:
@@ -94,8 +82,8 @@ class ApiListener:
             return
         endpoint = match(req.method, path, headers)
         fmt = endpoint.format if endpoint else guess_format(path, headers)
-        label = _authorized(client_key(headers, req.query), self.runtime.config)
-        if label is None:
+        sent = client_key(headers, req.query)
+        if not _authorized(sent, self.runtime.config.client_keys):
             reply_error(flow, fmt, 401, "missing or invalid API key for this proxy: send one of its api-keys")
             return
         if endpoint is None:
@@ -109,7 +97,7 @@ class ApiListener:
             self._get_model(flow, endpoint)
         else:
             if call := client_request(flow, endpoint, path, headers):
-                await self.dispatcher.dispatch(flow, call, client_key=label)
+                await self.dispatcher.dispatch(flow, call, client_key=key_label(sent, self.runtime.config))
 
     def _health(self, flow: http.HTTPFlow) -> None:
         count = len(self.runtime.router.credentials)

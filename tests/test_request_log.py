@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from addons.listener import NO_KEY, _authorized
+from routing.client_keys import NO_KEY, key_label
 from addons.usage import log_line
 from routing.config import parse_config
 from routing.usage import UsageRecord
@@ -35,10 +35,12 @@ def test_log_line_of_a_failure_without_credential_or_tokens():
 
 def test_client_keys_are_labelled_by_position_never_by_value(monkeypatch):
     monkeypatch.delenv("CLI_PROXY_API_KEY", raising=False)
-    assert _authorized(None, parse_config("")) == NO_KEY
-    config = parse_config("api-keys: [first-secret, second-secret]")
-    assert _authorized("second-secret", config) == "key-2"
-    assert _authorized("first-secret", config) == "key-1"
-    assert _authorized("wrong", config) is None and _authorized(None, config) is None
+    assert key_label(None, parse_config("")) == NO_KEY
+    assert key_label("anything", parse_config("")) == NO_KEY
+    config = parse_config("api-keys: [first-secret, second-secret, first-secret]")
+    assert key_label("second-secret", config) == "key-2"
+    assert key_label("first-secret", config) == "key-1"
     monkeypatch.setenv("CLI_PROXY_API_KEY", "env-secret")
-    assert _authorized("env-secret", config) == "env-key"
+    config = parse_config("api-keys: [first-secret]")
+    assert key_label("env-secret", config) == "env-key"
+    assert key_label("first-secret", config) == "key-1"
