@@ -77,7 +77,7 @@ class AuthDirWatcher:
             logger.warning(f"cliproxy: auth directory {directory} does not exist; not watching it")
             return
         self._watcher = DebouncedWatch(
-            self._loop, directory, lambda p: not is_temporary(p), self._rescan, RESCAN_DEBOUNCE
+            self._loop, directory, lambda p: not is_temporary(p), self.rescan, RESCAN_DEBOUNCE
         )
         self._watcher.start()
         # Anything written between the first scan and the watch starting.
@@ -88,5 +88,7 @@ class AuthDirWatcher:
             self._watcher.stop()
             self._watcher = None
 
-    def _rescan(self) -> None:
+    def rescan(self) -> None:
+        """Read the directory now (the management API wrote or removed a file): its answer
+        then says whether the pool took the file, without waiting for the watcher."""
         self._apply(self.runtime.store.scan())

@@ -18,7 +18,9 @@ from addons.exposure import Exposure  # noqa: E402
 from addons.intercept import Interceptor, allow_hosts  # noqa: E402
 from addons.limits import RequestLimits  # noqa: E402
 from addons.listener import ApiListener  # noqa: E402
+from addons.management import Management  # noqa: E402
 from addons.refresh import RefreshLoop  # noqa: E402
+from addons.usage import Accounting  # noqa: E402
 from routing.runtime import Runtime  # noqa: E402
 
 _runtime = Runtime()
@@ -30,7 +32,9 @@ _config.checks.append(_exposure.problem)
 # Registered with the runtime before the config loads, so the auth directory loads with it.
 _auth_dir = AuthDirWatcher(_runtime)
 _dispatcher = Dispatcher(_runtime)
-_listener = ApiListener(_runtime, _config, _dispatcher)
+_accounting = Accounting(_runtime, _config, _dispatcher)
+_management = Management(_runtime, _auth_dir.rescan, lambda: _accounting.store)
+_listener = ApiListener(_runtime, _config, _dispatcher, _management)
 _config.option_sources.append(lambda config: {"allow_hosts": allow_hosts(config, LISTENER_TARGET)})
 
 addons = [
@@ -40,6 +44,8 @@ addons = [
     RefreshLoop(_runtime),
     RequestLimits(_runtime, _listener.is_listener_flow),  # before the hooks that answer requests
     _listener,
+    _management,
     Interceptor(_runtime, _dispatcher, _listener.is_listener_flow),
     _dispatcher,
+    _accounting,
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
 
 from mitmproxy import http
 
@@ -65,6 +66,16 @@ def hide_client_auth(flow: http.HTTPFlow) -> None:
         for name in CLIENT_AUTH_QUERY:
             if name in query:
                 query[name] = "…"
+
+
+def request_line(client: ClientRequest) -> str:
+    """The client's request line as it sent it (method, path, query), its key masked."""
+    if not client.query:
+        return f"{client.method} {client.path}"
+    query = urllib.parse.urlencode(
+        [(k, "…" if k in CLIENT_AUTH_QUERY else v) for k, v in client.query], safe="/:,…"
+    )
+    return f"{client.method} {client.path}?{query}"
 
 
 def mask(value: str) -> str:

@@ -14,31 +14,52 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
 from mitmproxy import http
 
-from addons.common import mask, reply, reply_error
+from addons.common import mask, reply, reply_error, request_line
 from addons.images import ImageFetcher
 from addons.relay import FLOW_HEADER, Answer, Relay
 from addons.upstream_client import UNREACHABLE, UpstreamClient, decoded, why_unreachable
+from auth.credential import Credential
 from auth.pool import Cooldown
 from routing import legs
 from routing.legs import Leg
 from routing.router import Route, UnknownModel
 from routing.runtime import Runtime
 from routing.upstream import ClientRequest, header_list, upstream_proxy
+from routing.usage import UsageRecord
+from translators.canonical import Usage
 from translators.errors import error_body, retry_hint
 from translators.formats import Format
 from translators.terminal import TerminalWatch
 from translators.translate import TranslationError
+from translators.usage import UsageScan, usage_from_body
 
 logger = logging.getLogger("cliproxy")
 
 OVERHEAD_HEADER = "x-cliproxy-overhead-ms"
+CREDENTIAL_HEADER = "x-cliproxy-credential"
+# The client key label of intercepted traffic (a vendor CLI's own key, not one of the proxy's).
+INTERCEPTED = "intercepted"
 ANNOTATION = "cliproxy"
+# mitmweb's flow list shows these markers (mitmproxy emoji names) by the provider that answered.
+PROVIDER_MARKERS = {
+    "claude": ":orange_circle:",
+    "kimi": ":orange_square:",
+    "codex": ":green_circle:",
+    "xai": ":black_circle:",
+    "gemini": ":large_blue_circle:",
+    "gemini-cli": ":blue_square:",
+    "antigravity": ":purple_circle:",
+    "vertex": ":large_blue_diamond:",
+    "qwen": ":purple_square:",
+    "iflow": ":brown_circle:",
+    "openai-compatibility": ":white_circle:",
+}
 
 # Statuses that say "this credential, not this request": rotate to the next one.
 _ROTATE = frozenset({401, 402, 403, 408, 429, 500, 502, 503, 504, 529})
@@ -51,6 +72,13 @@ _JSON = [(b"content-type", b"application/json")]
 CUT_STREAM_REST = 10.0
 # What the answer naming every resting credential lists at most.
 _MAX_LISTED = 8
+# The error class of the proxy's own answers, by their error code.
+_LOCAL_ERRORS = {
+    "model_cooldown": "rate_limited",
+    "upstream_unreachable": "unreachable",
+    "credentials_unavailable": "unavailable",
+    "model_not_found": "unknown_model",
+}
 
 
 @dataclass(slots=True)
@@ -81,6 +109,16 @@ class Exchange:
     cut: str | None = None  # how the upstream stream broke off, once it has
     task: asyncio.Task | None = None  # the relay's attempts, cancelled if the client leaves
     settled: bool = False  # the pool has heard how the chosen credential did
+    client_key: str = INTERCEPTED  # the label of the proxy key the client sent
+    code: str | None = None  # the error code of the proxy's own answer
+    first_byte: float | None = None  # epoch seconds the relay handed the answer's first bytes over
+    usage: Usage | None = None  # of a whole answer, as the upstream reported it
+    scan: UsageScan | None = None  # follows a stream that is not translated, for its usage
+    watch: object | None = None  # the stream callable (a translator knows the stream's usage)
+
+
+# Told of every client request the pool served (or answered itself), once it is over.
+Finished = Callable[[UsageRecord, str], None]
 
 
 # Coroutines started from synchronous hooks, kept referenced until they finish.
@@ -106,6 +144,8 @@ class Dispatcher:
         self._images = ImageFetcher()
         self._relay = Relay(self.answer)
         self._relay_started: asyncio.Future | None = None
+        # Called with each request's record and the path the client called.
+        self.finished: list[Finished] = []
 
     def running(self) -> None:
         self._start_relay()
@@ -127,9 +167,15 @@ class Dispatcher:
     # -- the request hook: first pick, then off to the relay ----------------------------------
 
     async def dispatch(
-        self, flow: http.HTTPFlow, client: ClientRequest, routes: list[Route] | None = None
+        self,
+        flow: http.HTTPFlow,
+        client: ClientRequest,
+        routes: list[Route] | None = None,
+        *,
+        client_key: str = INTERCEPTED,
     ) -> None:
-        """Route `client` to a credential and send the flow to the relay, or answer it."""
+        """Route `client` to a credential and send the flow to the relay, or answer it.
+        `client_key` labels the proxy key the client sent (INTERCEPTED: a vendor CLI's call)."""
         started = time.perf_counter()
         fmt = client.endpoint.format
         if routes is None:
@@ -137,8 +183,9 @@ class Dispatcher:
                 routes = self.runtime.router.resolve(client.model)
             except UnknownModel as e:
                 reply_error(flow, fmt, 404, str(e), code="model_not_found")
+                self._report(flow, Exchange(flow, client, [], local=True, client_key=client_key, code="model_not_found"))
                 return
-        ex = Exchange(flow, client, routes)
+        ex = Exchange(flow, client, routes, client_key=client_key)
         ex.overhead += time.perf_counter() - started
         route = await self._pick_usable(ex)
         started = time.perf_counter()
@@ -153,16 +200,22 @@ class Dispatcher:
         if route is None:
             status, message, code, retry_after = self._unavailable(ex)
             reply_error(flow, fmt, status, message, code=code, retry_after=retry_after)
+            ex.local, ex.code = True, code
+            self._report(flow, ex)
             return
         try:
             leg = await self._prepared_leg(ex, route)
         except TranslationError as e:
             self.runtime.pool.release_probe(route.credential, route.model)
             reply_error(flow, fmt, 400, str(e))
+            ex.local = True
+            self._report(flow, ex)
             return
         if leg.local_answer is not None:
             reply(flow, 200, leg.local_answer)
             self._annotate(flow, ex)
+            ex.local = True
+            self._report(flow, ex)
             return
         await self._start_relay()
         self._exchanges[flow.id] = ex
@@ -243,7 +296,10 @@ class Dispatcher:
             return Answer(404, [(b"content-type", b"text/plain")], body=b"no such flow")
         ex.task = asyncio.current_task()
         try:
-            return await self._attempts(ex)
+            answer = await self._attempts(ex)
+            if answer.chunks is None:
+                ex.first_byte = time.time()
+            return answer
         except asyncio.CancelledError:
             self._settle(ex)
             raise
@@ -304,6 +360,8 @@ class Dispatcher:
             response = await self._upstream.send(config, ex.client.method, leg.target.url, headers, leg.body, proxy)
         except UNREACHABLE as e:
             return self._unreachable(ex, route, e, started)
+        if config.quota_headers:
+            self._observe_quota(cred, response.headers)
         status = response.status
         reason = (response.reason or "").encode("latin-1", "replace")
         if status in _ROTATE:
@@ -347,6 +405,8 @@ class Dispatcher:
                 return self._empty(ex, route, status, started)
             self._succeeded(ex, route)
             self._record(ex, cred.label, str(status), started)
+            # A translated stream's decoder reads its usage anyway; any other is followed.
+            ex.scan = UsageScan(leg.upstream) if leg.request is None else None
             return Answer(status, answer_headers, reason, chunks=self._stream(ex, route, response, first, chunks))
         try:
             body = await response.read()
@@ -356,6 +416,8 @@ class Dispatcher:
             response.release()
         if status < 300 and not body:
             return self._empty(ex, route, status, started)
+        if status < 300:
+            ex.usage = self._usage(leg, body, response.headers.get("content-encoding"))
         if status < 400:
             self._succeeded(ex, route)
         else:
@@ -371,9 +433,15 @@ class Dispatcher:
         first: bytes,
         chunks: AsyncIterator[bytes],
     ) -> AsyncIterator[bytes]:
+        scan = ex.scan
         try:
+            if scan is not None:
+                scan(first)
+            ex.first_byte = time.time()
             yield first
             async for chunk in chunks:
+                if scan is not None:
+                    scan(chunk)
                 yield chunk
         except UNREACHABLE as e:
             # The client has had part of the answer: too late to fail over. The stream ends
@@ -382,6 +450,21 @@ class Dispatcher:
             self._failed(ex, route, 0, None, reason="stream cut off", rest=CUT_STREAM_REST)
         finally:
             response.release()
+
+    @staticmethod
+    def _usage(leg: Leg, body: bytes, content_encoding: str | None) -> Usage | None:
+        if content_encoding:
+            body = decoded(body, content_encoding) or b""
+        return usage_from_body(leg.upstream, body)
+
+    def _observe_quota(self, cred: Credential, headers) -> None:
+        snapshot = self.runtime.quota.observe(cred.id, headers)
+        if snapshot is None:
+            return
+        rest = self.runtime.pool.observe_quota(cred, snapshot)
+        if rest is not None:
+            left = rest.until - time.monotonic()
+            logger.info(f"cliproxy: {cred.label}: {rest.reason}; resting it {left:.0f}s, until the window resets")
 
     def _headers(self, response: aiohttp.ClientResponse, *, decoded: bool = False) -> list[tuple[bytes, bytes]]:
         skip = _HOP_BY_HOP | {b"content-encoding"} if decoded else _HOP_BY_HOP
@@ -438,6 +521,7 @@ class Dispatcher:
         self, ex: Exchange, status: int, message: str, *, code: str | None = None, retry_after: float | None = None
     ) -> Answer:
         ex.local = True
+        ex.code = code
         headers = list(_JSON)
         if retry_after is not None:
             headers.append((b"retry-after", b"%d" % max(1, round(retry_after))))
@@ -475,6 +559,9 @@ class Dispatcher:
         for why in ex.unusable:
             label, _, what = why.partition(": ")
             reasons.setdefault(label, what)
+        for route in ex.routes:
+            if self.runtime.pool.is_disabled(route.credential.id):
+                reasons.setdefault(route.credential.label, "disabled at run time")
         listed = "; ".join(f"{k}: {v}" for k, v in list(reasons.items())[:_MAX_LISTED])
         if len(reasons) > _MAX_LISTED:
             listed += f"; and {len(reasons) - _MAX_LISTED} more"
@@ -499,6 +586,8 @@ class Dispatcher:
 
     @staticmethod
     def _describe_rest(cooldown: Cooldown, left: float) -> str:
+        if cooldown.kind == "quota" and cooldown.reason.startswith("quota window"):
+            return f"{cooldown.reason}, back in {max(1, round(left))}s"
         if cooldown.kind == "quota":
             return f"rate-limited, back in {max(1, round(left))}s"
         return f"{cooldown.reason}, resting {max(1, round(left))}s"
@@ -516,7 +605,7 @@ class Dispatcher:
         if ex.client.stream and response.status_code < 300 and not ex.local:
             leg = ex.leg
             if leg.converts:
-                response.stream = legs.stream_translator(leg, ex.client)
+                response.stream = ex.watch = legs.stream_translator(leg, ex.client)
                 response.headers["content-type"] = legs.stream_content_type(ex.client)
                 response.headers.pop("content-length", None)
             else:
@@ -525,6 +614,7 @@ class Dispatcher:
                 response.stream = TerminalWatch(fmt, sse, lambda: self._cut_short(ex))
         ex.overhead += time.perf_counter() - started
         response.headers[OVERHEAD_HEADER] = f"{ex.overhead * 1000:.2f}"
+        self._name_credential(response, ex)
 
     def response(self, flow: http.HTTPFlow) -> None:
         ex = self._exchanges.pop(flow.id, None)
@@ -537,6 +627,8 @@ class Dispatcher:
         ex.overhead += time.perf_counter() - started
         if not flow.response.stream:
             flow.response.headers[OVERHEAD_HEADER] = f"{ex.overhead * 1000:.2f}"
+            self._name_credential(flow.response, ex)
+        self._report(flow, ex)
 
     def error(self, flow: http.HTTPFlow) -> None:
         ex = self._exchanges.pop(flow.id, None)
@@ -550,12 +642,14 @@ class Dispatcher:
                 # The relay connection goes with the client: stop spending the credential on it.
                 ex.task.cancel()
             self._settle(ex)
+        self._report(flow, ex)
 
     def _cut_short(self, ex: Exchange) -> str | None:
         """A passed-through stream ended without its terminal event."""
         if ex.cut is None and ex.leg is not None:
             # A clean early end is the upstream's fault as much as a lost connection.
             self._failed(ex, ex.leg.route, 0, None, reason="stream ended early", rest=CUT_STREAM_REST)
+            ex.cut = "the upstream ended the stream early"
         return ex.cut
 
     # -- answering in the client's format ------------------------------------------------------
@@ -607,7 +701,10 @@ class Dispatcher:
             return
         route, cred = leg.route, leg.route.credential
         attempts = [{"credential": a.credential, "outcome": a.outcome, "ms": round(a.ms, 1)} for a in ex.attempts]
+        # What the client sent, before the relay rewrite replaced it in the flow.
+        line = request_line(ex.client)
         info = {
+            "client_request": line,
             "provider": cred.service or cred.provider,
             "credential": cred.label,
             "model": ex.client.model,
@@ -619,9 +716,84 @@ class Dispatcher:
         if ex.cut:
             info["cut"] = ex.cut
         flow.metadata[ANNOTATION] = info
+        flow.marked = PROVIDER_MARKERS.get(cred.provider, ":white_circle:")
         tries = ", ".join(f"{a.credential} {a.outcome} {a.ms:.0f}ms" for a in ex.attempts)
         flow.comment = (
-            f"cliproxy: {info['provider']} via {cred.label}; model {ex.client.model}"
+            f"{line} | cliproxy: {info['provider']} via {cred.label}; model {ex.client.model}"
             + (f" -> {route.model}" if route.model != ex.client.model else "")
             + f"; attempts: {tries or 'none'}; {info['translation']}"
         )
+
+    def _name_credential(self, response: http.Response, ex: Exchange) -> None:
+        """`x-cliproxy-credential`, where the config asks for it."""
+        where = self.runtime.config.credential_header
+        if where == "off" or ex.leg is None or ex.local:
+            return
+        if where == "all" or ex.client_key != INTERCEPTED:
+            response.headers[CREDENTIAL_HEADER] = ex.leg.route.credential.label
+
+    # -- accounting ---------------------------------------------------------------------------
+
+    def _report(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        """Hand the request's record to whoever keeps usage and logs (once it is over)."""
+        if not self.finished:
+            return
+        now = time.time()
+        begun = flow.request.timestamp_start
+        leg = ex.leg
+        cred = leg.route.credential if leg is not None else None
+        response = flow.response
+        if response is not None:
+            status = response.status_code
+        else:
+            status = 499 if _client_side(flow) else 502
+        usage = self._stream_usage(ex) if response is not None and response.stream else ex.usage
+        client = ex.client
+        record = UsageRecord(
+            time=begun,
+            client_key=ex.client_key,
+            client_api="code-assist" if client.endpoint.code_assist else client.endpoint.format.value,
+            provider=(cred.service or cred.provider) if cred is not None else "",
+            credential=cred.label if cred is not None else "",
+            model=client.model,
+            upstream_model=leg.route.model if leg is not None else "",
+            status=status,
+            attempts=len(ex.attempts),
+            latency_ms=(now - begun) * 1000,
+            first_byte_ms=None if ex.first_byte is None else (ex.first_byte - begun) * 1000,
+            input_tokens=None if usage is None else usage.input_tokens,
+            output_tokens=None if usage is None else usage.output_tokens,
+            cached_tokens=None if usage is None else usage.cached_tokens,
+            reasoning_tokens=None if usage is None else usage.reasoning_tokens,
+            error=self._error_class(flow, ex, status),
+        )
+        path = client.path
+        for listener in self.finished:
+            try:
+                listener(record, path)
+            except Exception:
+                logger.exception("cliproxy: internal error while recording a request")
+
+    @staticmethod
+    def _stream_usage(ex: Exchange) -> Usage | None:
+        if ex.scan is not None:
+            return ex.scan.usage()
+        return getattr(ex.watch, "usage", None)
+
+    @staticmethod
+    def _error_class(flow: http.HTTPFlow, ex: Exchange, status: int) -> str | None:
+        if flow.error is not None:
+            return "client_closed" if _client_side(flow) else "proxy_error"
+        if ex.cut is not None:
+            return "cut_off"
+        if getattr(ex.watch, "error", None) is not None:
+            return "stream_error"  # the upstream's own error event, mid-stream
+        if status < 400:
+            return None
+        if ex.local:
+            if ex.code in _LOCAL_ERRORS:
+                return _LOCAL_ERRORS[ex.code]
+            return "bad_request" if status == 400 else "internal" if status == 500 else f"proxy_{status}"
+        if status == 429:
+            return "rate_limited"
+        return "upstream_4xx" if status < 500 else "upstream_5xx"

@@ -13,7 +13,9 @@ from mitmproxy import http
 from addons.common import client_request, hide_client_auth, reply, reply_error
 from addons.config import ConfigLoader
 from addons.dispatch import Dispatcher
+from addons.management import Management
 from auth.refresh import running_tasks
+from routing.client_keys import key_label
 from routing.endpoints import Endpoint, Kind, client_key, guess_format, match
 from routing.exposure import key_matches
 from routing.names import model_problem
@@ -32,11 +34,16 @@ def _authorized(sent: str | None, allowed: tuple[str, ...]) -> bool:
 
 class ApiListener:
     def __init__(
-        self, runtime: Runtime, config_loader: ConfigLoader, dispatcher: Dispatcher
+        self,
+        runtime: Runtime,
+        config_loader: ConfigLoader,
+        dispatcher: Dispatcher,
+        management: Management | None = None,
     ) -> None:
         self.runtime = runtime
         self.config_loader = config_loader
         self.dispatcher = dispatcher
+        self.management = management
 
     def is_listener_flow(self, flow: http.HTTPFlow) -> bool:
         mode = flow.client_conn.proxy_mode
@@ -67,12 +74,17 @@ class ApiListener:
         req = flow.request
         headers = {k.lower(): v for k, v in req.headers.items()}
         path = req.path.split("?", 1)[0]
+        if self.management is not None and self.management.handles(path):
+            # Its own key, not the api-keys of the pool's clients.
+            await self.management.serve(flow, path)
+            return
         if req.method == "OPTIONS":
             reply(flow, 204, b"", cors=True)
             return
         endpoint = match(req.method, path, headers)
         fmt = endpoint.format if endpoint else guess_format(path, headers)
-        if not _authorized(client_key(headers, req.query), self.runtime.config.client_keys):
+        sent = client_key(headers, req.query)
+        if not _authorized(sent, self.runtime.config.client_keys):
             reply_error(flow, fmt, 401, "missing or invalid API key for this proxy: send one of its api-keys")
             return
         if endpoint is None:
@@ -86,7 +98,7 @@ class ApiListener:
             self._get_model(flow, endpoint)
         else:
             if call := client_request(flow, endpoint, path, headers):
-                await self.dispatcher.dispatch(flow, call)
+                await self.dispatcher.dispatch(flow, call, client_key=key_label(sent, self.runtime.config))
 
     def _health(self, flow: http.HTTPFlow) -> None:
         count = len(self.runtime.router.credentials)

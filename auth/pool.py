@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from auth.credential import Credential
+from auth.quota import QuotaSnapshot
 
 Strategy = Literal["round-robin", "fill-first"]
 
@@ -20,6 +21,12 @@ QUOTA_BACKOFF_BASE = 1.0
 QUOTA_BACKOFF_CAP = 30 * 60.0
 AUTH_FAILURE_COOLDOWN = 30 * 60.0
 MAX_CURSORS = 4096
+# A window reported exhausted rests its credential until it resets, a week's window included.
+QUOTA_REST_CAP = 8 * 86400.0
+# How long a credential counts as nearly used up when its window did not say when it resets:
+# it is picked last meanwhile, so no newer answer may come to say otherwise.
+STRAIN_UNKNOWN_RESET = 300.0
+DEFAULT_SOFT_THRESHOLD = 0.95
 # How long the one request testing a rested credential has the credential to itself before
 # another request may test it too (its outcome normally arrives with the response headers).
 PROBE_WINDOW = 30.0
@@ -55,6 +62,14 @@ class Pick:
     resting: tuple[Cooldown, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Strain:
+    """A credential whose quota is nearly used up (past the soft threshold)."""
+
+    used: float  # the largest fraction used over its windows
+    until: float  # clock time when that window resets
+
+
 class Pool:
     def __init__(
         self,
@@ -62,25 +77,54 @@ class Pool:
         *,
         disable_cooling: bool = False,
         transient_cooldown: float = 60.0,
+        soft_threshold: float = DEFAULT_SOFT_THRESHOLD,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.strategy: Strategy = strategy
         self.disable_cooling = disable_cooling
         self.transient_cooldown = transient_cooldown
+        self.soft_threshold = soft_threshold
         self._clock = clock
         self._model_cooldowns: dict[tuple[str, str], Cooldown] = {}
         self._credential_cooldowns: dict[str, Cooldown] = {}
+        # Credentials whose upstream reported a quota window exhausted, until it resets. No
+        # probe afterwards: the vendor said when the window opens again.
+        self._quota_rests: dict[str, Cooldown] = {}
+        self._strained: dict[str, Strain] = {}
         self._cursors: dict[str, int] = {}
+        # Credential ids switched off at run time (the management API): never picked, whatever
+        # their rest; kept across config reloads for as long as the credential exists.
+        self._disabled: set[str] = set()
 
     def configure(
-        self, strategy: Strategy, *, disable_cooling: bool, transient_cooldown: float
+        self,
+        strategy: Strategy,
+        *,
+        disable_cooling: bool,
+        transient_cooldown: float,
+        soft_threshold: float = DEFAULT_SOFT_THRESHOLD,
     ) -> None:
         self.strategy = strategy
         self.disable_cooling = disable_cooling
         self.transient_cooldown = transient_cooldown
+        if soft_threshold != self.soft_threshold:
+            self.soft_threshold = soft_threshold
+            self._strained.clear()  # judged against the old threshold; the next answers tell
         if disable_cooling:
             self._model_cooldowns.clear()
             self._credential_cooldowns.clear()
+            self._quota_rests.clear()
+
+    # -- switched off at run time -------------------------------------------------------------
+
+    def disable(self, credential_id: str) -> None:
+        self._disabled.add(credential_id)
+
+    def enable(self, credential_id: str) -> None:
+        self._disabled.discard(credential_id)
+
+    def is_disabled(self, credential_id: str) -> bool:
+        return credential_id in self._disabled
 
     # -- selection -------------------------------------------------------------------------
 
@@ -88,6 +132,10 @@ class Pool:
         """The cooldown keeping `credential` from serving `model` now, if any: a rest not over
         yet, or one whose probe is under way."""
         now = self._clock()
+        if self._quota_rests and (rest := self._quota_rests.get(credential.id)) is not None:
+            if rest.until > now:
+                return rest
+            del self._quota_rests[credential.id]
         for cooldown in self._cooldowns(credential, model):
             if cooldown.until > now or cooldown.probing_until > now:
                 return cooldown
@@ -142,6 +190,9 @@ class Pool:
         resting: list[Cooldown] = []
         soonest: float | None = None
         for i, (cred, model) in enumerate(candidates):
+            if self._disabled and cred.id in self._disabled:
+                skipped.append(Skip(cred, "disabled at run time"))
+                continue
             if cred.id in tried:
                 skipped.append(Skip(cred, "already tried for this request"))
                 continue
@@ -165,6 +216,8 @@ class Pool:
             for i in available
             if candidates[i][0].priority != top
         )
+        if self._strained and len(tier) > 1:
+            tier = self._by_headroom(tier, candidates, now, skipped)
         if self.strategy == "fill-first" or len(tier) == 1:
             chosen = tier[0]
         else:
@@ -176,6 +229,70 @@ class Pool:
         if probe and (self._model_cooldowns or self._credential_cooldowns):
             self._start_probe(*candidates[chosen])
         return Pick(chosen, tuple(skipped))
+
+    def _by_headroom(
+        self, tier: list[int], candidates: Sequence[tuple[Credential, str]], now: float, skipped: list[Skip]
+    ) -> list[int]:
+        """The tier without its credentials past the soft quota threshold, unless all are: then
+        the one with the most left."""
+        roomy: list[int] = []
+        strained: list[tuple[float, int]] = []
+        for i in tier:
+            cred = candidates[i][0]
+            strain = self._strained.get(cred.id)
+            if strain is not None and strain.until <= now:
+                del self._strained[cred.id]
+                strain = None
+            if strain is None:
+                roomy.append(i)
+            else:
+                strained.append((strain.used, i))
+        if not strained:
+            return tier
+        if roomy:
+            skipped.extend(
+                Skip(candidates[i][0], f"quota {used:.0%} used, past the soft threshold") for used, i in strained
+            )
+            return roomy
+        return [min(strained)[1]]
+
+    # -- quota the upstream reported ----------------------------------------------------------
+
+    def observe_quota(self, credential: Credential, snapshot: QuotaSnapshot) -> Cooldown | None:
+        """Act on the quota an upstream answer reported for `credential`: rest it until its
+        exhausted window resets, and remember whether it is past the soft threshold. Returns
+        the rest when this snapshot starts (or lengthens) one."""
+        now = self._clock()
+        started = None
+        exhausted = snapshot.exhausted_window()
+        left = 0.0 if exhausted is None else exhausted.resets_at - snapshot.observed_at  # type: ignore[operator]
+        if left > 0 and not self.disable_cooling:
+            until = now + min(left, QUOTA_REST_CAP)
+            current = self._quota_rests.get(credential.id)
+            if current is None or current.until < until:
+                reason = f"quota window {exhausted.name} exhausted"  # type: ignore[union-attr]
+                started = self._quota_rests[credential.id] = Cooldown(until, reason, kind="quota")
+        else:
+            # A newer answer says no window is exhausted (it reset early, or the last one lied).
+            self._quota_rests.pop(credential.id, None)
+        strain = self._strain(snapshot, now)
+        if strain is None:
+            self._strained.pop(credential.id, None)
+        else:
+            self._strained[credential.id] = strain
+        return started
+
+    def _strain(self, snapshot: QuotaSnapshot, now: float) -> Strain | None:
+        worst = None
+        for window in snapshot.windows:
+            used = window.fraction_used
+            if used is not None and used >= self.soft_threshold and (worst is None or used > worst[0]):
+                worst = (used, window.resets_at)
+        if worst is None:
+            return None
+        used, resets_at = worst
+        left = STRAIN_UNKNOWN_RESET if resets_at is None else min(resets_at - snapshot.observed_at, QUOTA_REST_CAP)
+        return Strain(used, now + left) if left > 0 else None
 
     # -- outcomes --------------------------------------------------------------------------
 
@@ -228,11 +345,31 @@ class Pool:
         self._model_cooldowns[key] = Cooldown(now + wait, label, level, kind)
         return wait
 
+    def rests(self, credential_id: str) -> list[tuple[str | None, Cooldown, float]]:
+        """Every rest of one credential in force now: (the model it is for, or None for every
+        model; the cooldown; seconds left, its probe included)."""
+        now = self._clock()
+        found: list[tuple[str | None, Cooldown, float]] = []
+        candidates: list[tuple[str | None, Cooldown]] = [
+            (None, c)
+            for c in (self._quota_rests.get(credential_id), self._credential_cooldowns.get(credential_id))
+            if c is not None
+        ]
+        candidates += [(model, c) for (cid, model), c in self._model_cooldowns.items() if cid == credential_id]
+        for model, cooldown in candidates:
+            end = max(cooldown.until, cooldown.probing_until)
+            if end > now:
+                found.append((model, cooldown, end - now))
+        return found
+
     def forget(self, keep_ids: set[str]) -> None:
         """Drop state of credentials that left the config."""
+        self._disabled &= keep_ids
         self._credential_cooldowns = {
             k: v for k, v in self._credential_cooldowns.items() if k in keep_ids
         }
         self._model_cooldowns = {
             k: v for k, v in self._model_cooldowns.items() if k[0] in keep_ids
         }
+        self._quota_rests = {k: v for k, v in self._quota_rests.items() if k in keep_ids}
+        self._strained = {k: v for k, v in self._strained.items() if k in keep_ids}

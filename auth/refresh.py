@@ -398,6 +398,7 @@ class Refresher:
         self._inflight: dict[str, asyncio.Task[Credential | None]] = {}
         self._not_before: dict[str, float] = {}  # credential id -> clock time of the next attempt
         self._failed: set[str] = set()  # ids whose last refresh failed (transiently)
+        self._failures: dict[str, str] = {}  # why, for the management API (never a token)
         # Code Assist project discovery (auth.project): running, and failed until then.
         self._discovering: dict[str, asyncio.Task[tuple[Credential | None, str]]] = {}
         self._project_not_before: dict[str, tuple[float, str]] = {}
@@ -418,10 +419,19 @@ class Refresher:
         for i in ids:
             self._not_before.pop(i, None)
             self._failed.discard(i)
+            self._failures.pop(i, None)
             self._project_not_before.pop(i, None)
 
     def refreshing(self, cred: Credential) -> bool:
         return cred.id in self._inflight
+
+    def failure(self, cred_id: str) -> tuple[str, float | None] | None:
+        """Why the last refresh of a credential failed, when it failed in a way that a later
+        attempt may fix, and when that attempt is due (clock time); None otherwise. Refusals
+        for good are on the credential (`refresh_error`)."""
+        if cred_id not in self._failed:
+            return None
+        return self._failures.get(cred_id, "refresh failed"), self._not_before.get(cred_id)
 
     def due(self, entry: Entry, now: float) -> bool:
         cred = entry.credential
@@ -616,7 +626,7 @@ class Refresher:
             raise
         except Exception as e:  # noqa: BLE001 - a bug must not leak a token through a traceback
             logger.error(f"cliproxy: refresh of {cred_id} failed unexpectedly ({type(e).__name__})")
-            self._backoff(cred_id)
+            self._backoff(cred_id, f"failed unexpectedly ({type(e).__name__})")
             return None
 
     @staticmethod
@@ -627,8 +637,9 @@ class Refresher:
             return False
         return bool(on_disk.refresh_token) and on_disk.refresh_token != token.refresh_token
 
-    def _backoff(self, cred_id: str) -> None:
+    def _backoff(self, cred_id: str, why: str) -> None:
         self._failed.add(cred_id)
+        self._failures[cred_id] = why
         self._not_before[cred_id] = self._clock() + FAILURE_BACKOFF
 
     async def _refresh_once(self, cred_id: str, reason: str) -> Credential | None:
@@ -682,6 +693,7 @@ class Refresher:
             if refreshed is None:
                 return None
             self._failed.discard(cred_id)
+            self._failures.pop(cred_id, None)
             now = self._clock()
             if self.due(self.store.entry(cred_id), now):  # type: ignore[arg-type]
                 self._not_before[cred_id] = now + INEFFECTIVE_BACKOFF
@@ -696,7 +708,7 @@ class Refresher:
         entry = self.store.entry(cred_id)
         label = entry.credential.label if entry else cred_id
         if not error.terminal:
-            self._backoff(cred_id)
+            self._backoff(cred_id, str(error))
             logger.warning(f"cliproxy: token refresh of {label} failed: {error}; retrying in {FAILURE_BACKOFF / 60:.0f} min")
             return None
         logger.error(
@@ -705,6 +717,7 @@ class Refresher:
         )
         self._not_before.pop(cred_id, None)
         self._failed.discard(cred_id)
+        self._failures.pop(cred_id, None)
         if entry is None:
             return None
         if entry.token.data is not token.data and entry.token.refresh_token != token.refresh_token:

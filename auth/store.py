@@ -279,6 +279,10 @@ class AuthStore:
     def entries(self) -> list[Entry]:
         return [e for _, e in sorted(self._entries.items())]
 
+    def problems(self) -> dict[Path, str]:
+        """The `*.json` files skipped, each with the line logged about it (never a token)."""
+        return dict(self._problems)
+
     def entry(self, credential_id: str) -> Entry | None:
         path = self._paths.get(credential_id)
         return self._entries.get(path) if path is not None else None

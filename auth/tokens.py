@@ -154,6 +154,12 @@ def _read_bounded(path: Path) -> bytes:
     return data
 
 
+def read_token_bytes(path: Path) -> bytes:
+    """A token file's bytes as they are on disk (a download), read as `load_token_file` reads
+    them: a regular file of at most MAX_TOKEN_FILE_BYTES, or TokenFileError."""
+    return _read_bounded(path)
+
+
 def _too_large(size: int) -> str:
     return f"is {size} bytes, over the {MAX_TOKEN_FILE_BYTES // 1024 // 1024} MiB limit for a token file"
 
@@ -161,7 +167,14 @@ def _too_large(size: int) -> str:
 def load_token_file(path: Path) -> TokenFile:
     """Read and parse a token file, or raise TokenFileError saying what is wrong with it (never
     quoting its content)."""
-    raw = _read_bounded(path)
+    return parse_token_file(path, _read_bounded(path))
+
+
+def parse_token_file(path: Path, raw: bytes) -> TokenFile:
+    """The token file `raw` would be at `path` (an upload, before it is written), or
+    TokenFileError as `load_token_file` raises it."""
+    if len(raw) > MAX_TOKEN_FILE_BYTES:
+        raise TokenFileError(f"{shown(path)}: {_too_large(len(raw))}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

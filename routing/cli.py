@@ -1,5 +1,7 @@
 """The `cliproxy` command: run the proxy, check a config, set a shell up for a vendor CLI, sign
-a subscription in (`cliproxy auth <provider>`, in routing/auth_command.py).
+a subscription in (`cliproxy auth <provider>`, in routing/auth_command.py), tell what the pool
+served (`cliproxy usage`, in routing/usage_command.py), show the pool (`cliproxy status`, from
+the running proxy's management API).
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ from routing.auth_command import add_parser as add_auth_parser
 from routing.command import cliproxy_command
 from routing.config import Config, ConfigError, config_warnings, load_config
 from routing.exposure import Entrance, exposure_problem, proxy_url
+from routing.management import PREFIX as MANAGEMENT_PREFIX
 from routing.router import Router, UnknownModel, credentials_from_config
+from routing.usage_command import add_parser as add_usage_parser
 
 DESCRIPTION = (
     "cliproxy pools LLM subscriptions and API keys behind one local endpoint that speaks the "
     "OpenAI, Anthropic and Gemini APIs, and serves vendor CLIs (Claude Code, Codex, Gemini CLI) "
     "that use it as HTTPS_PROXY. This command runs the proxy, checks its config, sets a shell up "
-    "for a vendor CLI and signs subscriptions in."
+    "for a vendor CLI, signs subscriptions in and shows the running pool."
 )
 # Answered by the proxy itself when asked through its interception port (addons/exposure.py).
 PROBE_URL = "http://cliproxy.invalid/"
@@ -270,6 +274,123 @@ def doctor(args: argparse.Namespace, extra: list[str]) -> int:
     return 1 if problems else 0
 
 
+MANAGEMENT_KEY_ENV = "CLIPROXY_MANAGEMENT_KEY"
+
+
+def _printable(text: object) -> str:
+    """A value from the proxy fit for the terminal: labels and messages are hostile strings, and
+    an escape sequence in one must not drive the terminal."""
+    return "".join(c if c.isprintable() else "?" for c in str(text))
+
+
+def _listener_url(config: Config) -> str:
+    host = config.host
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.port}"
+
+
+def _short(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d"
+
+
+def _quota_text(quota: dict | None, now: float) -> str:
+    if not quota or not quota.get("windows"):
+        return "-"
+    parts = []
+    for w in quota["windows"]:
+        used = w.get("used")
+        text = f"{w['name']} {round(used * 100)}%" if used is not None else str(w["name"])
+        if w.get("remaining") is not None and w.get("limit") is not None:
+            text = f"{w['name']} {w['remaining']}/{w['limit']} left"
+        if w.get("exhausted") and w.get("resets_at"):
+            text += f" (resets {_short(w['resets_at'] - now)})"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def status_table(data: dict) -> str:
+    """The credential table of `cliproxy status`, from /v0/management/credentials."""
+    now = data.get("now") or 0.0
+    header = ("PROVIDER", "CREDENTIAL", "STATE", "QUOTA", "LAST HOUR")
+    rows: list[tuple[tuple[str, ...], str]] = []
+    for c in data.get("credentials", []):
+        provider = c["provider"] + (f" ({c['service']})" if c.get("service") else "")
+        label = c["label"] + (f" <{c['email']}>" if c.get("email") else "")
+        state = c["state"] + (f" {_short(c['until'] - now)}" if c.get("until") else "")
+        hour = c.get("last_hour")
+        hour_text = f"{hour['requests']} req, {hour['errors']} err" if hour else "-"
+        cells = tuple(_printable(v) for v in (provider, label, state, _quota_text(c.get("quota"), now), hour_text))
+        rows.append((cells, _printable(c.get("detail") or "")))
+    widths = [max([len(header[i]), *(len(r[0][i]) for r in rows)]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    for cells, detail in rows:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(cells, widths)).rstrip())
+        if detail:
+            lines.append(" " * (widths[0] + 2) + detail)
+    if not rows:
+        lines.append("(no credentials)")
+    return "\n".join(lines)
+
+
+def status(args: argparse.Namespace, extra: list[str]) -> int:
+    """The pool as the running proxy sees it, from its management API."""
+    import httpx
+
+    path = Path(args.config).expanduser()
+    config = None
+    if path.exists():
+        try:
+            config = load_config(path)
+        except ConfigError as e:
+            print(e, file=sys.stderr)
+            return 1
+    url = (args.url or _listener_url(config or Config())).rstrip("/")
+    secret = args.secret or os.environ.get(MANAGEMENT_KEY_ENV) or (config.remote_management.secret_key if config else "")
+    if not secret or secret.startswith(("$2a$", "$2b$", "$2y$")):
+        print(
+            f"cliproxy status: no management key: set remote-management.secret-key in {path}, "
+            f"or pass --secret / {MANAGEMENT_KEY_ENV}",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        # No environment proxies: HTTPS_PROXY from `cliproxy env` must not carry this call.
+        response = httpx.get(
+            f"{url}{MANAGEMENT_PREFIX}/credentials",
+            headers={"x-management-key": secret},
+            timeout=10,
+            trust_env=False,
+        )
+    except httpx.HTTPError as e:
+        print(f"cliproxy status: no proxy answers at {url} ({type(e).__name__}): is it running?", file=sys.stderr)
+        return 1
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code != 200 or not isinstance(body, dict):
+        message = body.get("error") if isinstance(body, dict) else None
+        print(
+            f"cliproxy status: {url} answered HTTP {response.status_code}: {_printable(message or 'not the management API')}",
+            file=sys.stderr,
+        )
+        return 1
+    print(status_table(body))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cliproxy", description=DESCRIPTION)
     parser.add_argument("--config", default="config.yaml", help="config file (default: ./config.yaml)")
@@ -325,7 +446,21 @@ def main(argv: list[str] | None = None) -> int:
             help=f"mitmproxy's confdir, where its CA is (default {DEFAULT_CONFDIR})",
         )
         sub.set_defaults(handler=handler)
+    sub = commands.add_parser(
+        "status",
+        help="show every credential's state, quota and use, from the running proxy",
+        description="Ask the running proxy's management API for every credential's state (ready, "
+        "resting and until when, refreshing, refresh failed, disabled), the quota its upstream "
+        "reported and its requests and errors in the last hour, and print them as a table. Needs "
+        "remote-management.secret-key (from the config, --secret or $"
+        f"{MANAGEMENT_KEY_ENV}).",
+    )
+    sub.add_argument("--config", default=argparse.SUPPRESS, help="config file: the listener's address and the management key")
+    sub.add_argument("--url", help="the proxy's listener, e.g. http://127.0.0.1:8317 (default: from the config)")
+    sub.add_argument("--secret", help=f"the management key (default: ${MANAGEMENT_KEY_ENV}, else the config's secret-key)")
+    sub.set_defaults(handler=status)
     add_auth_parser(commands)
+    add_usage_parser(commands)
     args, extra = parser.parse_known_args(argv)
     if extra and args.handler is not run:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -174,7 +174,9 @@ class QuotaExceeded(_Section):
 
 
 class RemoteManagement(_Section):
-    """CLIProxyAPI's management API settings: loaded, not implemented yet (reported when set)."""
+    """CLIProxyAPI's management API settings (served by addons/management.py): `secret-key`
+    turns the API and the status page on, `allow-remote` admits non-loopback clients,
+    `disable-control-panel` leaves the status page out."""
 
     allow_remote: bool = False
     secret_key: str = ""
@@ -273,6 +275,37 @@ class Config(_Section):
     upstream_overrides: dict[str, str] = Field(default_factory=dict)
     interception: Interception = Interception()
     image_fetch: ImageFetch = ImageFetch()
+    # Not in CLIProxyAPI: quota read from the rate-limit headers upstreams send with every
+    # answer; a credential whose most-used window is past the soft threshold (a fraction) is
+    # picked only when the others of its priority are too, or resting (1: never).
+    quota_headers: bool = True
+    quota_soft_threshold: float = Field(0.95, ge=0, le=1)
+    # Not in CLIProxyAPI: one row per request in SQLite. A relative path is relative to the
+    # config file's folder; ":memory:" keeps it in memory; false or "" turns it off.
+    usage_db: str = "usage.db"
+    usage_retention_days: float = Field(30, ge=0)
+    # Not in CLIProxyAPI: `x-cliproxy-credential: <label>` on answers: off, on the listener's
+    # answers only, or on intercepted ones too.
+    credential_header: Literal["off", "listener", "all"] = "off"
+
+    @field_validator("usage_db", mode="before")
+    @classmethod
+    def _usage_db_switch(cls, v: Any) -> Any:
+        if v is False:
+            return ""
+        if v is True:
+            return "usage.db"
+        return v
+
+    @field_validator("credential_header", mode="before")
+    @classmethod
+    def _credential_header_switch(cls, v: Any) -> Any:
+        # YAML reads an unquoted off / on as booleans.
+        if v is False:
+            return "off"
+        if v is True:
+            return "listener"
+        return v
 
     @field_validator("request_retry", "max_retry_credentials", "max_retry_interval")
     @classmethod
@@ -286,10 +319,6 @@ class Config(_Section):
             if problem := _url_problem(url, ("http", "https")):
                 raise ValueError(f"{host}: {problem}")
         return {host.lower(): url.rstrip("/") for host, url in v.items()}
-
-    @property
-    def remote_management_set(self) -> bool:
-        return self.remote_management != RemoteManagement()
 
     @property
     def transient_cooldown(self) -> float:
@@ -315,6 +344,14 @@ class Config(_Section):
     @property
     def auth_path(self) -> Path:
         return Path(self.auth_dir).expanduser()
+
+    def usage_path(self, config_dir: Path) -> str | None:
+        """Where usage is kept (":memory:" included), or None when it is not."""
+        if not self.usage_db:
+            return None
+        if self.usage_db == ":memory:":
+            return self.usage_db
+        return str(config_dir / Path(self.usage_db).expanduser())
 
 
 class ConfigError(Exception):
@@ -409,9 +446,4 @@ def config_warnings(config: Config, text: str) -> list[str]:
             for section, names in by_section.items()
         )
         notes.append(f"CLIProxyAPI keys not supported here, ignored: {listed}")
-    if config.remote_management_set:
-        notes.append(
-            "remote-management: not supported yet (this proxy has no management API); "
-            "these settings do nothing"
-        )
     return notes

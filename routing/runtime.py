@@ -1,5 +1,6 @@
 """The live state the addons share: the config in force, the auth directory's credentials, the
-router built from both, the pool and the token refresher."""
+router built from both, the pool, the quota each credential's upstream reported and the token
+refresher."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 
 from auth.credential import Credential
 from auth.pool import Pool
+from auth.quota import QuotaBook
 from auth.refresh import Refresher
 from auth.store import AuthStore
 from routing.config import Config
@@ -23,6 +25,7 @@ class Runtime:
         self.config = Config()
         self.router = Router(())
         self.pool = Pool()
+        self.quota = QuotaBook()
         self.store = AuthStore()
         self.refresher = Refresher(
             self.store, overrides=lambda: self.config.upstream_overrides, publish=self.publish_auth
@@ -42,6 +45,7 @@ class Runtime:
             config.routing.pool_strategy,
             disable_cooling=config.disable_cooling,
             transient_cooldown=config.transient_cooldown,
+            soft_threshold=config.quota_soft_threshold,
         )
         self._rebuild()
         for listener in self.config_listeners:
@@ -58,7 +62,9 @@ class Runtime:
             if self._proxy_supported(c)
         ]
         self.router = Router(credentials, force_model_prefix=self.config.force_model_prefix)
-        self.pool.forget({c.id for c in credentials})
+        ids = {c.id for c in credentials}
+        self.pool.forget(ids)
+        self.quota.forget(ids)
 
     def _proxy_supported(self, cred: Credential) -> bool:
         # Fail closed: a credential whose proxy cannot be honoured must not go out directly.

@@ -11,6 +11,7 @@ from routing.config import (
     API_KEY_ENV,
     EXAMPLE_CLIENT_KEY,
     ConfigError,
+    RemoteManagement,
     config_warnings,
     parse_config,
     unsupported_keys,
@@ -404,12 +405,11 @@ def test_the_legacy_api_keys_of_openai_compatibility_are_known():
     assert [k.api_key for k in parse_config(text).openai_compatibility[0].api_key_entries] == ["k1"]
 
 
-def test_warnings_name_unsupported_keys_and_remote_management():
-    text = "tls: {enable: true}\nremote-management:\n  secret-key: s3cret\n"
+def test_warnings_name_unsupported_keys_but_not_remote_management():
+    # remote-management is supported (addons/management.py): only what is ignored is reported.
+    text = "tls: {enable: true}\nremote-management:\n  secret-key: s3cret\n  allow-remote: true\n"
     warnings = config_warnings(parse_config(text), text)
-    assert warnings[0] == "CLIProxyAPI keys not supported here, ignored: tls"
-    assert warnings[1].startswith("remote-management: not supported yet")
-    assert all("s3cret" not in w for w in warnings)
+    assert warnings == ["CLIProxyAPI keys not supported here, ignored: tls"]
 
 
 def test_remote_management_at_its_defaults_is_no_warning():
@@ -435,7 +435,7 @@ def test_cliproxyapi_example_config_loads_with_the_same_meaning():
     assert (config.request_retry, config.max_retry_credentials, config.max_retry_interval) == (3, 0, 30)
     assert config.transient_cooldown == 60.0  # 0 keeps the legacy 60 s
     assert config.routing.strategy == "round-robin"
-    assert config.remote_management_set is False
+    assert config.remote_management == RemoteManagement()
     warning, = config_warnings(config, text)
     assert "routing: session-affinity, session-affinity-ttl" in warning
 

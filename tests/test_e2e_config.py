@@ -84,12 +84,13 @@ def test_messages_name_the_config_file_as_it_was_given(make_proxy):
     assert "] config.yaml: routing.stratgy: unknown key; did you mean strategy?" in proxy.output()
 
 
-def test_cliproxyapi_keys_and_remote_management_are_reported_once(make_proxy):
+def test_cliproxyapi_keys_are_reported_once_and_remote_management_is_served(make_proxy):
     config = {"tls": {"enable": False}, "remote-management": {"secret-key": "mgmt-secret-xyz"}, "debug": True}
     proxy = make_proxy(config)
     output = proxy.output()
     assert "CLIProxyAPI keys not supported here, ignored: tls" in output
-    assert "remote-management: not supported yet" in output
+    assert "remote-management" not in output.split("ignored:", 1)[1].splitlines()[0]
+    assert "management API on /v0/management" in output
     assert "mgmt-secret-xyz" not in output
     mark = len(output)
     proxy.write_config({**config, "request-retry": 1})

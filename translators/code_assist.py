@@ -219,6 +219,16 @@ class Wrapper:
         self._data: list[bytes] = []
         self._closed = False
 
+    @property
+    def usage(self):
+        """The usage `inner` (a translator) saw, if any."""
+        return getattr(self._inner, "usage", None)
+
+    @property
+    def error(self) -> str | None:
+        """The error `inner` (a translator) saw end the stream, if any."""
+        return getattr(self._inner, "error", None)
+
     def __call__(self, chunk: bytes) -> list[bytes]:
         if self._closed:
             return []

@@ -23,6 +23,7 @@ from translators.canonical import (
     Text,
     Thinking,
     ToolCall,
+    Usage,
     cut_arguments,
     cut_off,
 )
@@ -119,12 +120,16 @@ class StreamTranslator:
     HTTP/1.1's zero-length terminating chunk and end the client's response early.
     """
 
-    __slots__ = ("_decoder", "_encoder", "_origin")
+    __slots__ = ("_decoder", "_encoder", "_origin", "usage", "error")
 
     def __init__(self, upstream: Format, client: Format, request: Request, sse: bool = True):
         self._decoder = codec(upstream).stream_decoder()
         self._encoder = codec(client).stream_encoder(request, sse)
         self._origin: str | None = upstream.value  # stamped on Start, then None
+        # How the stream ended, once it has (the decoders end with a Finish or a StreamError):
+        # the Finish's usage, or the error's message.
+        self.usage: Usage | None = None
+        self.error: str | None = None
 
     def __call__(self, chunk: bytes) -> list[bytes]:
         encode = self._encoder.encode
@@ -134,10 +139,23 @@ class StreamTranslator:
                 return []
             if self._origin is not None:
                 self._stamp_origin(events)
+            last = events[-1]
+            if type(last) is Finish or type(last) is StreamError:
+                self._ended(last)
             out = b"".join([encode(e) for e in events])
         else:
-            out = b"".join([encode(e) for e in self._decoder.close()]) + self._encoder.close()
+            events = self._decoder.close()
+            for event in events:
+                if type(event) is Finish or type(event) is StreamError:
+                    self._ended(event)
+            out = b"".join([encode(e) for e in events]) + self._encoder.close()
         return [out] if out else []
+
+    def _ended(self, event: Finish | StreamError) -> None:
+        if isinstance(event, Finish):
+            self.usage = event.usage
+        else:
+            self.error = event.message
 
     def _stamp_origin(self, events: list[Event]) -> None:
         for event in events:

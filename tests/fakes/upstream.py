@@ -19,6 +19,9 @@ Determinism, which tests may rely on:
 Per-request overrides (request headers): ``x-fake-events: N``, ``x-fake-event-delay: seconds``,
 ``x-fake-latency: seconds``.
 
+Extra response headers (a vendor's rate-limit headers, say), per API key with ``add_headers``,
+on every answer to that key, failures included, until clear().
+
 Connection faults (``fault``), per API key: reset the connection instead of answering, close it
 before the headers, never answer, die (reset) after N frames of the answer, or end the answer
 cleanly after N frames, its terminal events never sent.
@@ -262,6 +265,7 @@ class FakeUpstream:
         self._tool_scripts: list[_ToolScript] = []
         self._tool_calls: dict[str, _ToolScript] = {}  # tool_use ids handed out -> their script
         self._canned: dict[str, list[_Canned]] = {}
+        self._extra_headers: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()  # fail()/clear() run on the caller's thread, lookups on the loop's
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -363,8 +367,15 @@ class FakeUpstream:
         with self._lock:
             self._canned.setdefault(vendor, []).append(_Canned(body, events))
 
+    def add_headers(self, api_key: str, headers: dict[str, str]) -> None:
+        """Send `headers` with every answer to requests carrying `api_key` (replacing those
+        added before for it)."""
+        with self._lock:
+            self._extra_headers[api_key] = dict(headers)
+
     def clear(self) -> None:
         with self._lock:
+            self._extra_headers.clear()
             self._canned.clear()
             self._failures.clear()
             self._faults.clear()
@@ -473,6 +484,8 @@ class FakeUpstream:
             reply = _failure_reply(failure, vendor) if failure else self._route(recorded, settings)
         except Exception as exc:  # noqa: BLE001 - a malformed body must get a 400, not kill the connection
             reply = _bad_request(f"fake upstream could not handle the request: {exc!r}")
+        if self._extra_headers and (extra := self._extra_headers.get(api_key or "")):
+            reply.headers = {**reply.headers, **extra}
         if settings.latency > 0:
             await asyncio.sleep(settings.latency)
         if fault is not None:
