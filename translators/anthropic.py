@@ -293,14 +293,19 @@ def _decode_block(block: dict[str, Any], names: dict[str, str]) -> Part | None:
     return None  # server tools and their results, search results...: nothing canonical
 
 
-def _decode_messages(messages: list[Any]) -> list[Message]:
+def _decode_messages(messages: list[Any], system: list[Text]) -> list[Message]:
+    """The conversation; `system` gains the text of `system` messages within it (which
+    Anthropic takes, as Claude Code sends them), as a Chat client's system messages do."""
     names: dict[str, str] = {}  # tool_use id -> tool name, for results (Gemini links by name)
     out: list[Message] = []
     for index, message in dicts(messages, "messages"):
         try:
             role = get_str(message, "role")
+            if role == "system":
+                system.extend(_texts(message.get("content"), "content"))
+                continue
             if role not in ("user", "assistant"):
-                raise FieldError(f"expected role 'user' or 'assistant', got {shown(role)}", "role")
+                raise FieldError(f"expected role 'user', 'assistant' or 'system', got {shown(role)}", "role")
             content = message.get("content")
             if isinstance(content, str):
                 parts: list[Part] = [Text(content)] if content else []
@@ -320,21 +325,21 @@ def _decode_messages(messages: list[Any]) -> list[Message]:
     return out
 
 
-def _decode_system(body: dict[str, Any]) -> list[Text]:
-    system = body.get("system")
-    if system is None:
+def _texts(value: Any, field: str) -> list[Text]:
+    """A system prompt: a string or a list of text blocks."""
+    if value is None:
         return []
-    if isinstance(system, str):
-        return [Text(system)] if system else []
-    if not isinstance(system, list):
-        raise wrong_type(system, "a string or a list of text blocks", "system")
+    if isinstance(value, str):
+        return [Text(value)] if value else []
+    if not isinstance(value, list):
+        raise wrong_type(value, "a string or a list of text blocks", field)
     texts = []
-    for index, block in dicts(system, "system"):
+    for index, block in dicts(value, field):
         try:
             if get_str(block, "type") == "text" and (text := get_str(block, "text")):
                 texts.append(Text(text))
         except FieldError as e:
-            raise e.within("system", index)
+            raise e.within(field, index)
     return texts
 
 
@@ -410,10 +415,11 @@ def decode_request(body: dict[str, Any]) -> Request:
     with at("tool_choice"):
         tool_choice = _decode_tool_choice(tool_choice)
     metadata = get_dict(body, "metadata")
+    system = _texts(body.get("system"), "system")
     return Request(
         model=get_str(body, "model") or "",
-        messages=_decode_messages(get_list(body, "messages")),
-        system=_decode_system(body),
+        messages=_decode_messages(get_list(body, "messages"), system),
+        system=system,
         tools=_decode_tools(get_list(body, "tools")),
         tool_choice=tool_choice,
         max_tokens=get_int(body, "max_tokens"),

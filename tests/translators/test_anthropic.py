@@ -1014,3 +1014,23 @@ def test_response_and_stream_round_trip(parts, reason, usage):
         else:
             expected.append(["tool_call", "", json.dumps(p.arguments, ensure_ascii=False), None, p.id, p.name])
     assert rebuilt == expected
+
+
+def test_system_messages_within_the_conversation_join_the_system_prompt():
+    """Anthropic takes `role: system` messages in `messages` (the SDK's SystemMessageParam), and
+    Claude Code sends them: their text joins the system prompt, as a Chat client's would."""
+    request = decode_request(
+        {
+            "model": "m",
+            "max_tokens": 8,
+            "system": "Be brief.",
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "system", "content": [{"type": "text", "text": "Mind the date."}]},
+                {"role": "assistant", "content": "hello"},
+                {"role": "system", "content": "Answer in French."},
+            ],
+        }
+    )
+    assert [t.text for t in request.system] == ["Be brief.", "Mind the date.", "Answer in French."]
+    assert [m.role for m in request.messages] == ["user", "assistant"]
