@@ -34,11 +34,13 @@ def log_line(record: UsageRecord, path: str) -> str:
 
 
 class Accounting:
+    """Logs every request and keeps its row in the usage store, which it opens, moves and
+    closes as `usage-db` says (`runtime.usage`, for whoever reads usage)."""
+
     def __init__(self, runtime: Runtime, config_loader: ConfigLoader, dispatcher: Dispatcher) -> None:
         self.runtime = runtime
         self.config_loader = config_loader
-        self.store: UsageStore | None = None
-        self._path: str | None = None  # where `store` is open
+        self._path: str | None = None  # where runtime.usage is open
         self._running = False
         dispatcher.finished.append(self.finished)
         runtime.config_listeners.append(self._follow)
@@ -51,15 +53,16 @@ class Accounting:
         # Synchronous on a script reload: the last batch is written in a thread, and the
         # returned future is awaited on shutdown.
         self._running = False
-        store, self.store, self._path = self.store, None, None
-        if store is not None:
-            return background(asyncio.to_thread(store.close))
-        return None
+        return self._close()
 
     def finished(self, record: UsageRecord, path: str) -> None:
         logger.info(log_line(record, path))
-        if self.store is not None:
-            self.store.record(record)
+        if (store := self.runtime.usage) is not None:
+            store.record(record)
+
+    def _close(self):
+        store, self.runtime.usage, self._path = self.runtime.usage, None, None
+        return None if store is None else background(asyncio.to_thread(store.close))
 
     def _follow(self, config: Config) -> None:
         """Open, move or close the store as `usage-db` says."""
@@ -67,16 +70,14 @@ class Accounting:
             return
         folder = self.config_loader.path.parent if self.config_loader.path else None
         path = config.usage_path(folder) if folder is not None else None
-        if path == self._path and self.store is not None:
-            self.store.retention_days = config.usage_retention_days
+        if path == self._path and self.runtime.usage is not None:
+            self.runtime.usage.retention_days = config.usage_retention_days
             return
-        old, self.store, self._path = self.store, None, None
-        if old is not None:
-            background(asyncio.to_thread(old.close))
+        self._close()
         if path is None:
             return
         try:
-            self.store = UsageStore(path, config.usage_retention_days)
+            self.runtime.usage = UsageStore(path, config.usage_retention_days)
         except (sqlite3.Error, OSError) as e:
             logger.error(f"cliproxy: usage not kept: cannot open {path}: {e}")
             return

@@ -46,8 +46,15 @@ _UNIFIED_FIELDS = ("utilization", "reset", "status")
 # Windows of the unified family that are not a limit on what the credential may still serve.
 _UNIFIED_IGNORED = frozenset({"overage", "fallback"})
 _CLAIMS = {"five_hour": "5h", "seven_day": "7d"}
-_ANTHROPIC_LIMITS = ("requests", "tokens", "input-tokens", "output-tokens")
-_OPENAI_LIMITS = ("requests", "tokens")
+# (window, its limit, remaining and reset header names)
+_ANTHROPIC_LIMITS = tuple(
+    (kind, *(f"anthropic-ratelimit-{kind}-{field}" for field in ("limit", "remaining", "reset")))
+    for kind in ("requests", "tokens", "input-tokens", "output-tokens")
+)
+_OPENAI_LIMITS = tuple(
+    (kind, *(f"x-ratelimit-{field}-{kind}" for field in ("limit", "remaining", "reset")))
+    for kind in ("requests", "tokens")
+)
 _CODEX_WINDOWS = ("primary", "secondary")
 # One probe per family: the cheap test every upstream answer goes through.
 _PROBES = (
@@ -138,9 +145,9 @@ def parse_quota(headers: Mapping[str, str], now: float) -> QuotaSnapshot | None:
         if "unified" in families:
             windows += _unified(headers, now)
         if "anthropic" in families:
-            windows += _counted(headers, "anthropic-ratelimit-{}-{}", _ANTHROPIC_LIMITS, _rfc3339, now)
+            windows += _counted(headers, _ANTHROPIC_LIMITS, _rfc3339, now)
         if "openai" in families:
-            windows += _counted(headers, "x-ratelimit-{1}-{0}", _OPENAI_LIMITS, _duration, now)
+            windows += _counted(headers, _OPENAI_LIMITS, _duration, now)
         if "codex" in families:
             windows += _codex(headers, now)
     except Exception:  # noqa: BLE001 - hostile input must never fail the request it came with
@@ -181,16 +188,17 @@ def _unified(headers: Mapping[str, str], now: float) -> list[Window]:
     return list(windows.values())
 
 
-def _counted(headers: Mapping[str, str], pattern: str, limits: tuple[str, ...], reset, now: float) -> list[Window]:
+def _counted(headers: Mapping[str, str], limits: tuple[tuple[str, str, str, str], ...], reset, now: float) -> list[Window]:
     windows = []
-    for kind in limits:
-        remaining = _count(headers.get(pattern.format(kind, "remaining")))
-        limit = _count(headers.get(pattern.format(kind, "limit")))
+    get = headers.get
+    for kind, limit_name, remaining_name, reset_name in limits:
+        remaining = _count(get(remaining_name))
+        limit = _count(get(limit_name))
         if remaining is None and limit is None:
             continue
         if remaining is not None and limit is not None and remaining > limit:
             remaining = None  # contradicts itself: the limit is the safer half to believe
-        resets = reset(headers.get(pattern.format(kind, "reset")), now)
+        resets = reset(get(reset_name), now)
         windows.append(Window(kind, None, remaining, limit, resets, None))
     return windows
 

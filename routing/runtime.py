@@ -1,6 +1,6 @@
 """The live state the addons share: the config in force, the auth directory's credentials, the
-router built from both, the pool, the quota each credential's upstream reported and the token
-refresher."""
+router built from both, the pool, the quota each credential's upstream reported, the usage
+store and the token refresher."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from auth.refresh import Refresher
 from auth.store import AuthStore
 from routing.config import Config
 from routing.router import Router, credentials_from_config
+from routing.usage import UsageStore
 from routing.upstream import upstream_proxy
 
 
@@ -26,6 +27,8 @@ class Runtime:
         self.router = Router(())
         self.pool = Pool()
         self.quota = QuotaBook()
+        # Open while `usage-db` keeps usage (addons/usage.py opens and closes it).
+        self.usage: UsageStore | None = None
         self.store = AuthStore()
         self.refresher = Refresher(
             self.store, overrides=lambda: self.config.upstream_overrides, publish=self.publish_auth

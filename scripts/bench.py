@@ -1060,6 +1060,8 @@ def cliproxy_config(port: int, workdir: Path, fakes: dict[str, str]) -> dict[str
         "upstream-overrides": {
             host: fakes["long"] for host in ("api.anthropic.com", "api.openai.com", "generativelanguage.googleapis.com")
         },
+        # To measure a feature on and off, e.g. CLIPROXY_BENCH_CONFIG='{"usage-db": false}'.
+        **json.loads(os.environ.get("CLIPROXY_BENCH_CONFIG") or "{}"),
     }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import ssl
 import subprocess
 import sys
 import time
@@ -429,3 +430,66 @@ def test_quota_headers_can_be_ignored(fake, make_proxy):
     for _ in range(3):
         call(proxy, "anthropic", "claude-test-1")
     assert fake.keys_used() == [CLA_A] * 3
+
+
+# -- intercepted vendor CLIs ---------------------------------------------------------------------------
+
+
+def intercepted(proxy) -> httpx.Response:
+    """A Claude call as a CLI behind HTTPS_PROXY makes it: the vendor's host, the CLI's own key."""
+    ca = ssl.create_default_context(cafile=str(proxy.confdir / "mitmproxy-ca-cert.pem"))
+    with httpx.Client(proxy=f"http://127.0.0.1:{proxy.proxy_port}", verify=ca, timeout=30) as client:
+        return client.post(
+            "https://api.anthropic.com/v1/messages",
+            headers={"x-api-key": "sk-ant-the-cli-own-key", "anthropic-version": "2023-06-01"},
+            json={"model": "claude-test-1", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]},
+        )
+
+
+def test_intercepted_calls_are_rows_and_get_the_credential_header_only_when_all(fake, make_proxy):
+    proxy = make_proxy(pool_config(fake, **{"credential-header": "listener"}))
+    response = intercepted(proxy)
+    assert response.status_code == 200
+    assert "x-cliproxy-credential" not in response.headers
+    assert "x-cliproxy-credential" in call(proxy, "anthropic", "claude-test-1").headers
+    first, _ = wait_rows(proxy, 2)
+    assert (first["client_key"], first["client_api"], first["provider"]) == ("intercepted", "anthropic", "claude")
+    assert first["input_tokens"] == upstream_input_tokens_for(fake, 0)
+    start = len(proxy.output())
+    proxy.write_config(pool_config(fake, **{"credential-header": "all"}))
+    proxy.wait_for_output("reloaded", start=start)
+    assert intercepted(proxy).headers["x-cliproxy-credential"].startswith("claude-api-key[")
+    assert "sk-ant-the-cli-own-key" not in proxy.output()
+
+
+def test_usage_db_follows_config_edits(fake, make_proxy):
+    proxy = make_proxy(pool_config(fake))
+    call(proxy, "anthropic", "claude-test-1")
+    wait_rows(proxy, 1)
+    start = len(proxy.output())
+    proxy.write_config(pool_config(fake, **{"usage-db": "kept/elsewhere.db"}))
+    proxy.wait_for_output("reloaded", start=start)
+    call(proxy, "anthropic", "claude-test-1")
+    elsewhere = proxy.workdir / "kept" / "elsewhere.db"
+    deadline = time.monotonic() + 10
+    while not (elsewhere.exists() and _count(elsewhere) == 1) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _count(elsewhere) == 1
+    assert len(rows(proxy)) == 1  # the first file got nothing more
+    start = len(proxy.output())
+    proxy.write_config(pool_config(fake, **{"usage-db": False}))
+    proxy.wait_for_output("reloaded", start=start)
+    call(proxy, "anthropic", "claude-test-1")
+    time.sleep(0.5)
+    assert _count(elsewhere) == 1 and len(rows(proxy)) == 1
+
+
+def _count(path: Path) -> int:
+    try:
+        db = open_readonly(path)
+    except sqlite3.Error:
+        return 0
+    with db:
+        (count,) = db.execute("SELECT COUNT(*) FROM requests").fetchone()
+    db.close()
+    return count
