@@ -33,7 +33,7 @@ _config.checks.append(_exposure.problem)
 _auth_dir = AuthDirWatcher(_runtime)
 _dispatcher = Dispatcher(_runtime)
 _accounting = Accounting(_runtime, _config, _dispatcher)
-_management = Management(_runtime, _auth_dir.rescan, lambda: _accounting.store)
+_management = Management(_runtime, _auth_dir.rescan)
 _listener = ApiListener(_runtime, _config, _dispatcher, _management)
 _config.option_sources.append(lambda config: {"allow_hosts": allow_hosts(config, LISTENER_TARGET)})
 

@@ -38,7 +38,6 @@ from routing.management import ManagementError
 from routing.runtime import Runtime
 from routing.status_page import HEADERS as PAGE_HEADERS
 from routing.status_page import login_page, status_page
-from routing.usage import UsageStore
 
 logger = logging.getLogger("cliproxy")
 
@@ -95,12 +94,10 @@ class Management:
         self,
         runtime: Runtime,
         rescan: Callable[[], None],
-        usage: Callable[[], UsageStore | None] = lambda: None,
     ) -> None:
         self.runtime = runtime
         self.gate = m.Gate()
         self._rescan = rescan
-        self._usage_db = usage  # the usage database in use (addons/usage.py), if any
         self._relay = Relay(self._relay_answer)
         self._relay_started: asyncio.Future | None = None
         self._relayed: dict[str, _Relayed] = {}
@@ -361,7 +358,7 @@ class Management:
 
     async def _credentials(self, flow: http.HTTPFlow, call: Call) -> None:
         now = time.time()
-        store = self._usage_db()
+        store = self.runtime.usage
         hour = None if store is None else await asyncio.to_thread(store.query, now - 3600, "credential")
         _json(flow, 200, {"now": now, "credentials": self._rows(now, hour)})
 
@@ -527,7 +524,7 @@ class Management:
         _json(flow, 200, {**self._switch(entry.credential.id, disabled), "name": name})
 
     def _usage_store(self):
-        store = self._usage_db()
+        store = self.runtime.usage
         if store is None:
             raise ManagementError(404, "usage is not recorded: usage-db is off in config.yaml")
         return store
