@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from mitmproxy import ctx, exceptions
 from addons.watching import DebouncedWatch
 from routing.command import cliproxy_command
 from routing.config import Config, ConfigError, config_warnings, parse_config
+from routing.management import BCRYPT_PREFIXES, hash_secret, hash_secret_in_text
 from routing.runtime import Runtime
 
 logger = logging.getLogger("cliproxy")
@@ -99,7 +101,32 @@ class ConfigLoader:
         for check in self.checks:
             if problem := check(config):
                 raise ConfigError(f"{source}: {problem}")
+        secret = config.remote_management.secret_key
+        if secret and not secret.startswith(BCRYPT_PREFIXES):
+            self._hash_secret_at_rest(path, text, secret)
         return config, config_warnings(config, text)
+
+    @staticmethod
+    def _hash_secret_at_rest(path: Path, text: str, secret: str) -> None:
+        """Replace the plain-text management key in config.yaml by its bcrypt hash, as
+        CLIProxyAPI does, changing that one line. The key itself stays what it was."""
+        changed = hash_secret_in_text(text, secret, hash_secret(secret))
+        if changed is None:
+            logger.warning(
+                f"cliproxy: {path}: remote-management.secret-key could not be found on a line of its own, "
+                "so it stays in plain text there"
+            )
+            return
+        tmp = path.with_name(f".{path.name}.cliproxy-tmp")
+        try:
+            tmp.write_text(changed, encoding="utf-8")
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            logger.warning(f"cliproxy: {path}: remote-management.secret-key stays in plain text ({e.strerror})")
+            return
+        logger.info(f"cliproxy: {path}: remote-management.secret-key is now kept as a bcrypt hash (the key is unchanged)")
 
     def running(self) -> None:
         self._loop = asyncio.get_running_loop()

@@ -359,9 +359,13 @@ def status(args: argparse.Namespace, extra: list[str]) -> int:
     url = (args.url or _listener_url(config or Config())).rstrip("/")
     secret = args.secret or os.environ.get(MANAGEMENT_KEY_ENV) or (config.remote_management.secret_key if config else "")
     if not secret or secret.startswith(("$2a$", "$2b$", "$2y$")):
+        where = (
+            f"{path} keeps only the key's bcrypt hash"
+            if secret
+            else f"set remote-management.secret-key in {path}"
+        )
         print(
-            f"cliproxy status: no management key: set remote-management.secret-key in {path}, "
-            f"or pass --secret / {MANAGEMENT_KEY_ENV}",
+            f"cliproxy status: no management key: {where}; pass --secret or set {MANAGEMENT_KEY_ENV}",
             file=sys.stderr,
         )
         return 1

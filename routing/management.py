@@ -4,11 +4,10 @@ Who may call it (CLIProxyAPI's rules: a `remote-management.secret-key`, loopback
 unless `allow-remote`), what each credential's state is, what the config looks like with its
 secrets masked, and which auth-file names and uploads are acceptable.
 
-The secret is compared as an HMAC under a key drawn at start, in constant time; the plain text
-stays in config.yaml. CLIProxyAPI rewrites a plain-text key there as a bcrypt hash; this proxy
-does not rewrite the user's file (comments and layout would not survive PyYAML), and a bcrypt
-hash written by CLIProxyAPI cannot be checked without a bcrypt library, so such a config turns
-management off with a message saying so.
+At rest the secret is a bcrypt hash, as CLIProxyAPI keeps it: a plain-text key in config.yaml
+is replaced by its hash on load (`hash_secret_in_text`, the one line changed so the file's
+comments and layout stay). A presented key is checked against the hash once (bcrypt is slow on
+purpose), then remembered as an HMAC under a key drawn at start and compared in constant time.
 """
 
 from __future__ import annotations
@@ -25,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import bcrypt
+
 from auth.credential import Credential
 from auth.store import credential_from_token
 from auth.tokens import TokenFile, TokenFileError, parse_token_file, shown
@@ -38,7 +39,7 @@ MAX_SESSIONS = 64
 # remote addresses only here, so that a mistyped key cannot lock the local user out.
 MAX_FAILURES = 5
 BAN_SECONDS = 30 * 60.0
-_BCRYPT = ("$2a$", "$2b$", "$2y$")
+BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 MAX_NAME_BYTES = 255
 HOW_TO_ENABLE = "set remote-management.secret-key in config.yaml (it applies without a restart)"
 
@@ -85,13 +86,63 @@ def session_cookie(headers: Mapping[str, str]) -> str | None:
     return None
 
 
+def _matches(key: str | None, hashed: bytes) -> bool:
+    if key is None:
+        return False
+    try:
+        return bcrypt.checkpw(key.encode("utf-8", "surrogateescape"), hashed)
+    except ValueError:  # not a hash bcrypt can read
+        return False
+
+
+def hash_secret(secret: str) -> str:
+    return bcrypt.hashpw(secret.encode("utf-8", "surrogateescape"), bcrypt.gensalt(10)).decode()
+
+
+def hash_secret_in_text(text: str, secret: str, hashed: str) -> str | None:
+    """config.yaml's text with `remote-management.secret-key`'s plain value replaced by `hashed`,
+    every other byte as it was; None when that value is not found on one line of its own."""
+    lines = text.splitlines(keepends=True)
+    in_section = False
+    found: list[int] = []
+    for index, line in enumerate(lines):
+        if line.strip() and not line[0].isspace():
+            in_section = line.startswith("remote-management:")
+            continue
+        match = _SECRET_LINE.match(line)
+        if in_section and match and _unquoted(match.group("value")) == secret:
+            found.append(index)
+    if len(found) != 1:
+        return None
+    match = _SECRET_LINE.match(lines[found[0]])
+    assert match is not None
+    end = "\n" if lines[found[0]].endswith("\n") else ""
+    lines[found[0]] = f'{match.group("indent")}secret-key: "{hashed}"{match.group("rest")}{end}'
+    return "".join(lines)
+
+
+_SECRET_LINE = re.compile(
+    r"""^(?P<indent>\s+)secret-key:[ \t]*(?P<value>"[^"]*"|'[^']*'|[^#\s](?:[^#\n]*[^#\s])?)?(?P<rest>[ \t]*(?:\#.*)?)\r?\n?$"""
+)
+
+
+def _unquoted(value: str | None) -> str:
+    if not value:
+        return ""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    return value.strip()
+
+
 class Gate:
     """Admission to the management API and the status page, and the status page's sessions."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._pepper = secrets.token_bytes(32)
-        self._digest: bytes | None = None  # of the secret in force
+        self._digest: bytes | None = None  # of the secret in force, once known
+        self._bcrypt: bytes | None = None  # the secret's hash at rest, when the config holds one
+        self._known: str | None = None  # the key a caller proved against the hash
         self._off: str | None = f"the management API is off: {HOW_TO_ENABLE}"
         self.allow_remote = False
         self.panel = True
@@ -105,21 +156,23 @@ class Gate:
         secret = settings.secret_key
         self.allow_remote = settings.allow_remote
         self.panel = not settings.disable_control_panel
+        known = self._known
         if not secret:
-            digest, off = None, f"the management API is off: {HOW_TO_ENABLE}"
-        elif secret.startswith(_BCRYPT):
-            digest = None
-            off = (
-                "the management API is off: remote-management.secret-key holds a bcrypt hash "
-                "(CLIProxyAPI hashes the key it reads), which this proxy cannot check: write the "
-                "plain-text key there again"
-            )
+            digest, hashed, known, off = None, None, None, f"the management API is off: {HOW_TO_ENABLE}"
+        elif secret.startswith(BCRYPT_PREFIXES):
+            hashed, off = secret.encode(), None
+            # The key in force before, now hashed at rest, stays known; another is learned once
+            # a caller presents it (check_key).
+            if not (hashed == self._bcrypt or _matches(known, hashed)):
+                known = None
+            digest = self._hash(known) if known is not None else None
         else:
-            digest, off = self._hash(secret), None
-        if digest != self._digest:
+            digest, hashed, known, off = self._hash(secret), None, secret, None
+        if digest != self._digest or (digest is None and hashed != self._bcrypt):
             self._sessions.clear()  # a new key ends every session opened with the old one
             self._failures.clear()
-        self._digest, self._off = digest, off
+        self._known = known
+        self._digest, self._bcrypt, self._off = digest, hashed, off
 
     @property
     def off(self) -> str | None:
@@ -127,7 +180,12 @@ class Gate:
         return self._off
 
     def check_key(self, presented: str) -> bool:
-        return self._digest is not None and hmac.compare_digest(self._hash(presented), self._digest)
+        if self._digest is not None:
+            return hmac.compare_digest(self._hash(presented), self._digest)
+        if self._bcrypt is not None and _matches(presented, self._bcrypt):
+            self._digest, self._known = self._hash(presented), presented
+            return True
+        return False
 
     def admit(self, peer: str, key: str | None, session: str | None, *, sessions_ok: bool) -> None:
         """Raise ManagementError unless a request from `peer` with this key or session cookie

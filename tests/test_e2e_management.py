@@ -535,8 +535,11 @@ def test_cliproxy_status_prints_the_credential_table(proxy, fake):
     assert KEY_A in fake.keys_used()
     ids = credential_ids(proxy)
     api(proxy, "PATCH", "/credentials/status", json={"id": ids["claude-api-key[1] (…BBBB)"], "disabled": True})
+    # The config keeps only the key's hash now: without the key, the command says how to give it.
+    refused = cliproxy("status", "--config", str(proxy.config_path))
+    assert refused.returncode == 1 and "keeps only the key's bcrypt hash" in refused.stderr
     try:
-        result = cliproxy("status", "--config", str(proxy.config_path))
+        result = cliproxy("status", "--config", str(proxy.config_path), env={"CLIPROXY_MANAGEMENT_KEY": SECRET})
     finally:
         api(proxy, "PATCH", "/credentials/status", json={"id": ids["claude-api-key[1] (…BBBB)"], "disabled": False})
     assert result.returncode == 0, result.stderr
@@ -564,3 +567,31 @@ def test_cliproxy_status_takes_url_and_key_from_the_command_line_or_environment(
     assert none.returncode == 1 and "secret-key" in none.stderr
     gone = cliproxy("--config", str(empty), "status", "--url", "http://127.0.0.1:9", "--secret", SECRET)
     assert gone.returncode == 1 and "is it running" in gone.stderr
+
+
+def test_the_key_is_kept_as_a_bcrypt_hash_at_rest_and_still_opens_the_api(fake, make_proxy):
+    """As CLIProxyAPI does: the plain key in config.yaml becomes its bcrypt hash on load (that
+    one line; comments and the rest stay), and the key itself keeps working, across reloads."""
+    proxy = make_proxy(config(fake), start=False)
+    text = proxy.config_path.read_text().replace(
+        f"secret-key: {SECRET}", f"secret-key: {SECRET}   # the team's key"
+    )
+    text = "# written by hand\n" + text
+    proxy.config_path.write_text(text)
+    proxy.config_path.chmod(0o600)
+    proxy.start()
+    proxy.wait_for_output("is now kept as a bcrypt hash")
+    stored = proxy.config_path.read_text()
+    assert SECRET not in stored and SECRET not in proxy.output()
+    (line,) = [line for line in stored.splitlines() if "secret-key:" in line]
+    assert line.strip().startswith('secret-key: "$2b$') and line.endswith("# the team's key")
+    assert stored.startswith("# written by hand\n")
+    assert proxy.config_path.stat().st_mode & 0o777 == 0o600
+    assert api(proxy, "GET", "/credentials").status_code == 200
+    assert api(proxy, "GET", "/credentials", bearer=True).status_code == 200
+    assert api(proxy, "GET", "/credentials", key="wrong").status_code == 401
+    # A restart reads the hash: the key still opens the API.
+    proxy.stop()
+    proxy.start()
+    assert api(proxy, "GET", "/credentials").status_code == 200
+    assert api(proxy, "GET", "/credentials", key=line.split('"')[1]).status_code == 401  # not the hash

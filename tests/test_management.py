@@ -48,11 +48,15 @@ def test_no_secret_turns_management_off_with_a_message_saying_how_to_enable():
     assert error.status == 404 and "remote-management.secret-key" in error.message
 
 
-def test_a_bcrypt_hash_from_cliproxyapi_turns_management_off_and_says_why():
+def test_a_bcrypt_hash_written_by_cliproxyapi_admits_its_key():
+    import bcrypt
+
+    hashed = bcrypt.hashpw(SECRET.encode(), bcrypt.gensalt(10, prefix=b"2a")).decode()
     g = Gate()
-    g.configure(RemoteManagement(secret_key="$2a$10$abcdefghijklmnopqrstuv"))
-    error = refused(g, "127.0.0.1", "$2a$10$abcdefghijklmnopqrstuv")
-    assert error.status == 404 and "bcrypt" in error.message and "plain-text" in error.message
+    g.configure(RemoteManagement(secret_key=hashed))
+    g.admit("127.0.0.1", SECRET, None, sessions_ok=False)
+    error = refused(g, "127.0.0.1", hashed)  # the hash itself is not the key
+    assert error.status == 401
 
 
 @pytest.mark.parametrize("peer", ["127.0.0.1", "127.8.9.1", "::1", "::ffff:127.0.0.1"])
@@ -315,3 +319,55 @@ def test_quota_windows_are_listed_and_an_exhausted_one_rests_the_row():
     assert row["quota"]["headroom"] == 0.0 and row["quota"]["exhausted_until"] == 5120.0
     fine = describe(api_key(), quota=QuotaSnapshot(4990.0, (Window("5h", 0.42, None, None, 9000.0, "allowed"),)))
     assert fine["state"] == "ready" and fine["quota"]["headroom"] == pytest.approx(0.58)
+
+
+# -- the secret at rest ---------------------------------------------------------------------
+
+
+CONFIG_TEXT = """\
+# my proxy
+port: 8317
+remote-management:
+  allow-remote: false   # loopback only
+  secret-key: {value}  # set 2026-12-01
+  disable-control-panel: false
+api-keys:
+  - secret-key-lookalike
+"""
+
+
+@pytest.mark.parametrize("value", [SECRET, f'"{SECRET}"', f"'{SECRET}'"])
+def test_the_plain_key_is_replaced_by_its_hash_on_its_own_line_only(value):
+    text = CONFIG_TEXT.format(value=value)
+    changed = m.hash_secret_in_text(text, SECRET, "$2b$10$HASH")
+    assert changed == text.replace(value, '"$2b$10$HASH"')
+    assert "# set 2026-12-01" in changed and "# my proxy" in changed  # comments stay
+
+
+def test_a_key_not_on_its_own_line_is_left_alone():
+    flow_style = "remote-management: {secret-key: " + SECRET + "}\n"
+    assert m.hash_secret_in_text(flow_style, SECRET, "$2b$10$HASH") is None
+    elsewhere = "other:\n  secret-key: " + SECRET + "\n"
+    assert m.hash_secret_in_text(elsewhere, SECRET, "$2b$10$HASH") is None
+
+
+def test_a_hashed_key_admits_the_key_and_nothing_else():
+    g = Gate()
+    g.configure(RemoteManagement(secret_key=m.hash_secret(SECRET)))
+    assert g.off is None
+    assert not g.check_key("wrong")
+    assert g.check_key(SECRET)
+    assert g.check_key(SECRET)  # remembered: no second bcrypt round
+    assert not g.check_key(SECRET + "x")
+
+
+def test_sessions_survive_the_key_being_hashed_at_rest():
+    g = Gate()
+    g.configure(RemoteManagement(secret_key=SECRET))
+    g.admit("127.0.0.1", SECRET, None, sessions_ok=False)
+    token = g.open_session()
+    g.configure(RemoteManagement(secret_key=m.hash_secret(SECRET)))  # the same key, hashed
+    g.admit("127.0.0.1", None, token, sessions_ok=True)
+    g.configure(RemoteManagement(secret_key=m.hash_secret("another key")))
+    with pytest.raises(ManagementError):
+        g.admit("127.0.0.1", None, token, sessions_ok=True)
