@@ -48,7 +48,7 @@ def listening_sockets(pid: int) -> set[tuple[str, int]]:
             if target.startswith("socket:["):
                 inodes.add(target[8:-1])
     found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for table in (f"/proc/{pid}/net/tcp", f"/proc/{pid}/net/tcp6"):  # the process's own network namespace
         with contextlib.suppress(FileNotFoundError):
             for line in Path(table).read_text().splitlines()[1:]:
                 fields = line.split()
