@@ -37,7 +37,7 @@ from translators.errors import error_body, retry_hint
 from translators.formats import Format
 from translators.terminal import TerminalWatch
 from translators.translate import TranslationError
-from translators.usage import UsageScan, usage_from_body
+from translators.usage import UsageScan, sane, usage_from_body
 
 logger = logging.getLogger("cliproxy")
 
@@ -778,7 +778,7 @@ class Dispatcher:
     def _stream_usage(ex: Exchange) -> Usage | None:
         if ex.scan is not None:
             return ex.scan.usage()
-        return getattr(ex.watch, "usage", None)
+        return sane(getattr(ex.watch, "usage", None))
 
     @staticmethod
     def _error_class(flow: http.HTTPFlow, ex: Exchange, status: int) -> str | None:

@@ -50,15 +50,18 @@ def _decode(fmt: Format, raw: dict[str, Any]) -> Usage | None:
 
 
 def sane(usage: Usage | None) -> Usage | None:
-    """`usage` with every count a plausible int (a hostile upstream's strings, floats, negatives
-    and huge numbers become 0), or None."""
+    """A copy of `usage` with every count a plausible int (a hostile upstream's strings,
+    floats, negatives and huge numbers become 0), or None."""
     if usage is None:
         return None
-    for name in ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens"):
-        value = getattr(usage, name)
-        if not (type(value) is int and 0 <= value <= _MAX_TOKENS):
-            setattr(usage, name, 0)
-    return usage
+    return Usage(**{name: _count(getattr(usage, name)) for name in _COUNTS})
+
+
+_COUNTS = ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
+
+
+def _count(value: Any) -> int:
+    return value if type(value) is int and 0 <= value <= _MAX_TOKENS else 0
 
 
 def _object_at(data: bytes, key_end: int) -> dict[str, Any] | None:
