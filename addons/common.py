@@ -57,15 +57,49 @@ def reply_error(
 def hide_client_auth(flow: http.HTTPFlow) -> None:
     """Mask the key a client authenticated with, in the flow mitmproxy keeps (mitmweb, saved
     flows, the console dump), once nothing needs it any more."""
-    headers = flow.request.headers
-    for name in CLIENT_AUTH_HEADERS:
-        if value := headers.get(name):
-            headers[name] = mask(value)
-    query = flow.request.query
-    if any(name in query for name in CLIENT_AUTH_QUERY):
-        for name in CLIENT_AUTH_QUERY:
-            if name in query:
-                query[name] = "…"
+    req = flow.request
+    fields = req.headers.fields
+    # The raw fields, not `Headers.get`: this runs on every request.
+    if any(name.lower() in _AUTH_HEADER_NAMES for name, _ in fields):
+        req.headers.fields = tuple(
+            (name, _masked(value)) if name.lower() in _AUTH_HEADER_NAMES else (name, value) for name, value in fields
+        )
+    if b"?" in req.data.path:
+        query = req.query
+        if any(name in query for name in CLIENT_AUTH_QUERY):
+            for name in CLIENT_AUTH_QUERY:
+                if name in query:
+                    query[name] = "…"
+
+
+_AUTH_HEADER_NAMES = frozenset(name.encode() for name in CLIENT_AUTH_HEADERS)
+_ELLIPSIS = "…".encode()
+
+
+def _masked(value: bytes) -> bytes:
+    return value[:7] + _ELLIPSIS if value[:7].lower() == b"bearer " else _ELLIPSIS
+
+
+def read_headers(headers: http.Headers) -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
+    """A request's headers in one pass: by lower-cased name (repeated names joined, as
+    mitmproxy's `Headers` does), and every field as sent."""
+    raw = tuple(
+        (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+        for name, value in headers.fields
+    )
+    lowered: dict[str, str] = {}
+    for name, value in raw:
+        name = name.lower()
+        lowered[name] = f"{lowered[name]}, {value}" if name in lowered else value
+    return lowered, raw
+
+
+def query_of(req: http.Request):
+    """The request's query (parsed only when there is one)."""
+    return req.query if b"?" in req.data.path else _NO_QUERY
+
+
+_NO_QUERY: dict[str, str] = {}
 
 
 def request_line(client: ClientRequest) -> str:
@@ -83,7 +117,11 @@ def mask(value: str) -> str:
 
 
 def client_request(
-    flow: http.HTTPFlow, endpoint: Endpoint, path: str, headers: dict[str, str]
+    flow: http.HTTPFlow,
+    endpoint: Endpoint,
+    path: str,
+    headers: dict[str, str],
+    raw_headers: tuple[tuple[str, str], ...],
 ) -> ClientRequest | None:
     """The client's call, or None after answering it with a 400 in its own format.
 
@@ -125,9 +163,9 @@ def client_request(
         stream=endpoint.streams_by_path or parsed.get("stream") is True,
         method=req.method,
         path=path,
-        query=tuple(req.query.items(multi=True)),
+        query=tuple(req.query.items(multi=True)) if b"?" in req.data.path else (),
         headers=headers,
-        raw_headers=tuple(req.headers.items(multi=True)),
+        raw_headers=raw_headers,
         body=body,
         parsed=parsed,
     )

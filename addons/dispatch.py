@@ -1,12 +1,17 @@
 """Sends a client request upstream on a pool credential, streams the answer, fails over.
 
-The request hook picks the first credential and prepares the attempt (translated if need be),
-then points the flow at the relay (addons/relay.py): a loopback server of this addon that makes
-the attempts (addons/upstream_client.py). Every failure before the client has seen a byte (refused, reset,
-timed out, a status worth rotating on, a stream that dies before its first chunk) moves the
-request to the next credential; the first answer worth giving goes back to mitmproxy, which
-streams it to the client chunk by chunk, translated on the way when the formats differ. A
-stream cut short after that ends with its format's own error event.
+The request hook picks the first credential and prepares the attempt (translated if need be).
+The attempts themselves (addons/upstream_client.py) fail over on every failure before the
+client has seen a byte (refused, reset, timed out, a status worth rotating on, a stream that
+dies before its first chunk). A request answered whole gets its answer set on the flow right
+in the request hook, so mitmproxy never dials out for it. A stream is pointed at the relay
+(addons/relay.py), a loopback server of this addon: mitmproxy can stream a body only from a
+server connection, so the relay hands back the chosen upstream's chunks as they arrive, and
+mitmproxy streams them to the client, translated on the way when the formats differ. A stream
+cut short after that ends with its format's own error event.
+
+Either way the flow mitmproxy keeps shows the client's request (its key masked) and the answer
+it got; the annotation names the credential, the upstream URL and every attempt.
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ from dataclasses import dataclass, field
 import aiohttp
 from mitmproxy import http
 
-from addons.common import mask, reply, reply_error, request_line
+from addons.common import hide_client_auth, reply, reply_error, request_line
 from addons.images import ImageFetcher
-from addons.relay import FLOW_HEADER, Answer, Relay
+from addons.relay import FLOW_HEADER, PHRASES, Answer, Relay
 from addons.upstream_client import UNREACHABLE, UpstreamClient, decoded, why_unreachable
 from auth.credential import Credential
 from auth.pool import Cooldown
@@ -42,6 +47,7 @@ from translators.usage import UsageScan, sane, usage_from_body
 logger = logging.getLogger("cliproxy")
 
 OVERHEAD_HEADER = "x-cliproxy-overhead-ms"
+FLOW_HEADER_BYTES = FLOW_HEADER.encode()
 CREDENTIAL_HEADER = "x-cliproxy-credential"
 # The client key label of intercepted traffic (a vendor CLI's own key, not one of the proxy's).
 INTERCEPTED = "intercepted"
@@ -105,7 +111,8 @@ class Exchange:
     refreshed: set[str] = field(default_factory=set)  # credential ids refreshed after a 401
     last_error: Answer | None = None  # the last upstream error, should every credential fail
     local: bool = False  # the relay's answer is the proxy's own, already in the client's shape
-    sent: list[tuple[str, str]] = field(default_factory=list)  # headers of the last attempt
+    # What the relay rewrite took out of the client's request, put back once the answer is in.
+    shown: tuple | None = None
     cut: str | None = None  # how the upstream stream broke off, once it has
     task: asyncio.Task | None = None  # the relay's attempts, cancelled if the client leaves
     settled: bool = False  # the pool has heard how the chosen credential did
@@ -217,25 +224,57 @@ class Dispatcher:
             ex.local = True
             self._report(flow, ex)
             return
-        await self._start_relay()
         self._exchanges[flow.id] = ex
-        self._to_relay(flow)
+        ex.overhead += time.perf_counter() - started
+        if not ex.client.stream:
+            # A whole answer needs no relay: mitmproxy sends a response set here as it is, and
+            # skipping its own upstream connection is most of what a small request costs.
+            flow.response = self._whole_response(await self._answer(ex))
+            return
+        started = time.perf_counter()
+        await self._start_relay()
+        hide_client_auth(flow)  # the flow keeps the client's request, but never its key
+        self._to_relay(flow, ex)
         ex.overhead += time.perf_counter() - started
 
-    def _to_relay(self, flow: http.HTTPFlow) -> None:
-        req = flow.request
-        req.scheme = "http"
-        req.host = "127.0.0.1"
-        req.port = self._relay.port
+    @staticmethod
+    def _whole_response(answer: Answer) -> http.Response:
+        return http.Response(
+            b"HTTP/1.1",
+            answer.status,
+            answer.reason or PHRASES.get(answer.status, b""),
+            http.Headers([*answer.headers, (b"content-length", b"%d" % len(answer.body))]),
+            answer.body,
+            None,
+            time.time(),
+            None,
+        )
+
+    def _to_relay(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        # The request's fields are set directly: its setters re-parse and re-check each value.
+        data = flow.request.data
+        ex.shown = (data.scheme, data.host, data.port, data.headers, data.content)
+        data.scheme = b"http"
+        data.host = "127.0.0.1"
+        data.port = self._relay.port
         # Only the head goes to the relay: the body and the credential are the dispatcher's.
-        req.headers = http.Headers(
+        data.headers = http.Headers(
             [
                 (b"host", b"127.0.0.1:%d" % self._relay.port),
-                (FLOW_HEADER.encode(), flow.id.encode()),
+                (FLOW_HEADER_BYTES, flow.id.encode()),
                 (b"content-length", b"0"),
             ]
         )
-        req.raw_content = b""
+        data.content = b""
+
+    @staticmethod
+    def _from_relay(flow: http.HTTPFlow, ex: Exchange) -> None:
+        """Give the flow the client's request back, for mitmweb and saved flows: the relay's
+        request head means nothing to a reader."""
+        if ex.shown is not None:
+            data = flow.request.data
+            data.scheme, data.host, data.port, data.headers, data.content = ex.shown
+            ex.shown = None
 
     def _pick(self, ex: Exchange) -> Route | None:
         candidates = [(r.credential, r.model) for r in ex.routes]
@@ -294,6 +333,9 @@ class Dispatcher:
         ex = self._exchanges.get(flow_id)
         if ex is None or ex.task is not None:
             return Answer(404, [(b"content-type", b"text/plain")], body=b"no such flow")
+        return await self._answer(ex)
+
+    async def _answer(self, ex: Exchange) -> Answer:
         ex.task = asyncio.current_task()
         try:
             answer = await self._attempts(ex)
@@ -353,7 +395,6 @@ class Dispatcher:
         config = self.runtime.config
         route, cred = leg.route, leg.route.credential
         headers = header_list(ex.client.raw_headers, leg.target, legs.request_headers(leg), len(leg.body))
-        ex.sent = headers
         proxy = upstream_proxy(cred, config.proxy_url)
         ex.overhead += time.perf_counter() - started
         try:
@@ -599,7 +640,7 @@ class Dispatcher:
         if ex is None or ex.leg is None:
             return
         started = time.perf_counter()
-        self._show_upstream_request(flow, ex)
+        self._from_relay(flow, ex)
         response = flow.response
         assert response is not None
         if ex.client.stream and response.status_code < 300 and not ex.local:
@@ -634,8 +675,8 @@ class Dispatcher:
         ex = self._exchanges.pop(flow.id, None)
         if ex is None:
             return
+        self._from_relay(flow, ex)
         if ex.leg is not None:
-            self._show_upstream_request(flow, ex)
             self._annotate(flow, ex)
         if _client_side(flow):
             if ex.task is not None and not ex.task.done():
@@ -682,29 +723,16 @@ class Dispatcher:
 
     # -- traceability ----------------------------------------------------------------------
 
-    def _show_upstream_request(self, flow: http.HTTPFlow, ex: Exchange) -> None:
-        """What mitmweb shows and a saved flow holds: the last attempt's request, as sent but
-        for its credential, in place of the relay's request head."""
-        leg = ex.leg
-        assert leg is not None
-        secret = leg.target.auth_headers
-        req = flow.request
-        req.url = leg.target.url
-        req.headers = http.Headers(
-            [(k.encode(), (mask(v) if k in secret else v).encode()) for k, v in ex.sent]
-        )
-        req.raw_content = leg.body
-
     def _annotate(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         leg = ex.leg
         if leg is None:
             return
         route, cred = leg.route, leg.route.credential
         attempts = [{"credential": a.credential, "outcome": a.outcome, "ms": round(a.ms, 1)} for a in ex.attempts]
-        # What the client sent, before the relay rewrite replaced it in the flow.
         line = request_line(ex.client)
         info = {
             "client_request": line,
+            "upstream_url": leg.target.url,
             "provider": cred.service or cred.provider,
             "credential": cred.label,
             "model": ex.client.model,

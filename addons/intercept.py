@@ -13,7 +13,7 @@ import re
 
 from mitmproxy import http
 
-from addons.common import client_request, hide_client_auth, reply_error
+from addons.common import client_request, hide_client_auth, read_headers, reply_error
 from addons.dispatch import Dispatcher
 from routing.config import Config
 from routing.endpoints import Kind, guess_format, match
@@ -70,7 +70,7 @@ class Interceptor:
     async def _serve(self, flow: http.HTTPFlow, host: str) -> None:
         path = flow.request.path.split("?", 1)[0]
         path = _PATH_ALIASES.get((host, path), path)
-        headers = {k.lower(): v for k, v in flow.request.headers.items()}
+        headers, raw_headers = read_headers(flow.request.headers)
         if path in _WEBSOCKET_MODEL_PATHS and headers.get("upgrade", "").lower() == "websocket":
             # Codex opens its Responses websocket first. Passed on, the whole turn would run
             # over it, outside the pool and on the CLI's own key; refused, Codex falls back to
@@ -86,7 +86,7 @@ class Interceptor:
         if endpoint is None or endpoint.kind not in (Kind.GENERATE, Kind.COUNT_TOKENS):
             self.pass_through(flow)  # not a model call: the vendor answers the CLI itself
             return
-        call = client_request(flow, endpoint, path, headers)
+        call = client_request(flow, endpoint, path, headers, raw_headers)
         if call is None:
             return
         try:

@@ -10,7 +10,7 @@ import logging
 
 from mitmproxy import http
 
-from addons.common import client_request, hide_client_auth, reply, reply_error
+from addons.common import client_request, hide_client_auth, query_of, read_headers, reply, reply_error
 from addons.config import ConfigLoader
 from addons.dispatch import Dispatcher
 from addons.management import Management
@@ -72,7 +72,7 @@ class ApiListener:
 
     async def _serve(self, flow: http.HTTPFlow) -> None:
         req = flow.request
-        headers = {k.lower(): v for k, v in req.headers.items()}
+        headers, raw_headers = read_headers(req.headers)
         path = req.path.split("?", 1)[0]
         if self.management is not None and self.management.handles(path):
             # Its own key, not the api-keys of the pool's clients.
@@ -83,7 +83,7 @@ class ApiListener:
             return
         endpoint = match(req.method, path, headers)
         fmt = endpoint.format if endpoint else guess_format(path, headers)
-        sent = client_key(headers, req.query)
+        sent = client_key(headers, query_of(req))
         if not _authorized(sent, self.runtime.config.client_keys):
             reply_error(flow, fmt, 401, "missing or invalid API key for this proxy: send one of its api-keys")
             return
@@ -97,7 +97,7 @@ class ApiListener:
         elif endpoint.kind is Kind.GET_MODEL:
             self._get_model(flow, endpoint)
         else:
-            if call := client_request(flow, endpoint, path, headers):
+            if call := client_request(flow, endpoint, path, headers, raw_headers):
                 await self.dispatcher.dispatch(flow, call, client_key=key_label(sent, self.runtime.config))
 
     def _health(self, flow: http.HTTPFlow) -> None:

@@ -1,8 +1,8 @@
 """The loopback server through which mitmproxy reaches the pool's upstreams.
 
 mitmproxy streams a response body only from a server connection, and once its own connection
-attempt has failed it answers the client itself. So a flow the pool serves is sent here
-instead: the relay makes the attempts (the dispatcher's `answer`), fails over between
+attempt has failed it answers the client itself. So a stream the pool serves is sent here
+instead (a request answered whole is answered in the request hook): the relay makes the attempts (the dispatcher's `answer`), fails over between
 credentials before the client has seen a byte, and hands back the chosen upstream's answer,
 whose chunks mitmproxy then streams to the client as they arrive.
 
@@ -26,7 +26,7 @@ FLOW_HEADER = "x-cliproxy-flow"
 _FLOW_LINE = b"\r\n" + FLOW_HEADER.encode() + b": "
 _LENGTH_LINE = b"\r\ncontent-length: "
 _HEAD_END = b"\r\n\r\n"
-_PHRASES = {s.value: s.phrase.encode() for s in http.HTTPStatus}
+PHRASES = {s.value: s.phrase.encode() for s in http.HTTPStatus}
 
 
 @dataclass(slots=True)
@@ -92,7 +92,7 @@ class Relay:
 
     async def _send(self, writer: asyncio.StreamWriter, answer: Answer) -> None:
         chunks = answer.chunks
-        reason = answer.reason or _PHRASES.get(answer.status, b"")
+        reason = answer.reason or PHRASES.get(answer.status, b"")
         lines = [b"HTTP/1.1 %d %s\r\n" % (answer.status, reason)]
         lines += [b"%s: %s\r\n" % header for header in answer.headers]
         if chunks is None:

@@ -7,6 +7,8 @@ import asyncio
 import logging
 import sqlite3
 
+from mitmproxy.log import LegacyLogEvents
+
 from addons.config import ConfigLoader
 from addons.dispatch import Dispatcher, background
 from routing.config import Config
@@ -33,6 +35,20 @@ def log_line(record: UsageRecord, path: str) -> str:
     return line + f", client {record.client_key}"
 
 
+def _heard(level: int) -> bool:
+    """Whether a record at `level` reaches a reader. mitmproxy lets every record through its
+    loggers and filters in its handlers (termlog_verbosity), so `isEnabledFor` is always true;
+    its bridge to the deprecated `add_log` event takes everything and reaches no reader of ours
+    or of mitmproxy's, while costing a hook call across every addon per record."""
+    node: logging.Logger | None = logger
+    while node is not None:
+        for handler in node.handlers:
+            if level >= handler.level and not isinstance(handler, LegacyLogEvents):
+                return True
+        node = node.parent if node.propagate else None
+    return False
+
+
 class Accounting:
     """Logs every request and keeps its row in the usage store, which it opens, moves and
     closes as `usage-db` says (`runtime.usage`, for whoever reads usage)."""
@@ -56,7 +72,8 @@ class Accounting:
         return self._close()
 
     def finished(self, record: UsageRecord, path: str) -> None:
-        logger.info(log_line(record, path))
+        if logger.isEnabledFor(logging.INFO) and _heard(logging.INFO):
+            logger.info(log_line(record, path))
         if (store := self.runtime.usage) is not None:
             store.record(record)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from mitmproxy import io as mitm_io
 
 from routing.usage import COLUMNS, open_readonly
 from tests.conftest import vendor_overrides
@@ -220,6 +221,39 @@ def test_the_credential_header_names_who_served(proxy, fake):
 def test_no_credential_header_unless_asked(fake, make_proxy):
     proxy = make_proxy(pool_config(fake))
     assert "x-cliproxy-credential" not in call(proxy, "anthropic", "claude-test-1").headers
+
+
+# -- what mitmweb and saved flows show -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("api, model, stream", [
+    ("anthropic", "claude-test-1", False),  # answered whole
+    ("anthropic", "claude-test-1", True),  # through the relay
+    ("openai-chat", "claude-test-1", True),  # through the relay, translated
+    ("gemini", "claude-test-1", False),  # answered whole, translated
+])
+def test_a_kept_flow_shows_the_clients_request_and_names_the_upstream(fake, make_proxy, tmp_path, api, model, stream):
+    flows = tmp_path / "flows.mitm"
+    proxy = make_proxy(pool_config(fake), extra_args=("-w", str(flows)))
+    assert call(proxy, api, model, stream).status_code == 200
+    sent = fake.requests[-1]
+    proxy.stop()
+    with flows.open("rb") as f:
+        (flow,) = [fl for fl in mitm_io.FlowReader(f).stream() if fl.type == "http"]
+    # The request as the client made it (its key masked), not the relay's head or the upstream's.
+    assert flow.request.host == "cliproxy.invalid"
+    assert flow.request.path.split("?")[0] == {
+        "anthropic": "/v1/messages",
+        "openai-chat": "/v1/chat/completions",
+        "gemini": f"/v1beta/models/{model}:generateContent",
+    }[api]
+    assert json.loads(flow.request.content)["contents" if api == "gemini" else "messages"]
+    assert "x-cliproxy-flow" not in flow.request.headers
+    assert CLIENT.encode() not in flows.read_bytes()
+    annotation = flow.metadata["cliproxy"]
+    assert annotation["upstream_url"] == fake.base_url + sent.path
+    assert annotation["attempt_log"][0]["outcome"] == "200"
+    assert flow.response.status_code == 200
 
 
 # -- kept on disk: restarts, kill -9, `cliproxy usage` ------------------------------------------------------
