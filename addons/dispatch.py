@@ -180,10 +180,13 @@ class Dispatcher:
         routes: list[Route] | None = None,
         *,
         client_key: str = INTERCEPTED,
+        began: float | None = None,
     ) -> None:
-        """Route `client` to a credential and send the flow to the relay, or answer it.
-        `client_key` labels the proxy key the client sent (INTERCEPTED: a vendor CLI's call)."""
-        started = time.perf_counter()
+        """Route `client` to a credential and answer the flow, or send it to the relay.
+        `client_key` labels the proxy key the client sent (INTERCEPTED: a vendor CLI's call);
+        `began` is when the hook that read the call started (perf_counter), counted as the
+        proxy's own time."""
+        started = time.perf_counter() if began is None else began
         fmt = client.endpoint.format
         if routes is None:
             try:

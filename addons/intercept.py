@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 
 from mitmproxy import http
 
@@ -53,6 +54,7 @@ class Interceptor:
         self._passed: set[str] = set()
 
     async def request(self, flow: http.HTTPFlow) -> None:
+        began = time.perf_counter()
         if flow.error or not flow.live or self.is_listener_flow(flow):
             return
         host = flow.request.pretty_host.lower()
@@ -60,14 +62,14 @@ class Interceptor:
             return
         try:
             if not flow.response:
-                await self._serve(flow, host)
+                await self._serve(flow, host, began)
         finally:
             if flow.response is not None:
                 # Answered here (refused, or by the size limits before): the CLI's own key
                 # went nowhere and stays out of the flow mitmproxy keeps.
                 hide_client_auth(flow)
 
-    async def _serve(self, flow: http.HTTPFlow, host: str) -> None:
+    async def _serve(self, flow: http.HTTPFlow, host: str, began: float) -> None:
         path = flow.request.path.split("?", 1)[0]
         path = _PATH_ALIASES.get((host, path), path)
         headers, raw_headers = read_headers(flow.request.headers)
@@ -94,7 +96,7 @@ class Interceptor:
         except UnknownModel:
             self._no_credential(flow, host, call.model, endpoint.format)
             return
-        await self.dispatcher.dispatch(flow, call, routes)
+        await self.dispatcher.dispatch(flow, call, routes, began=began)
 
     def _no_credential(self, flow: http.HTTPFlow, host: str, model: str, fmt: Format) -> None:
         refuse = self.runtime.config.interception.no_credential == "refuse"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from mitmproxy import http
 
@@ -50,13 +51,14 @@ class ApiListener:
         return mode is not None and mode.full_spec == self.config_loader.mode_spec
 
     async def request(self, flow: http.HTTPFlow) -> None:
+        began = time.perf_counter()
         if not self.is_listener_flow(flow):
             return
         if flow.response or flow.error or not flow.live:
             hide_client_auth(flow)  # answered before us (RequestLimits' 431 / 413)
             return
         try:
-            await self._serve(flow)
+            await self._serve(flow, began)
         except Exception as e:
             # Left alone, the flow would go to the listener's never-dialled default target.
             logger.exception("cliproxy: internal error while routing a request")
@@ -70,7 +72,7 @@ class ApiListener:
         if self.is_listener_flow(flow):
             hide_client_auth(flow)
 
-    async def _serve(self, flow: http.HTTPFlow) -> None:
+    async def _serve(self, flow: http.HTTPFlow, began: float) -> None:
         req = flow.request
         headers, raw_headers = read_headers(req.headers)
         path = req.path.split("?", 1)[0]
@@ -98,7 +100,8 @@ class ApiListener:
             self._get_model(flow, endpoint)
         else:
             if call := client_request(flow, endpoint, path, headers, raw_headers):
-                await self.dispatcher.dispatch(flow, call, client_key=key_label(sent, self.runtime.config))
+                label = key_label(sent, self.runtime.config)
+                await self.dispatcher.dispatch(flow, call, client_key=label, began=began)
 
     def _health(self, flow: http.HTTPFlow) -> None:
         count = len(self.runtime.router.credentials)
