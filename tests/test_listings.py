@@ -226,7 +226,7 @@ def test_each_shape_names_the_providers():
     assert json.loads(openai_models(models))["data"][0]["providers"] == ["claude", "codex"]
     assert json.loads(anthropic_models(models))["data"][0]["providers"] == ["claude", "codex"]
     gemini = json.loads(gemini_models(models))["models"][0]
-    assert gemini["labels"] == {"providers": "claude,codex"} and "claude, codex" in gemini["description"]
+    assert gemini["description"] == "shared-1, served by cliproxy (claude, codex)"
 
 
 def test_config_block():

@@ -14,8 +14,9 @@ _CREATED = 1_735_689_600  # 2025-01-01T00:00:00Z
 class ListedModel:
     id: str
     owned_by: str  # the first provider (or openai-compatibility service) serving it
-    # Every provider serving it, in config order. Each shape carries them in a field the
-    # vendors' SDKs tolerate (an extra key; a Gemini `labels` entry and the description).
+    # Every provider serving it, in config order. Each shape carries them where the vendors'
+    # SDKs keep them: an extra `providers` key (OpenAI, Anthropic), the description (Gemini,
+    # whose SDK drops keys it does not know).
     providers: tuple[str, ...] = ()
 
     @property
@@ -59,7 +60,6 @@ def gemini_model(m: ListedModel) -> dict:
         "version": "001",
         "displayName": m.id,
         "description": f"{m.id}, served by cliproxy ({', '.join(m.served_by)})",
-        "labels": {"providers": ",".join(m.served_by)},
         "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
     }
 
