@@ -210,3 +210,18 @@ def test_credentials_added_and_removed_live(live, fake: FakeUpstream):
     assert "gemini-3-flash-preview" not in listed(live)  # the removed key's models are gone
     r = ask(live, "added-live-model")
     assert r.status_code == 200 and fake.requests[-1].api_key == ADDED_CLAUDE
+
+
+def test_a_listing_goes_through_the_credentials_upstream_proxy(fake: FakeUpstream, make_proxy):
+    from tests.fakes.forward_proxy import ConnectProxy
+
+    with ConnectProxy() as own:
+        fake.set_listing("sk-ant-listing-proxied-0009", ["proxied-model"])
+        proxy = make_proxy(
+            {
+                "claude-api-key": [{"api-key": "sk-ant-listing-proxied-0009", "proxy-url": own.url}],
+                "upstream-overrides": vendor_overrides(fake),
+            }
+        )
+        wait_until(lambda: "proxied-model" in listed(proxy), 10, "the proxied listing served")
+        assert own.tunnels and set(own.tunnels) == {fake.base_url.removeprefix("http://")}
