@@ -18,6 +18,7 @@ from addons.exposure import Exposure  # noqa: E402
 from addons.intercept import Interceptor, allow_hosts  # noqa: E402
 from addons.limits import RequestLimits  # noqa: E402
 from addons.listener import ApiListener  # noqa: E402
+from addons.listings import ModelListings  # noqa: E402
 from addons.management import Management  # noqa: E402
 from addons.refresh import RefreshLoop  # noqa: E402
 from addons.usage import Accounting  # noqa: E402
@@ -42,6 +43,7 @@ addons = [
     _config,
     _auth_dir,
     RefreshLoop(_runtime),
+    ModelListings(_runtime),
     RequestLimits(_runtime, _listener.is_listener_flow),  # before the hooks that answer requests
     _listener,
     _management,

@@ -238,6 +238,17 @@ class ImageFetch(_Section):
         return hosts
 
 
+class ModelListing(_Section):
+    """Not in CLIProxyAPI (which fetches a curated catalog instead): each credential without a
+    `models` list is asked for the upstream's own model listing at start and every
+    `interval-seconds`; its vendor's built-in list stands in while a listing fails."""
+
+    enabled: bool = True
+    interval_seconds: float = Field(3 * 3600.0, gt=0)
+    # A listing (all its pages) taking longer than this fails; the built-in list stands in.
+    timeout_seconds: float = Field(30.0, gt=0)
+
+
 class Config(_Section):
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_PORT, ge=1, le=65535)
@@ -275,6 +286,7 @@ class Config(_Section):
     upstream_overrides: dict[str, str] = Field(default_factory=dict)
     interception: Interception = Interception()
     image_fetch: ImageFetch = ImageFetch()
+    model_listing: ModelListing = ModelListing()
     # Not in CLIProxyAPI: quota read from the rate-limit headers upstreams send with every
     # answer; a credential whose most-used window is past the soft threshold (a fraction) is
     # picked only when the others of its priority are too, or resting (1: never).

@@ -7,7 +7,7 @@ started under the old config keeps a consistent view.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from auth import providers
@@ -126,8 +126,10 @@ def _in_family(name: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(name, pattern)
 
 
-def _offers(cred: Credential, name: str) -> str | None:
-    """The upstream id under which `cred` serves the client-visible `name`, if it does."""
+def _offers(cred: Credential, name: str, listed: frozenset[str] = frozenset()) -> str | None:
+    """The upstream id under which `cred` serves the client-visible `name`, if it does: one of
+    its configured models, else one its upstream listed (`listed`, lower-cased) or of its
+    vendor's families."""
     lowered = name.lower()
     if cred.models:
         for m in cred.models:
@@ -136,7 +138,7 @@ def _offers(cred: Credential, name: str) -> str | None:
                 break
         else:
             return None
-    elif any(_in_family(lowered, p) for p in _FAMILIES[cred.provider]):
+    elif lowered in listed or any(_in_family(lowered, p) for p in _FAMILIES[cred.provider]):
         upstream = name
     else:
         return None
@@ -146,10 +148,20 @@ def _offers(cred: Credential, name: str) -> str | None:
 
 
 class Router:
-    def __init__(self, credentials: Iterable[Credential], *, force_model_prefix: bool = False):
+    def __init__(
+        self,
+        credentials: Iterable[Credential],
+        *,
+        force_model_prefix: bool = False,
+        listings: Mapping[str, tuple[str, ...]] | None = None,
+    ):
         self.credentials = tuple(credentials)
         self.force_model_prefix = force_model_prefix
         self._prefixes = {c.prefix for c in self.credentials if c.prefix}
+        # Credential id -> the model ids its upstream listed (addons/listings.py); a credential
+        # without one lists its vendor's built-in models.
+        self.listings = dict(listings or {})
+        self._listed = {cid: frozenset(m.lower() for m in ids) for cid, ids in self.listings.items()}
 
     def resolve(self, requested: str) -> list[Route]:
         """Every route that can serve `requested`, whatever API its credential speaks, in
@@ -167,25 +179,26 @@ class Router:
         prefix, sep, rest = requested.partition("/")
         if sep and prefix in self._prefixes:
             for cred in self.credentials:
-                if cred.prefix == prefix and (upstream := _offers(cred, rest)):
+                if cred.prefix == prefix and (upstream := _offers(cred, rest, self._listed.get(cred.id, frozenset()))):
                     yield Route(cred, upstream)
             return
         for cred in self.credentials:
             if cred.prefix and self.force_model_prefix and cred.prefix != requested:
                 continue
-            if upstream := _offers(cred, requested):
+            if upstream := _offers(cred, requested, self._listed.get(cred.id, frozenset())):
                 yield Route(cred, upstream)
 
     def models(self) -> list[ListedModel]:
-        """Every client-visible model id, with `prefix/` variants, deduplicated, in config order."""
-        seen: dict[str, ListedModel] = {}
+        """Every client-visible model id, with `prefix/` variants, deduplicated, in config order,
+        each with the providers that serve it."""
+        seen: dict[str, tuple[str, list[str]]] = {}
         for cred in self.credentials:
             owner = cred.service or cred.provider
-            names = (
-                [(m.public, m.name) for m in cred.models]
-                if cred.models
-                else [(n, n) for n in _DEFAULT_LISTING[cred.provider]]
-            )
+            if cred.models:
+                names = [(m.public, m.name) for m in cred.models]
+            else:
+                listed = self.listings.get(cred.id)
+                names = [(n, n) for n in (_DEFAULT_LISTING[cred.provider] if listed is None else listed)]
             for name, upstream in names:
                 if cred.excludes(name) or cred.excludes(upstream):
                     continue
@@ -193,5 +206,7 @@ class Router:
                 if cred.prefix:
                     ids.append(f"{cred.prefix}/{name}")
                 for model_id in ids:
-                    seen.setdefault(model_id, ListedModel(model_id, owner))
-        return list(seen.values())
+                    first_owner, owners = seen.setdefault(model_id, (owner, []))
+                    if owner not in owners:
+                        owners.append(owner)
+        return [ListedModel(i, first, tuple(owners)) for i, (first, owners) in seen.items()]

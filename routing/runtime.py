@@ -34,6 +34,8 @@ class Runtime:
             self.store, overrides=lambda: self.config.upstream_overrides, publish=self.publish_auth
         )
         self._config_credentials: list[Credential] = []
+        # Credential id -> the model ids its upstream listed (addons/listings.py keeps it).
+        self.listings: dict[str, tuple[str, ...]] = {}
         self._proxy_warnings: set[str] = set()
         # Called with each config put in force (the auth-dir watcher follows `auth-dir`).
         self.config_listeners: list[Callable[[Config], None]] = []
@@ -58,14 +60,29 @@ class Runtime:
         """The auth directory's credentials changed (a file, or a refreshed token)."""
         self._rebuild()
 
+    def set_listing(self, credential_id: str, models: tuple[str, ...] | None) -> None:
+        """What a credential's upstream listed (None: use its built-in list), in force at once."""
+        if models is None:
+            if self.listings.pop(credential_id, None) is None:
+                return
+        elif self.listings.get(credential_id) == models:
+            return
+        else:
+            self.listings[credential_id] = models
+        self._rebuild()
+
     def _rebuild(self) -> None:
         credentials = [
             c
             for c in (*self._config_credentials, *self.store.credentials())
             if self._proxy_supported(c)
         ]
-        self.router = Router(credentials, force_model_prefix=self.config.force_model_prefix)
         ids = {c.id for c in credentials}
+        # A credential that left takes its listed models with it.
+        self.listings = {k: v for k, v in self.listings.items() if k in ids}
+        self.router = Router(
+            credentials, force_model_prefix=self.config.force_model_prefix, listings=self.listings
+        )
         self.pool.forget(ids)
         self.quota.forget(ids)
 

@@ -221,6 +221,7 @@ def test_credentials_reach_their_upstream_through_their_proxy(fake, make_proxy):
         config["claude-api-key"][0]["proxy-url"] = own.url
         config["claude-api-key"][1]["proxy-url"] = "direct"
         config["gemini-api-key"] = [{"api-key": "AIza-proxy-test-key"}]
+        config["model-listing"] = {"enabled": False}  # its tunnels would be counted (see test_e2e_listings)
         proxy = make_proxy(config)
         ask_claude(proxy)
         upstream = fake.base_url.removeprefix("http://")
@@ -243,6 +244,7 @@ def test_a_retry_goes_through_the_retried_credentials_proxy(fake, make_proxy):
     with ConnectProxy() as own:
         config = two_claude_keys(fake, routing={"strategy": "fill-first"})
         config["claude-api-key"][1]["proxy-url"] = own.url
+        config["model-listing"] = {"enabled": False}  # its tunnels would be counted
         proxy = make_proxy(config)
         fake.fail(KEY_A, 503, times=1)
         assert ask_claude(proxy).content[0].text == fake.text

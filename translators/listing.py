@@ -13,12 +13,20 @@ _CREATED = 1_735_689_600  # 2025-01-01T00:00:00Z
 @dataclass(frozen=True, slots=True)
 class ListedModel:
     id: str
-    owned_by: str
+    owned_by: str  # the first provider (or openai-compatibility service) serving it
+    # Every provider serving it, in config order. Each shape carries them where the vendors'
+    # SDKs keep them: an extra `providers` key (OpenAI, Anthropic), the description (Gemini,
+    # whose SDK drops keys it does not know).
+    providers: tuple[str, ...] = ()
+
+    @property
+    def served_by(self) -> list[str]:
+        return list(self.providers or (self.owned_by,))
 
 
 def openai_models(models: Iterable[ListedModel]) -> bytes:
     data = [
-        {"id": m.id, "object": "model", "created": _CREATED, "owned_by": m.owned_by}
+        {"id": m.id, "object": "model", "created": _CREATED, "owned_by": m.owned_by, "providers": m.served_by}
         for m in models
     ]
     return json.dumps({"object": "list", "data": data}).encode()
@@ -31,6 +39,8 @@ def anthropic_models(models: Iterable[ListedModel]) -> bytes:
             "id": m.id,
             "display_name": m.id,
             "created_at": "2025-01-01T00:00:00Z",
+            "lifecycle": "active",
+            "providers": m.served_by,
         }
         for m in models
     ]
@@ -49,7 +59,7 @@ def gemini_model(m: ListedModel) -> dict:
         "name": f"models/{m.id}",
         "version": "001",
         "displayName": m.id,
-        "description": f"{m.id}, served by cliproxy ({m.owned_by})",
+        "description": f"{m.id}, served by cliproxy ({', '.join(m.served_by)})",
         "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
     }
 

@@ -38,6 +38,12 @@ streamGenerateContent|countTokens}``, body ``{model, project, request}``): the G
 each wrapped as ``{response, traceId}``; ``:loadCodeAssist`` answers a free-tier account with
 project ``fake-project``. ``authorize`` (optional) is called with each recorded
 request and may return a status to fail it with (an OAuth fake rejecting unknown tokens).
+
+Model listings (``GET .../models`` in each vendor's shape, with Anthropic's ``after_id`` and
+Gemini's ``pageToken`` paging; the Codex backend's ``GET /models?client_version=``; Antigravity's
+``POST /v1internal:fetchAvailableModels``) are kept in ``listing_requests``, not ``requests``, and
+no ``fail``/``fault`` script applies to them: ``set_listing`` says, per API key, which models to
+list, in pages of which size, or which status (or a hang) to answer with instead.
 """
 
 from __future__ import annotations
@@ -150,6 +156,21 @@ class _ToolScript:
 
 
 @dataclass
+class _Listing:
+    models: list[str] | None  # None: the vendor's default list
+    page_size: int | None
+    status: int | None
+    hang: bool
+
+
+_DEFAULT_LISTINGS: dict[str, tuple[str, ...]] = {
+    "gemini": ("gemini-2.5-pro", "gemini-2.5-flash"),
+    "anthropic": ("claude-sonnet-4-5", "claude-opus-4-1"),
+    "openai": ("gpt-4o", "gpt-5"),
+}
+
+
+@dataclass
 class _Canned:
     body: Any  # the whole answer, for a request that does not stream
     events: list[Any] | None  # the stream's payloads (bytes: written as they are)
@@ -256,6 +277,8 @@ class FakeUpstream:
         self.base_url = ""
         self.port = 0
         self.requests: list[Recorded] = []
+        self.listing_requests: list[Recorded] = []
+        self._listings: dict[str | None, _Listing] = {}
         self.last_event_sent_at: float | None = None
         self.connections_opened = 0  # lets tests/benchmarks check that clients reuse connections
         # Called with each request (a Recorded); a status it returns fails the request.
@@ -367,6 +390,21 @@ class FakeUpstream:
         with self._lock:
             self._canned.setdefault(vendor, []).append(_Canned(body, events))
 
+    def set_listing(
+        self,
+        api_key: str | None = None,
+        models: list[str] | None = None,
+        *,
+        page_size: int | None = None,
+        status: int | None = None,
+        hang: bool = False,
+    ) -> None:
+        """Answer model listings asked with `api_key` (None: with any key not set on its own)
+        with `models` (None: the vendor's default list), `page_size` to a page, or with
+        `status` and the vendor's error body, or never (`hang`). Until clear()."""
+        with self._lock:
+            self._listings[api_key] = _Listing(None if models is None else list(models), page_size, status, hang)
+
     def add_headers(self, api_key: str, headers: dict[str, str]) -> None:
         """Send `headers` with every answer to requests carrying `api_key` (replacing those
         added before for it)."""
@@ -381,7 +419,9 @@ class FakeUpstream:
             self._faults.clear()
             self._tool_scripts.clear()
             self._tool_calls.clear()
+            self._listings.clear()
         self.requests.clear()
+        self.listing_requests.clear()
         self.last_event_sent_at = None
 
     def keys_used(self) -> list[str | None]:
@@ -467,6 +507,8 @@ class FakeUpstream:
         vendor = _classify(unquote(path), headers)
         api_key = _extract_api_key(headers, query)
         recorded = Recorded(method, path, query, headers, body, api_key, vendor, time.monotonic())
+        if _is_listing(method, unquote(path)):
+            return await self._serve_listing(recorded, reader, writer, keep_alive)
         self.requests.append(recorded)
 
         settings = self._settings(headers)
@@ -568,10 +610,7 @@ class FakeUpstream:
             canned = queue.pop(0) if queue and req.method == "POST" else None
         if canned is not None:
             return _canned_reply(canned, req, path, route)
-        if req.method == "GET":
-            if path.endswith("/models"):
-                return self._list_models(req)
-        elif req.method == "POST":
+        if req.method == "POST":
             if path.endswith("/chat/completions"):
                 return self._chat(req, s)
             if path.endswith("/responses"):
@@ -592,29 +631,75 @@ class FakeUpstream:
     def _next_id(self, prefix: str) -> str:
         return f"{prefix}fake{next(self._ids):08d}"
 
-    def _list_models(self, req: Recorded) -> _Reply:
-        if req.vendor == "gemini":
-            models = [
-                {
-                    "name": f"models/{m}",
-                    "version": "001",
-                    "displayName": m,
-                    "inputTokenLimit": 1_048_576,
-                    "outputTokenLimit": 65_536,
-                    "supportedGenerationMethods": ["generateContent", "countTokens"],
-                }
-                for m in ("gemini-2.5-pro", "gemini-2.5-flash")
-            ]
-            return _Reply(200, _dumps({"models": models}))
-        if req.vendor == "anthropic":
-            data = [
-                {"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"}
-                for m in ("claude-sonnet-4-5", "claude-opus-4-1")
-            ]
+    async def _serve_listing(
+        self, req: Recorded, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, keep_alive: bool
+    ) -> bool:
+        self.listing_requests.append(req)
+        with self._lock:
+            listing = self._listings.get(req.api_key) or self._listings.get(None) or _Listing(None, None, None, False)
+        if listing.hang:
+            await reader.read()  # until the client gives up
+            return False
+        if listing.status is not None:
+            reply = _failure_reply(_Failure(listing.status, {}, None, None), req.vendor)
+        elif self.authorize is not None and (status := self.authorize(req)):
+            reply = _failure_reply(_Failure(status, {}, None, None), req.vendor)
+        else:
+            reply = self._list_models(req, listing)
+        await self._write_reply(writer, reply, keep_alive, 0.0)
+        return keep_alive
+
+    def _list_models(self, req: Recorded, listing: _Listing) -> _Reply:
+        path = unquote(req.path)
+        if path.endswith(":fetchAvailableModels"):
+            models = listing.models if listing.models is not None else list(_DEFAULT_LISTINGS["gemini"])
+            return _Reply(200, _dumps({"models": {m: {"displayName": m} for m in models}}))
+        if "client_version" in req.query:  # the ChatGPT Codex backend
+            models = listing.models if listing.models is not None else list(_DEFAULT_LISTINGS["openai"])
+            return _Reply(200, _dumps({"models": [{"slug": m, "display_name": m, "visibility": "list"} for m in models]}))
+        vendor = "openai" if req.vendor.startswith("openai") else req.vendor
+        models = listing.models if listing.models is not None else list(_DEFAULT_LISTINGS[vendor])
+        if vendor == "gemini":
+            size = listing.page_size or int(req.query.get("pageSize") or 50)
+            start = int(req.query.get("pageToken") or 0)
+            page = models[start : start + size]
+            body: dict[str, Any] = {
+                "models": [
+                    {
+                        "name": f"models/{m}",
+                        "version": "001",
+                        "displayName": m,
+                        "inputTokenLimit": 1_048_576,
+                        "outputTokenLimit": 65_536,
+                        # An embedder lists embedContent only: not a model to chat with.
+                        "supportedGenerationMethods": (
+                            ["embedContent"] if "embedding" in m else ["generateContent", "countTokens"]
+                        ),
+                    }
+                    for m in page
+                ]
+            }
+            if start + size < len(models):
+                body["nextPageToken"] = str(start + size)
+            return _Reply(200, _dumps(body))
+        if vendor == "anthropic":
+            size = listing.page_size or int(req.query.get("limit") or 20)
+            after = req.query.get("after_id")
+            start = models.index(after) + 1 if after in models else 0
+            page = models[start : start + size]
+            data = [{"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"} for m in page]
             return _Reply(
-                200, _dumps({"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]})
+                200,
+                _dumps(
+                    {
+                        "data": data,
+                        "has_more": start + size < len(models),
+                        "first_id": data[0]["id"] if data else None,
+                        "last_id": data[-1]["id"] if data else None,
+                    }
+                ),
             )
-        data = [{"id": m, "object": "model", "created": _CREATED, "owned_by": "fake"} for m in ("gpt-4o", "gpt-5")]
+        data = [{"id": m, "object": "model", "created": _CREATED, "owned_by": "fake"} for m in models]
         return _Reply(200, _dumps({"object": "list", "data": data}))
 
     # --- OpenAI Chat Completions
@@ -961,6 +1046,12 @@ class FakeUpstream:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _is_listing(method: str, path: str) -> bool:
+    return (method == "GET" and path.endswith("/models")) or (
+        method == "POST" and path.endswith("/v1internal:fetchAvailableModels")
+    )
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:
