@@ -15,7 +15,7 @@ from auth.login.callback import browser_login
 from auth.login.errors import LoginError, TransientLoginError
 from auth.login.pkce import PKCE
 from auth.login.session import Record, Session, expiry_after, rfc3339
-from auth.providers import CLAUDE
+from auth.providers.claude import PROVIDER as CLAUDE
 
 TITLE = "Claude"
 AUTHORIZE_URL = "https://claude.ai/oauth/authorize"

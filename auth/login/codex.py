@@ -27,7 +27,7 @@ from auth.login.device import parse_interval, poll, show_code
 from auth.login.errors import LoginError, TransientLoginError
 from auth.login.pkce import PKCE
 from auth.login.session import Record, Session, expiry_after, rfc3339
-from auth.providers import CODEX
+from auth.providers.codex import PROVIDER as CODEX
 
 TITLE = "ChatGPT (Codex)"
 AUTHORIZE_URL = "https://auth.openai.com/oauth/authorize"

@@ -16,23 +16,17 @@ import uuid
 from auth.login.device import oauth_poll_result, parse_interval, poll, show_code
 from auth.login.errors import LoginError
 from auth.login.session import Record, Session, expiry_after
-from auth.providers import (
-    KIMI,
-    KIMI_PLATFORM,
-    KIMI_VERSION,
-    kimi_device_headers,
-    kimi_device_model,
-)
+from auth.providers import kimi
 
 TITLE = "Kimi"
 DEVICE_URL = "https://auth.kimi.com/api/oauth/device_authorization"
-TOKEN_URL = KIMI.token_url
-CLIENT_ID = KIMI.client_id
+TOKEN_URL = kimi.PROVIDER.token_url
+CLIENT_ID = kimi.PROVIDER.client_id
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
-PLATFORM = KIMI_PLATFORM
-CLIENT_VERSION = KIMI_VERSION
-device_model = kimi_device_model
-device_headers = kimi_device_headers
+PLATFORM = kimi.PLATFORM
+CLIENT_VERSION = kimi.VERSION
+device_model = kimi.device_model
+device_headers = kimi.device_headers
 
 
 def login(session: Session) -> Record:

@@ -14,7 +14,7 @@ from auth.login.device import oauth_poll_result, parse_interval, poll, show_code
 from auth.login.errors import LoginError
 from auth.login.pkce import PKCE
 from auth.login.session import Record, Session, expiry_after, rfc3339
-from auth.providers import QWEN
+from auth.providers.qwen import PROVIDER as QWEN
 
 TITLE = "Qwen"
 DEVICE_URL = "https://chat.qwen.ai/api/v1/oauth2/device/code"
