@@ -24,7 +24,7 @@ from auth.providers import (
     vertex,
     xai,
 )
-from auth.providers.base import HOUR, MINUTE, Login, Provider, redirect
+from auth.providers.base import HOUR, MINUTE, Login, Provider, Tool, redirect
 
 _BUILTIN: tuple[Provider, ...] = (
     gemini_key.PROVIDER,
@@ -106,6 +106,6 @@ def lead_time(cred: Credential) -> float:
 
 
 __all__ = [
-    "HOUR", "MINUTE", "Login", "Provider", "all_providers", "api_key", "by_file_type", "file_types",
+    "HOUR", "MINUTE", "Login", "Provider", "Tool", "all_providers", "api_key", "by_file_type", "file_types",
     "lead_time", "logins", "of", "redirect", "register", "unregister",
 ]

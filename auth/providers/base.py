@@ -41,6 +41,17 @@ class Login:
     options: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """The vendor's own CLI, which `cliproxy env|run <program>` points at the proxy: the CA
+    variables it reads ("ca": mitmproxy's CA; "bundle": the system CAs plus mitmproxy's) and a
+    model it asks for by default (to tell which credentials would serve it)."""
+
+    program: str
+    ca_variables: tuple[tuple[str, str], ...]
+    model: str
+
+
 @dataclass(frozen=True)
 class Provider:
     # The pool's name for this account type (`Credential.provider`); with `kind` it picks the
@@ -73,6 +84,7 @@ class Provider:
     # Vertex AI accepts the Gemini fields Code Assist drops (labels...).
     vertex_fields: bool = False
     login: Login | None = None
+    tool: Tool | None = None
     # API keys: the config.yaml list of `api-key` entries they come from (`gemini-api-key`).
     config_key: str = ""
 

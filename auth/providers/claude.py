@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from auth.credential import Credential
 from auth.providers import claude_key
-from auth.providers.base import HOUR, Login, Provider, merge_list_header
+from auth.providers.base import Tool, HOUR, Login, Provider, merge_list_header
 from auth.providers.grant import Refreshed, refresh_token_grant, refreshed
 
 if TYPE_CHECKING:
@@ -48,4 +48,5 @@ PROVIDER = ClaudeOAuth(
     token_url="https://platform.claude.com/v1/oauth/token",
     client_id="9d1c250a-e61b-44d9-88ed-5944d1962f5e",
     login=Login("claude", "Claude", "auth.login.claude"),
+    tool=Tool("claude", (("NODE_EXTRA_CA_CERTS", "ca"),), "claude-sonnet-4-5"),
 )

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from auth.credential import Credential
 from auth.providers import openai_key
-from auth.providers.base import HOUR, Login, Provider, jwt_claims, with_defaults
+from auth.providers.base import Tool, HOUR, Login, Provider, jwt_claims, with_defaults
 from auth.providers.grant import Refreshed, refresh_token_grant, refreshed
 
 if TYPE_CHECKING:
@@ -65,4 +65,5 @@ PROVIDER = CodexOAuth(
     client_id="app_EMoamEEZ73f0CkXaXp7hrann",
     forced_stream=True,
     login=Login("codex", "ChatGPT (Codex)", "auth.login.codex", options=("device",)),
+    tool=Tool("codex", (("CODEX_CA_CERTIFICATE", "bundle"), ("SSL_CERT_FILE", "bundle")), "gpt-5-codex"),
 )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from auth.credential import Credential
-from auth.providers.base import MINUTE, Login, Provider
+from auth.providers.base import Tool, MINUTE, Login, Provider
 from auth.providers.grant import (
     Refreshed,
     access_token,
@@ -100,4 +100,5 @@ PROVIDER = GeminiCli(
     code_assist=True,
     code_assist_native=True,
     login=Login("gemini", "Gemini", "auth.login.gemini", options=("project_id",)),
+    tool=Tool("gemini", (("NODE_EXTRA_CA_CERTS", "ca"),), "gemini-2.5-pro"),
 )
