@@ -29,6 +29,7 @@ from addons.common import hide_client_auth, reply, reply_error, request_line
 from addons.images import ImageFetcher
 from addons.relay import FLOW_HEADER, PHRASES, Answer, Relay
 from addons.upstream_client import UNREACHABLE, UpstreamClient, decoded, why_unreachable
+from auth import providers
 from auth.credential import Credential
 from auth.pool import Cooldown
 from routing import legs
@@ -52,21 +53,6 @@ CREDENTIAL_HEADER = "x-cliproxy-credential"
 # The client key label of intercepted traffic (a vendor CLI's own key, not one of the proxy's).
 INTERCEPTED = "intercepted"
 ANNOTATION = "cliproxy"
-# mitmweb's flow list shows these markers (mitmproxy emoji names) by the provider that answered.
-PROVIDER_MARKERS = {
-    "claude": ":orange_circle:",
-    "kimi": ":orange_square:",
-    "codex": ":green_circle:",
-    "xai": ":black_circle:",
-    "gemini": ":large_blue_circle:",
-    "gemini-cli": ":blue_square:",
-    "antigravity": ":purple_circle:",
-    "vertex": ":large_blue_diamond:",
-    "qwen": ":purple_square:",
-    "iflow": ":brown_circle:",
-    "openai-compatibility": ":white_circle:",
-}
-
 # Statuses that say "this credential, not this request": rotate to the next one.
 _ROTATE = frozenset({401, 402, 403, 408, 429, 500, 502, 503, 504, 529})
 # Failures for which a whole new round over the credentials is worth it (CLIProxyAPI's set,
@@ -747,7 +733,8 @@ class Dispatcher:
         if ex.cut:
             info["cut"] = ex.cut
         flow.metadata[ANNOTATION] = info
-        flow.marked = PROVIDER_MARKERS.get(cred.provider, ":white_circle:")
+        # mitmweb's flow list shows the marker of the provider that answered.
+        flow.marked = providers.of(cred).marker
         tries = ", ".join(f"{a.credential} {a.outcome} {a.ms:.0f}ms" for a in ex.attempts)
         flow.comment = (
             f"{line} | cliproxy: {info['provider']} via {cred.label}; model {ex.client.model}"

@@ -23,7 +23,8 @@ import httpx
 
 from auth.credential import Credential
 from auth.refresh import EXPIRY_MARGIN
-from routing.listings import MAX_PAGES, Lister, ListingError, lister, listing_request, usable_ids
+from auth.providers.listing import Lister, ListingError
+from routing.listings import MAX_PAGES, lister, listing_request, usable_ids
 from routing.runtime import Runtime
 from routing.upstream import upstream_proxy
 

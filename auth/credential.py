@@ -28,9 +28,8 @@ class Credential:
     """Immutable: a refreshed OAuth token is a new `Credential` with the same `id`, so that the
     pool's cooldowns (keyed by id) survive the refresh."""
 
-    # "claude" | "gemini" | "codex" | "openai-compatibility" for API keys; OAuth and service
-    # account files add "gemini-cli", "antigravity", "qwen", "kimi", "iflow", "vertex", "xai"
-    # (auth.providers.FILE_TYPES).
+    # The account type's name (auth.providers: `Provider.name`); with `kind` it names the
+    # provider module that reads, refreshes and sends for this credential.
     provider: str
     source: str  # where it was defined, e.g. "claude-api-key[1]" or a token file's name
     secret: str = field(repr=False)

@@ -67,8 +67,8 @@ _PROBES = (
     ("anthropic-ratelimit-output-tokens-remaining", "anthropic"),
     ("x-ratelimit-remaining-requests", "openai"),
     ("x-ratelimit-remaining-tokens", "openai"),
-    ("x-codex-primary-used-percent", "codex"),
-    ("x-codex-secondary-used-percent", "codex"),
+    ("x-codex-primary-used-percent", "chatgpt"),
+    ("x-codex-secondary-used-percent", "chatgpt"),
 )
 _DURATION_PART = re.compile(r"(\d{1,9}(?:\.\d{1,9})?)(ms|us|µs|ns|h|m|s)")
 _DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
@@ -148,7 +148,7 @@ def parse_quota(headers: Mapping[str, str], now: float) -> QuotaSnapshot | None:
             windows += _counted(headers, _ANTHROPIC_LIMITS, _rfc3339, now)
         if "openai" in families:
             windows += _counted(headers, _OPENAI_LIMITS, _duration, now)
-        if "codex" in families:
+        if "chatgpt" in families:  # the Codex backend's x-codex-* windows
             windows += _codex(headers, now)
     except Exception:  # noqa: BLE001 - hostile input must never fail the request it came with
         return None

@@ -16,28 +16,19 @@ No token ever appears in a log line or an exception message.
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import datetime
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
 from auth import project, providers
 from auth.credential import Credential
+from auth.providers.grant import Refreshed, RefreshError
 from auth.store import AuthStore, Entry, with_refresh_error
-from auth.tokens import (
-    TokenFile,
-    TokenFileError,
-    format_time,
-    load_token_file,
-    save_token_file,
-)
+from auth.tokens import TokenFile, TokenFileError, load_token_file, save_token_file
 
 logger = logging.getLogger("cliproxy")
 
@@ -48,33 +39,7 @@ FAILURE_BACKOFF = 5 * 60.0
 INEFFECTIVE_BACKOFF = 30.0  # refreshed, yet still within the lead time (a short-lived token)
 # A token this close to its expiry is treated as expired by requests (it could die in flight).
 EXPIRY_MARGIN = 30.0
-TIMEOUT = httpx.Timeout(30.0)
 TASK_NAME = "cliproxy-refresh"
-
-# OAuth error codes that say "this refresh token will never work again".
-TERMINAL_CODES = frozenset(
-    {"invalid_grant", "refresh_token_reused", "refresh_token_expired", "refresh_token_invalidated",
-     "token_revoked", "unauthorized_client", "invalid_client"}
-)
-_TERMINAL_WORDS = ("reuse", "revoked", "invalid_grant", "refresh token not found", "expired or revoked")
-
-
-class RefreshError(Exception):
-    """A failed refresh. `terminal`: the provider refused the refresh token for good."""
-
-    def __init__(self, message: str, *, terminal: bool = False, code: str = "") -> None:
-        super().__init__(message)
-        self.terminal = terminal
-        self.code = code or ("refused" if terminal else "failed")
-
-
-@dataclass(frozen=True, slots=True)
-class Refreshed:
-    token: TokenFile  # the file's new content (unchanged for in-memory tokens)
-    persist: bool = True
-    # For tokens that live in memory only (Vertex, minted from a service account).
-    secret: str = ""
-    expires_at: float | None = None
 
 
 def running_tasks() -> int:
@@ -86,291 +51,14 @@ def running_tasks() -> int:
     return sum(1 for t in tasks if t.get_name() == TASK_NAME and not t.done())
 
 
-# -- talking to token endpoints ------------------------------------------------------------------
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
-def _expiry_fields(body: Mapping[str, Any], now: datetime.datetime) -> dict[str, Any]:
-    lifetime = body.get("expires_in")
-    if not isinstance(lifetime, (int, float)) or isinstance(lifetime, bool):
-        return {}
-    return {"expired": format_time(now + datetime.timedelta(seconds=float(lifetime)))}
-
-
-def _scrub(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= 8:
-            text = text.replace(secret, "…")
-    return text
-
-
-def _failure(provider: str, response: httpx.Response, secrets: tuple[str, ...]) -> RefreshError:
-    status = response.status_code
-    code = description = ""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            code = str(error.get("code") or error.get("type") or "")
-            description = str(error.get("message") or "")
-        elif isinstance(error, str):
-            code = error
-        description = str(body.get("error_description") or body.get("message") or description)
-    description = _scrub(description[:200], secrets)
-    code = _scrub(code[:80], secrets)
-    text = f"{code} {description}".lower()
-    terminal = status in (400, 401, 403) and (
-        code in TERMINAL_CODES or any(word in text for word in _TERMINAL_WORDS)
-    )
-    message = f"{provider} token endpoint answered HTTP {status}"
-    if code:
-        message += f": {code}"
-    if description:
-        message += f" ({description})"
-    return RefreshError(message, terminal=terminal, code=code or f"HTTP {status}")
-
-
-async def _call(
-    client: httpx.AsyncClient,
-    provider: str,
-    method: str,
-    url: str,
-    overrides: Mapping[str, str],
-    secrets: tuple[str, ...],
-    **kw: Any,
-) -> dict[str, Any]:
-    try:
-        response = await client.request(method, providers.redirect(url, overrides), timeout=TIMEOUT, **kw)
-    except httpx.HTTPError as e:
-        # Never str(e): it may quote the URL, and some URLs carry a token.
-        raise RefreshError(f"{provider} token endpoint unreachable ({type(e).__name__})") from None
-    if response.status_code >= 400:
-        raise _failure(provider, response, secrets)
-    try:
-        body = response.json()
-    except ValueError:
-        raise RefreshError(f"{provider} token endpoint answered HTTP {response.status_code} without JSON") from None
-    if not isinstance(body, dict):
-        raise RefreshError(f"{provider} token endpoint answered something other than a JSON object")
-    return body
-
-
-def _access_token(provider: str, body: Mapping[str, Any]) -> str:
-    token = body.get("access_token")
-    if not isinstance(token, str) or not token:
-        raise RefreshError(f"{provider} token endpoint answered without an access_token")
-    return token
-
-
-async def _refresh_standard(
-    cred: Credential,
-    token: TokenFile,
-    client: httpx.AsyncClient,
-    overrides: Mapping[str, str],
-) -> Refreshed:
-    """claude, codex, antigravity, kimi, qwen, xai: an OAuth 2 refresh_token grant."""
-    spec = providers.PROVIDERS[cred.provider]
-    refresh = token.refresh_token
-    secrets = (refresh, token.access_token)
-    form: dict[str, str] = {"grant_type": "refresh_token", "refresh_token": refresh, "client_id": spec.client_id}
-    headers = {"accept": "application/json"}
-    url = spec.token_url
-    kw: dict[str, Any]
-    if cred.provider == "claude":
-        headers.update(providers.CLAUDE_OAUTH_HEADERS)
-        kw = {"json": form}
-    else:
-        if cred.provider == "codex":
-            form["scope"] = providers.CODEX_REFRESH_SCOPE
-        elif cred.provider == "antigravity":
-            form["client_secret"] = spec.client_secret
-        elif cred.provider == "kimi":
-            # The device identity the login registered (the official Kimi CLI's headers).
-            headers.update(providers.kimi_device_headers(str(token.get("device_id") or "")))
-        elif cred.provider == "xai":
-            url = str(token.get("token_endpoint") or url)
-        kw = {"data": form}
-    body = await _call(client, cred.provider, "POST", url, overrides, secrets, headers=headers, **kw)
-    now = _now()
-    fields: dict[str, Any] = {"access_token": _access_token(cred.provider, body), "last_refresh": format_time(now)}
-    if isinstance(body.get("refresh_token"), str) and body["refresh_token"]:
-        fields["refresh_token"] = body["refresh_token"]
-    fields.update(_expiry_fields(body, now))
-    if cred.provider == "codex" and isinstance(body.get("id_token"), str):
-        fields["id_token"] = body["id_token"]
-    if cred.provider in ("antigravity", "xai") and "expires_in" in body:
-        fields["expires_in"] = body["expires_in"]
-    if cred.provider == "antigravity":
-        fields["timestamp"] = int(now.timestamp() * 1000)
-    if cred.provider == "qwen" and isinstance(body.get("resource_url"), str) and body["resource_url"]:
-        fields["resource_url"] = body["resource_url"]
-    if cred.provider == "kimi":
-        for key in ("token_type", "scope"):
-            if isinstance(body.get(key), str):
-                fields[key] = body[key]
-    if cred.provider == "xai" and isinstance(body.get("id_token"), str):
-        fields["id_token"] = body["id_token"]
-    data = {**token.data, **fields}
-    data.pop("cliproxy_refresh_error", None)
-    return Refreshed(TokenFile(token.path, data))
-
-
-async def _refresh_gemini_cli(
-    cred: Credential, token: TokenFile, client: httpx.AsyncClient, overrides: Mapping[str, str]
-) -> Refreshed:
-    """Legacy Gemini CLI files: the oauth2 token map nested under `token`, with its own client."""
-    spec = providers.GEMINI_CLI
-    nested = token.data.get("token") if isinstance(token.data.get("token"), dict) else {}
-    refresh = token.refresh_token
-    form = {
-        "grant_type": "refresh_token",
-        "refresh_token": refresh,
-        "client_id": str(nested.get("client_id") or spec.client_id),
-        "client_secret": str(nested.get("client_secret") or spec.client_secret),
-    }
-    url = str(nested.get("token_uri") or spec.token_url)
-    body = await _call(client, cred.provider, "POST", url, overrides, (refresh, token.access_token), data=form)
-    now = _now()
-    access = _access_token(cred.provider, body)
-    data = dict(token.data)
-    if nested:
-        new_token = {**nested, "access_token": access}
-        if isinstance(body.get("refresh_token"), str) and body["refresh_token"]:
-            new_token["refresh_token"] = body["refresh_token"]
-        if isinstance(body.get("token_type"), str):
-            new_token["token_type"] = body["token_type"]
-        if expiry := _expiry_fields(body, now):
-            new_token["expiry"] = expiry["expired"]
-        data["token"] = new_token
-        # A stale top-level expiry would win over the nested one when the file is read.
-        for key in ("expired", "expire", "expires_at", "expiresAt", "expiry", "expires"):
-            data.pop(key, None)
-    else:
-        data["access_token"] = access
-        if isinstance(body.get("refresh_token"), str) and body["refresh_token"]:
-            data["refresh_token"] = body["refresh_token"]
-        data.update(_expiry_fields(body, now))
-    data.pop("cliproxy_refresh_error", None)
-    return Refreshed(TokenFile(token.path, data))
-
-
-async def _refresh_iflow(
-    cred: Credential, token: TokenFile, client: httpx.AsyncClient, overrides: Mapping[str, str]
-) -> Refreshed:
-    """iFlow: refresh the OAuth token, then read the account's API key (what requests carry)."""
-    spec = providers.IFLOW
-    refresh = token.refresh_token
-    basic = base64.b64encode(f"{spec.client_id}:{spec.client_secret}".encode()).decode()
-    form = {
-        "grant_type": "refresh_token",
-        "refresh_token": refresh,
-        "client_id": spec.client_id,
-        "client_secret": spec.client_secret,
-    }
-    secrets = (refresh, token.access_token, str(token.get("api_key") or ""))
-    body = await _call(
-        client, "iflow", "POST", spec.token_url, overrides, secrets,
-        data=form, headers={"authorization": f"Basic {basic}", "accept": "application/json"},
-    )
-    now = _now()
-    access = _access_token("iflow", body)
-    fields: dict[str, Any] = {"access_token": access, "last_refresh": format_time(now)}
-    if isinstance(body.get("refresh_token"), str) and body["refresh_token"]:
-        fields["refresh_token"] = body["refresh_token"]
-    for key in ("token_type", "scope"):
-        if isinstance(body.get(key), str):
-            fields[key] = body[key]
-    fields.update(_expiry_fields(body, now))
-    info = await _call(
-        client, "iflow", "GET", providers.IFLOW_USER_INFO_URL, overrides, (*secrets, access),
-        params={"accessToken": access},
-    )
-    user = info.get("data") if isinstance(info.get("data"), dict) else {}
-    api_key = user.get("apiKey") or user.get("api_key")
-    if isinstance(api_key, str) and api_key:
-        fields["api_key"] = api_key
-    if isinstance(user.get("email"), str) and user["email"]:
-        fields["email"] = user["email"]
-    data = {**token.data, **fields}
-    data.pop("cliproxy_refresh_error", None)
-    return Refreshed(TokenFile(token.path, data))
-
-
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def service_account_assertion(sa: Mapping[str, Any], audience: str, now: float) -> str:
-    """A signed JWT (RS256) asking Google for a cloud-platform access token."""
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
-    header = {"alg": "RS256", "typ": "JWT"}
-    if sa.get("private_key_id"):
-        header["kid"] = str(sa["private_key_id"])
-    claims = {
-        "iss": sa["client_email"],
-        "scope": providers.VERTEX_SCOPE,
-        "aud": audience,
-        "iat": int(now),
-        "exp": int(now) + 3600,
-    }
-    signing_input = (
-        _b64url(json.dumps(header, separators=(",", ":")).encode())
-        + "."
-        + _b64url(json.dumps(claims, separators=(",", ":")).encode())
-    )
-    try:
-        key = serialization.load_pem_private_key(str(sa["private_key"]).encode(), password=None)
-    except (ValueError, TypeError):
-        raise RefreshError("vertex: the service account's private_key cannot be read", terminal=True,
-                           code="invalid_private_key") from None
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise RefreshError("vertex: the service account's private_key is not an RSA key", terminal=True,
-                           code="invalid_private_key")
-    signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
-    return signing_input + "." + _b64url(signature)
-
-
-async def _mint_vertex(
-    cred: Credential, token: TokenFile, client: httpx.AsyncClient, overrides: Mapping[str, str]
-) -> Refreshed:
-    sa = cred.service_account
-    audience = str(sa.get("token_uri") or providers.VERTEX.token_url)
-    now = time.time()
-    assertion = service_account_assertion(sa, audience, now)
-    body = await _call(
-        client, "vertex", "POST", audience, overrides, (assertion,),
-        data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion},
-    )
-    access = _access_token("vertex", body)
-    lifetime = body.get("expires_in")
-    lifetime = float(lifetime) if isinstance(lifetime, (int, float)) and not isinstance(lifetime, bool) else 3600.0
-    return Refreshed(token, persist=False, secret=access, expires_at=now + lifetime)
+__all__ = ["RefreshError", "Refreshed", "Refresher", "refresh_token", "running_tasks"]
 
 
 async def refresh_token(
     cred: Credential, token: TokenFile, client: httpx.AsyncClient, overrides: Mapping[str, str]
 ) -> Refreshed:
     """One refresh of `cred` (whose file content is `token`). Raises RefreshError."""
-    if cred.provider == "vertex":
-        return await _mint_vertex(cred, token, client, overrides)
-    if not token.refresh_token:
-        raise RefreshError(f"{cred.provider}: the auth file has no refresh_token", terminal=True,
-                           code="no_refresh_token")
-    if cred.provider == "gemini-cli":
-        return await _refresh_gemini_cli(cred, token, client, overrides)
-    if cred.provider == "iflow":
-        return await _refresh_iflow(cred, token, client, overrides)
-    if cred.provider in providers.PROVIDERS:
-        return await _refresh_standard(cred, token, client, overrides)
-    raise RefreshError(f"{cred.provider}: no refresh procedure", terminal=True, code="unsupported")
+    return await providers.of(cred).refresh(cred, token, client, overrides)
 
 
 # -- the refresher ---------------------------------------------------------------------------------
@@ -437,7 +125,7 @@ class Refresher:
         cred = entry.credential
         if entry.disabled or cred.refresh_error:
             return False
-        lead = providers.lead_time(cred.provider)
+        lead = providers.lead_time(cred)
         if cred.kind == "service-account":
             return not cred.secret or cred.expires_at is None or cred.expires_at - now <= lead
         if not entry.token.refresh_token:

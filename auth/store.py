@@ -13,9 +13,7 @@ refresh or an edit of the file keeps its cooldowns.
 
 from __future__ import annotations
 
-import base64
 import datetime
-import json
 import logging
 import math
 import os
@@ -29,7 +27,9 @@ from typing import Any
 
 from auth import providers
 from auth.credential import Credential
+from auth.providers.base import truthy
 from auth.tokens import (
+    REFRESH_ERROR_KEY,
     TokenFile,
     TokenFileError,
     format_time,
@@ -40,9 +40,6 @@ from auth.tokens import (
 
 logger = logging.getLogger("cliproxy")
 
-# Written into a token file whose refresh token the provider refused for good. CLIProxyAPI
-# ignores unknown fields; a new login rewrites the file without it.
-REFRESH_ERROR_KEY = "cliproxy_refresh_error"
 # The proxy's own temp files (auth.tokens.save_token_file) left behind by a crash.
 _STALE_TEMP = re.compile(r"^\..+\.json\..+\.tmp$")
 STALE_TEMP_AGE = 60.0
@@ -50,17 +47,6 @@ STALE_TEMP_AGE = 60.0
 
 def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
-def _jwt_claims(token: str) -> dict[str, Any]:
-    """The payload of a JWT, unverified (only to read ids the provider put there)."""
-    try:
-        payload = token.split(".")[1]
-        payload += "=" * (-len(payload) % 4)
-        claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (IndexError, ValueError, RecursionError):
-        return {}
-    return claims if isinstance(claims, dict) else {}
 
 
 def _not_a_token_file(
@@ -83,16 +69,6 @@ def _not_a_token_file(
     return None
 
 
-def codex_account_id(data: dict[str, Any]) -> str:
-    if isinstance(data.get("account_id"), str) and data["account_id"]:
-        return data["account_id"]
-    claims = _jwt_claims(str(data.get("id_token") or ""))
-    auth = claims.get("https://api.openai.com/auth")
-    if isinstance(auth, dict) and isinstance(auth.get("chatgpt_account_id"), str):
-        return auth["chatgpt_account_id"]
-    return ""
-
-
 def _text(data: dict[str, Any], key: str, token: TokenFile) -> str:
     """A field that must be a string when present (a token, a URL, an id sent upstream)."""
     value = data.get(key)
@@ -113,12 +89,6 @@ def _string_list(value: Any, what: str, token: TokenFile) -> tuple[str, ...]:
     raise TokenFileError(f"{shown(token.path)}: {what} must be a list of strings")
 
 
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return value is True
-
-
 def _expiry(token: TokenFile) -> float | None:
     when = token.expiry
     if when is not None:
@@ -135,9 +105,9 @@ def credential_from_token(token: TokenFile) -> Credential:
     """The pool credential a token file describes. Raises TokenFileError naming the file (never
     a token) when the file cannot serve requests."""
     data = token.data
-    provider = providers.FILE_TYPES.get(token.type)
-    if provider is None:
-        known = ", ".join(sorted(providers.FILE_TYPES))
+    spec = providers.by_file_type(token.type)
+    if spec is None:
+        known = ", ".join(providers.file_types())
         raise TokenFileError(f"{shown(token.path)}: type {shown(token.type)!r} is not supported here (known: {known})")
     prefix = data.get("prefix") or ""
     if not isinstance(prefix, str) or "/" in prefix.strip("/"):
@@ -157,45 +127,11 @@ def credential_from_token(token: TokenFile) -> Credential:
     if not isinstance(attributes.get("proxy_url"), (str, type(None))):
         raise TokenFileError(f"{shown(token.path)}: attributes.proxy_url must be a string")
 
-    kind = "oauth"
-    secret = token.access_token
-    account_id = project_id = location = device_id = user_agent = ""
-    service_account: dict[str, Any] = {}
-    if provider == "codex":
-        account_id = codex_account_id(data)
-    elif provider in ("gemini-cli", "antigravity"):
-        project = data.get("project_id") or ""
-        project_id = str(project).split(",")[0].strip()
-        if provider == "antigravity":
-            user_agent = str(data.get("user_agent") or "").strip()
-    elif provider == "kimi":
-        device_id = str(data.get("device_id") or "").strip()
-    elif provider == "qwen":
-        resource = data.get("resource_url") or ""
-        if resource and not base_url:
-            base_url = resource if "://" in resource else f"https://{resource}/v1"
-    elif provider == "iflow":
-        # Requests carry the account's API key; the OAuth token only renews it.
-        secret = str(data.get("api_key") or "")
-    elif provider == "xai" and not base_url and _truthy(data.get("using_api")):
-        base_url = providers.XAI_API_BASE_URL
-    elif provider == "vertex":
-        kind = "service-account"
-        sa = data.get("service_account")
-        if not isinstance(sa, dict) or not sa.get("private_key") or not sa.get("client_email"):
-            raise TokenFileError(f"{shown(token.path)}: service_account needs private_key and client_email")
-        if not isinstance(sa["private_key"], str) or not isinstance(sa["client_email"], str):
-            raise TokenFileError(f"{shown(token.path)}: service_account private_key and client_email must be strings")
-        service_account = sa
-        project_id = str(data.get("project_id") or sa.get("project_id") or "")
-        location = str(data.get("location") or providers.VERTEX_DEFAULT_LOCATION)
-        if not project_id:
-            raise TokenFileError(f"{shown(token.path)}: no project_id")
-        secret = ""  # minted from the service account, held in memory only
-
-    if kind == "oauth" and not secret and not token.refresh_token:
-        what = "api_key" if provider == "iflow" else "access_token"
-        raise TokenFileError(f"{shown(token.path)}: neither {what} nor refresh_token is set")
+    fields: dict[str, Any] = {"secret": token.access_token, **spec.read(token)}
+    if spec.kind == "oauth" and not fields["secret"] and not token.refresh_token:
+        raise TokenFileError(f"{shown(token.path)}: neither {spec.missing_secret()} nor refresh_token is set")
+    if "base_url" in fields:
+        base_url = fields.pop("base_url")
 
     failure = data.get(REFRESH_ERROR_KEY)
     refresh_error = ""
@@ -207,29 +143,23 @@ def credential_from_token(token: TokenFile) -> Credential:
     proxy_url = str(data.get("proxy_url") or attributes.get("proxy_url") or "")
 
     return Credential(
-        provider=provider,
+        provider=spec.name,
         source=token.path.name,
-        secret=secret,
         base_url=base_url.rstrip("/"),
         prefix=prefix.strip("/"),
         priority=token.priority,
         headers=dict(headers),
         models=(),
         excluded_models=_string_list(data.get("excluded_models"), "excluded_models", token),
-        kind=kind,
+        kind=spec.kind,
         path=str(token.path),
         email=str(data.get("email") or ""),
-        account_id=account_id,
-        project_id=project_id,
-        location=location,
-        device_id=device_id,
-        user_agent=user_agent,
-        expires_at=None if kind == "service-account" else _expiry(token),
+        expires_at=None if spec.kind == "service-account" else _expiry(token),
         refresh_error=refresh_error,
         description=str(attributes.get("description") or data.get("note") or ""),
-        websockets=_truthy(attributes.get("websockets", data.get("websockets"))),
-        service_account=service_account,
+        websockets=truthy(attributes.get("websockets", data.get("websockets"))),
         proxy_url=proxy_url,
+        **fields,
     )
 
 
@@ -402,7 +332,7 @@ class AuthStore:
         attributes = attributes if isinstance(attributes, dict) else {}
         for key in ("websockets",):
             value = token.get(key) or attributes.get(key)
-            if _truthy(value) and (token.path, key) not in self._notes:
+            if truthy(value) and (token.path, key) not in self._notes:
                 self._notes.add((token.path, key))
                 logger.info(f"cliproxy: auth file {token.path.name}: {key} is accepted but not used here")
 

@@ -20,6 +20,9 @@ from typing import Any
 
 # CLIProxyAPI reads the expiry from the first of these that is present.
 EXPIRY_KEYS = ("expired", "expire", "expires_at", "expiresAt", "expiry", "expires")
+# Written into a token file whose refresh token the provider refused for good. CLIProxyAPI
+# ignores unknown fields; a new login rewrites the file without it.
+REFRESH_ERROR_KEY = "cliproxy_refresh_error"
 FILE_MODE = 0o600
 # Real token files are a few KiB (a Vertex service account, the largest, about 3 KiB): anything
 # past this is not a token file, and is refused unread.

@@ -12,12 +12,21 @@ import logging
 import sys
 from pathlib import Path
 
-PROVIDER_NAMES = ("claude", "codex", "gemini", "antigravity", "qwen", "iflow", "kimi")
-TITLES = {
-    "claude": "Claude", "codex": "ChatGPT (Codex)", "gemini": "Gemini", "antigravity": "Antigravity",
-    "qwen": "Qwen", "iflow": "iFlow", "kimi": "Kimi",
+from auth import providers
+
+_LOGINS = {command: p.login for command, p in providers.logins().items() if p.login}
+PROVIDER_NAMES = tuple(_LOGINS)
+TITLES = {command: login.title for command, login in _LOGINS.items()}
+# The options only one login takes: option -> (its login, its flag).
+_ONLY_FOR = {
+    option: (command, "--" + option.replace("_", "-"))
+    for command, login in _LOGINS.items()
+    for option in login.options
 }
-_ONLY_FOR = {"device": ("codex", "--device"), "project_id": ("gemini", "--project-id"), "email": ("qwen", "--email")}
+
+
+def _for(option: str) -> str:
+    return _ONLY_FOR[option][0] if option in _ONLY_FOR else "?"
 
 
 def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -33,9 +42,9 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     sub.add_argument("--no-browser", action="store_true", help="do not open a browser: print the address, and accept the redirect address pasted on stdin")
     sub.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS", help="how long to wait for the sign-in (default 300)")
     sub.add_argument("--callback-port", type=int, metavar="PORT", help="local port for the browser redirect (default: the provider's registered one)")
-    sub.add_argument("--device", action="store_true", help="codex: sign in with a device code instead of a browser redirect")
-    sub.add_argument("--project-id", default="", metavar="ID[,ID...]", help="gemini: Google Cloud project(s) for Code Assist (default: discover the account's own)")
-    sub.add_argument("--email", default="", help="qwen: the email or alias naming this account's file (Qwen does not tell)")
+    sub.add_argument("--device", action="store_true", help=f"{_for('device')}: sign in with a device code instead of a browser redirect")
+    sub.add_argument("--project-id", default="", metavar="ID[,ID...]", help=f"{_for('project_id')}: Google Cloud project(s) for Code Assist (default: discover the account's own)")
+    sub.add_argument("--email", default="", help=f"{_for('email')}: the email or alias naming this account's file (it is not told)")
     sub.set_defaults(handler=run)
     return sub
 

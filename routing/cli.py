@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from auth import providers
 from auth.credential import Credential
 from auth.store import AuthStore
 from routing.auth_command import add_parser as add_auth_parser
@@ -98,15 +99,15 @@ def check(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
-# The CA variable each CLI reads, and a model it asks for by default (to tell which credentials
-# would serve it).
+# The vendor CLIs (auth.providers: `tool`): the CA variables each reads, and a model it asks for
+# by default (to tell which credentials would serve it).
 # NODE_EXTRA_CA_CERTS adds to Node's trust store; SSL_CERT_FILE and CODEX_CA_CERTIFICATE replace
 # it, so those get a bundle of the system CAs plus mitmproxy's: hosts that are not intercepted
 # keep their own certificates and must still verify.
 TOOLS = {
-    "claude": ({"NODE_EXTRA_CA_CERTS": "ca"}, "claude-sonnet-4-5"),
-    "gemini": ({"NODE_EXTRA_CA_CERTS": "ca"}, "gemini-2.5-pro"),
-    "codex": ({"CODEX_CA_CERTIFICATE": "bundle", "SSL_CERT_FILE": "bundle"}, "gpt-5-codex"),
+    p.tool.program: (dict(p.tool.ca_variables), p.tool.model)
+    for p in providers.all_providers()
+    if p.tool is not None
 }
 
 

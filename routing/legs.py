@@ -9,9 +9,9 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from auth.providers import upstream_model
+from auth import providers
 from routing.endpoints import Endpoint, Kind
-from routing.router import PROVIDER_FORMATS, Route
+from routing.router import Route
 from routing.upstream import (
     ClientRequest,
     UpstreamTarget,
@@ -114,9 +114,10 @@ def _plan(
         return plan_code_assist(client, route, overrides, request)
     fmt = client.endpoint.format
     cred = route.credential
-    upstream = PROVIDER_FORMATS[cred.provider]
+    spec = providers.of(cred)
+    upstream = Format(spec.wire)
     # The id sent upstream; `route.model` stays the pool's (cooldowns are keyed by it).
-    model = upstream_model(cred.provider, route.model) if cred.oauth else route.model
+    model = spec.upstream_model(route.model)
     base_model, reasoning = split_suffix(model)
     t = target(cred, client, base_model, upstream, overrides)
     counting = client.endpoint.kind is Kind.COUNT_TOKENS
@@ -129,7 +130,7 @@ def _plan(
             if counting:
                 body = envelope.count_body(client.parsed or {}, base_model)
             else:
-                body = envelope.wrap_raw(client.body, base_model, cred.project_id, antigravity=cred.provider == "antigravity")
+                body = envelope.wrap_raw(client.body, base_model, cred.project_id, spec.envelope_fields(base_model))
             return Leg(route, fmt, upstream, t, body, envelope=True)
         if fmt is not Format.GEMINI and client.parsed is not None:  # Gemini: model in the path
             body = replace_model(client.body, client.parsed, model)
@@ -149,7 +150,7 @@ def _plan(
     else:
         body = translate.encode_request(upstream, request)
         if wrapped:
-            body = envelope.wrap_raw(body, base_model, cred.project_id, antigravity=cred.provider == "antigravity")
+            body = envelope.wrap_raw(body, base_model, cred.project_id, spec.envelope_fields(base_model))
         elif forced_stream(cred):
             body = _codex(body, json.loads(body))
     return Leg(route, fmt, upstream, t, body, request, envelope=wrapped, aggregate=aggregate)
@@ -173,7 +174,7 @@ def dropped_parameters(client: ClientRequest, leg: Leg) -> list[str]:
     not model, and parameters the upstream format cannot express. Costs a re-encode and a
     re-decode, so only worth calling when someone reads the answer."""
     if client.endpoint.code_assist and leg.request is not None:
-        client = unwrapped(client, leg.route.credential.provider == "vertex")
+        client = unwrapped(client, providers.of(leg.route.credential).vertex_fields)
     if leg.request is None or leg.envelope or client.endpoint.kind is Kind.COUNT_TOKENS:
         return []
     lost: list[str] = []
@@ -288,15 +289,16 @@ def plan_code_assist(
     an Antigravity login (whose answers, in the same envelope, then pass through), translated for
     other providers; the Gemini answers are wrapped back."""
     cred = route.credential
-    model = upstream_model(cred.provider, route.model) if cred.oauth else route.model
+    spec = providers.of(cred)
+    model = spec.upstream_model(route.model)
     counting = client.endpoint.kind is Kind.COUNT_TOKENS
     try:
-        same_api = code_assist(cred) and cred.provider == "gemini-cli"  # Antigravity's differs
+        same_api = code_assist(cred) and spec.code_assist_native
         if same_api and request is None and split_suffix(model)[1] is None:
             body = envelope.retarget(client.body, client.parsed or {}, model, cred.project_id, counting)
             t = target(cred, client, model, Format.GEMINI, overrides)
             return Leg(route, Format.GEMINI, Format.GEMINI, t, body, envelope=True, client_envelope=True)
-        inner = unwrapped(client, cred.provider == "vertex")
+        inner = unwrapped(client, spec.vertex_fields)
     except ValueError as e:
         raise translate.TranslationError(str(e)) from None
     return replace(plan(inner, route, overrides, request), client_envelope=True)

@@ -17,40 +17,13 @@ from translators.formats import Format
 from translators.listing import ListedModel
 from translators.reasoning import split_suffix
 
-# The wire format each kind of credential speaks upstream. Gemini CLI and Antigravity speak
-# Gemini inside the Code Assist envelope (routing.upstream.CODE_ASSIST).
-PROVIDER_FORMATS = {
-    "claude": Format.ANTHROPIC,
-    "gemini": Format.GEMINI,
-    "codex": Format.OPENAI_RESPONSES,
-    "openai-compatibility": Format.OPENAI_CHAT,
-    "gemini-cli": Format.GEMINI,
-    "antigravity": Format.GEMINI,
-    "vertex": Format.GEMINI,
-    "qwen": Format.OPENAI_CHAT,
-    "iflow": Format.OPENAI_CHAT,
-    "kimi": Format.ANTHROPIC,
-    "xai": Format.OPENAI_RESPONSES,
-}
+# The wire format each kind of credential speaks upstream, by provider name (an OAuth login and
+# an API key of one name speak the same).
+PROVIDER_FORMATS = {p.name: Format(p.wire) for p in providers.all_providers()}
 
-# Without a `models` list, an API key serves every model of its vendor's families
-# (new releases included) and lists these in the model listings.
-_FAMILIES = {
-    "claude": ("claude-*",),
-    "gemini": ("gemini-*", "gemma-*", "learnlm-*"),
-    "codex": ("gpt-*", "o1*", "o3*", "o4*", "codex-*", "chatgpt-*"),
-    "openai-compatibility": ("*",),
-}
-_DEFAULT_LISTING = {
-    "claude": ("claude-opus-4-1", "claude-sonnet-4-5", "claude-haiku-4-5"),
-    "gemini": ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite"),
-    "codex": ("gpt-5", "gpt-5-codex", "gpt-5-mini"),
-    "openai-compatibility": (),
-}
-# OAuth and service-account providers (auth-dir token files); Claude and Codex logins share the
-# API keys' tables above.
-_FAMILIES.update(providers.FAMILIES)
-_DEFAULT_LISTING.update(providers.DEFAULT_LISTING)
+
+def upstream_format(cred: Credential) -> Format:
+    return Format(providers.of(cred).wire)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +56,10 @@ def credentials_from_config(config: Config) -> list[Credential]:
             proxy_url=e.proxy_url,
         )
 
-    for key, provider in (
-        ("gemini_api_key", "gemini"),
-        ("claude_api_key", "claude"),
-        ("codex_api_key", "codex"),
-    ):
-        for i, e in enumerate(getattr(config, key)):
-            creds.append(entry(provider, f"{key.replace('_', '-')}[{i}]", e))
+    for spec in providers.all_providers():
+        if spec.config_key:
+            for i, e in enumerate(getattr(config, spec.config_key.replace("-", "_"))):
+                creds.append(entry(spec.name, f"{spec.config_key}[{i}]", e))
     for i, svc in enumerate(config.openai_compatibility):
         if svc.disabled:
             continue
@@ -138,7 +108,7 @@ def _offers(cred: Credential, name: str, listed: frozenset[str] = frozenset()) -
                 break
         else:
             return None
-    elif lowered in listed or any(_in_family(lowered, p) for p in _FAMILIES[cred.provider]):
+    elif lowered in listed or any(_in_family(lowered, p) for p in providers.of(cred).families):
         upstream = name
     else:
         return None
@@ -198,7 +168,7 @@ class Router:
                 names = [(m.public, m.name) for m in cred.models]
             else:
                 listed = self.listings.get(cred.id)
-                names = [(n, n) for n in (_DEFAULT_LISTING[cred.provider] if listed is None else listed)]
+                names = [(n, n) for n in (providers.of(cred).listing if listed is None else listed)]
             for name, upstream in names:
                 if cred.excludes(name) or cred.excludes(upstream):
                     continue

@@ -13,12 +13,6 @@ from routing.endpoints import Endpoint, Kind
 from routing.names import segment
 from translators.formats import Format
 
-DEFAULT_BASE_URLS = {
-    "claude": "https://api.anthropic.com",
-    "gemini": "https://generativelanguage.googleapis.com",
-    "codex": "https://api.openai.com/v1",
-}
-
 # Headers through which a client authenticates to the proxy (or to a vendor, when intercepted):
 # they never travel upstream.
 CLIENT_AUTH_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
@@ -74,28 +68,18 @@ class UpstreamTarget:
     extra_headers: dict[str, str]
 
 
-# Providers that speak Gemini inside Gemini CLI's Code Assist envelope (`/v1internal:{action}`).
-CODE_ASSIST = frozenset({"gemini-cli", "antigravity"})
-
-
 def code_assist(cred: Credential) -> bool:
-    return cred.kind == "oauth" and cred.provider in CODE_ASSIST
+    """The credential's upstream speaks Gemini inside the Code Assist envelope."""
+    return cred.kind == "oauth" and providers.of(cred).code_assist
 
 
 def forced_stream(cred: Credential) -> bool:
-    """The ChatGPT Codex backend answers only as a stream, whatever the client asked."""
-    return cred.kind == "oauth" and cred.provider == "codex"
+    """The upstream answers only as a stream, whatever the client asked."""
+    return providers.of(cred).forced_stream
 
 
 def base_url(cred: Credential) -> str:
-    if cred.base_url:
-        return cred.base_url
-    if cred.kind == "api-key":
-        return DEFAULT_BASE_URLS.get(cred.provider, "")
-    if cred.provider == "vertex":
-        return providers.vertex_base_url(cred.location)
-    spec = providers.PROVIDERS.get(cred.provider)
-    return spec.base_url if spec else ""
+    return providers.of(cred).upstream_base(cred)
 
 
 def _gemini_action(client: ClientRequest, counting: bool) -> tuple[str, list[tuple[str, str]]]:
@@ -130,10 +114,8 @@ def _upstream_path(
     if upstream is Format.GEMINI:
         # `version` and `action` come from endpoints' fixed sets; the model (checked by
         # routing.names, yet still the client's) and the token file's ids are one segment each.
-        if cred.provider == "vertex":
-            where = f"/v1/projects/{segment(cred.project_id)}/locations/{segment(cred.location or 'global')}"
-            return f"{where}/publishers/google/models/{segment(model)}:{action}", query
-        return f"/{version}/models/{segment(model)}:{action}", query
+        where = "".join("/" + segment(part) for part in providers.of(cred).gemini_resource(cred, version))
+        return f"{where}/{segment(model)}:{action}", query
     if upstream is Format.ANTHROPIC:
         return ("/v1/messages/count_tokens" if counting else "/v1/messages"), query
     if upstream is Format.OPENAI_RESPONSES:
@@ -146,70 +128,9 @@ def _forwarded_query(client: ClientRequest, fmt: Format) -> list[tuple[str, str]
     return [(k, v) for k, v in client.query if k in allowed]
 
 
-def _auth_headers(cred: Credential) -> dict[str, str]:
-    if not cred.secret:
-        return {}
-    if cred.kind == "api-key":
-        if cred.provider == "claude":
-            return {"x-api-key": cred.secret}
-        if cred.provider == "gemini":
-            return {"x-goog-api-key": cred.secret}
-    # OAuth access tokens, minted service-account tokens and iFlow's API key alike.
-    return {"authorization": f"Bearer {cred.secret}"}
-
-
-def _merge_list_header(client_value: str | None, required: str) -> str:
-    values = [v.strip() for v in (client_value or "").split(",") if v.strip()]
-    if required not in values:
-        values.append(required)
-    return ",".join(values)
-
-
-def antigravity_user_agent(cred: Credential) -> str:
-    """The file's `user_agent`, without the Node client suffix onboarding adds; else Antigravity's
-    own (CLIProxyAPI's AntigravityRequestUserAgent)."""
-    ua = cred.user_agent.strip()
-    if not ua:
-        return providers.ANTIGRAVITY_USER_AGENT
-    lower = ua.lower()
-    cut = lower.find(" google-api-nodejs-client/")
-    if lower.startswith("antigravity/") and cut > 0:
-        return ua[:cut].strip()
-    return ua
-
-
-def _provider_headers(cred: Credential, client_headers: Mapping[str, str]) -> dict[str, str]:
-    """What the provider requires beyond the token. Ids and flags the request cannot do without
-    are always set; identity headers only when the client sent none of its own."""
-    out: dict[str, str] = {}
-    defaults: dict[str, str] = {}
-    if cred.kind != "oauth":
-        return out
-    if cred.provider == "claude":
-        out["anthropic-beta"] = _merge_list_header(client_headers.get("anthropic-beta"), providers.CLAUDE_OAUTH_BETA)
-    elif cred.provider == "codex":
-        if cred.account_id:
-            out["chatgpt-account-id"] = cred.account_id
-        defaults = providers.CODEX_DEFAULT_HEADERS
-    elif cred.provider == "qwen":
-        defaults = providers.QWEN_DEFAULT_HEADERS
-    elif cred.provider == "iflow":
-        # Signed per request: always the CLI's own User-Agent, whatever the client's.
-        out.update(providers.iflow_headers(cred.secret))
-    elif cred.provider == "kimi":
-        # As CLIProxyAPI's Kimi executor: the CLI's identity replaces the client's.
-        out["user-agent"] = providers.KIMI_USER_AGENT
-        device = providers.kimi_device_headers(cred.device_id)
-        out.update({k.lower(): v for k, v in device.items() if v})  # no id: none sent
-    elif cred.provider == "antigravity":
-        out["user-agent"] = antigravity_user_agent(cred)
-    out.update({k: v for k, v in defaults.items() if k not in client_headers})
-    return out
-
-
 def _extra_headers(cred: Credential, client_headers: Mapping[str, str]) -> dict[str, str]:
     # CLIProxyAPI: a configured value "$name" copies the client's header `name`.
-    out = _provider_headers(cred, client_headers)
+    out = providers.of(cred).headers(cred, client_headers)
     for name, value in cred.headers.items():
         if value.startswith("$"):
             copied = client_headers.get(value[1:].lower())
@@ -232,7 +153,7 @@ def target(
     if query:
         url += "?" + urllib.parse.urlencode(query)
     return UpstreamTarget(
-        redirect(url, overrides), _auth_headers(cred), _extra_headers(cred, client.headers)
+        redirect(url, overrides), providers.of(cred).auth_headers(cred), _extra_headers(cred, client.headers)
     )
 
 

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from auth import providers
+from auth.providers import antigravity
 from auth.refresh import FAILURE_BACKOFF, Refresher, RefreshError, refresh_token
 from auth.store import REFRESH_ERROR_KEY, AuthStore
 from auth.tokens import format_time, load_token_file
@@ -85,7 +86,7 @@ def test_each_provider_refreshes_at_its_endpoint(tokens, tmp_path, kind, path, b
     cred, result = asyncio.run(_refresh_one(file, tokens))
     call = tokens.calls[-1]
     assert call.path == path and call.grant_type == "refresh_token" and call.refresh_token == old.refresh
-    assert call.client_id == providers.PROVIDERS[cred.provider].client_id
+    assert call.client_id == providers.of(cred).client_id
     if body_kind == "json":
         assert "json" in call.headers["content-type"]
     if kind == "codex":
@@ -95,7 +96,7 @@ def test_each_provider_refreshes_at_its_endpoint(tokens, tmp_path, kind, path, b
     if kind == "claude":
         assert call.headers["user-agent"].startswith("axios/")
     if kind == "antigravity":
-        assert call.body["client_secret"] == providers.ANTIGRAVITY.client_secret
+        assert call.body["client_secret"] == antigravity.PROVIDER.client_secret
         assert isinstance(result.token.data["timestamp"], int)
     new = tokens.current(f"{kind}-a")
     assert result.token.data["access_token"] == new.access

@@ -8,6 +8,7 @@ import time
 import anthropic
 import pytest
 
+from tests.clients import ask_claude as ask
 from tests.conftest import free_port, vendor_overrides
 from tests.fakes.upstream import FakeUpstream
 
@@ -18,13 +19,6 @@ KEY_B = "sk-ant-config-test-key-BBBB"
 @pytest.fixture(autouse=True)
 def _fresh(fake: FakeUpstream):
     fake.clear()
-
-
-def ask(proxy, api_key: str = "unused") -> anthropic.types.Message:
-    client = anthropic.Anthropic(api_key=api_key, base_url=proxy.base_url, max_retries=0)
-    return client.messages.create(
-        model="claude-test-1", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
-    )
 
 
 def test_bad_config_stops_startup_naming_the_key(make_proxy):
@@ -148,7 +142,7 @@ def test_edits_apply_live_and_bad_edits_are_rejected(fake, make_proxy):
     proxy.wait_for_output("reloaded", start=mark)
     with pytest.raises(anthropic.AuthenticationError):
         ask(proxy)
-    ask(proxy, "client-secret-1")
+    ask(proxy, api_key="client-secret-1")
     assert fake.keys_used() == [KEY_A, KEY_B]
 
     # A bad edit: rejected with the key named; the running config stays in force.
@@ -156,7 +150,7 @@ def test_edits_apply_live_and_bad_edits_are_rejected(fake, make_proxy):
     proxy.write_config({**config, "reqest-retry": 1})
     proxy.wait_for_output("config edit rejected", start=mark)
     assert "reqest-retry: unknown key; did you mean request-retry?" in proxy.output()[mark:]
-    ask(proxy, "client-secret-1")
+    ask(proxy, api_key="client-secret-1")
     assert fake.keys_used()[-1] == KEY_B
     assert proxy.process.poll() is None
 

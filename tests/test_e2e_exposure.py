@@ -19,6 +19,7 @@ import anthropic
 import httpx
 import pytest
 
+from tests.clients import ask_claude as ask
 from tests.conftest import OMIT, ROOT, vendor_overrides
 from tests.fakes.upstream import FakeUpstream
 
@@ -41,10 +42,6 @@ def vendor_claude(proxy, proxy_url: str) -> anthropic.Anthropic:
     verify = ssl.create_default_context(cafile=str(proxy.confdir / "mitmproxy-ca-cert.pem"))
     http_client = anthropic.DefaultHttpxClient(proxy=proxy_url, verify=verify, timeout=30, trust_env=False)
     return anthropic.Anthropic(api_key=CLI_OWN, max_retries=0, http_client=http_client)
-
-
-def ask(client: anthropic.Anthropic) -> anthropic.types.Message:
-    return client.messages.create(model="claude-test-1", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
 
 
 def basic(user: str, password: str) -> str:

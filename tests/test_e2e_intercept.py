@@ -4,6 +4,7 @@ vendor clients (the real CLIs are driven in test_e2e_cli.py)."""
 from __future__ import annotations
 
 import datetime
+import functools
 import socket
 import ssl
 import threading
@@ -17,6 +18,7 @@ from cryptography.x509.oid import NameOID
 from google import genai
 from google.genai import types as genai_types
 
+from tests.clients import ask_claude
 from tests.conftest import vendor_overrides
 from tests.fakes.upstream import FakeUpstream
 
@@ -62,8 +64,7 @@ def vendor_claude(proxy, **kw) -> anthropic.Anthropic:
     return anthropic.Anthropic(api_key=CLI_OWN, max_retries=0, http_client=http_client(proxy), **kw)
 
 
-def ask(client: anthropic.Anthropic, model: str = "claude-test-1") -> anthropic.types.Message:
-    return client.messages.create(model=model, max_tokens=16, messages=[{"role": "user", "content": "hi"}])
+ask = functools.partial(ask_claude, max_tokens=16)
 
 
 def test_cli_call_is_served_by_a_pool_credential(proxy, fake):

@@ -6,6 +6,7 @@ what mitmproxy keeps."""
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import re
@@ -20,6 +21,7 @@ import pytest
 from mitmproxy import io as mitm_io
 
 from auth.tokens import format_time
+from tests import clients
 from tests.conftest import ROOT, Proxy, vendor_overrides
 from tests.fakes.upstream import FakeUpstream
 
@@ -63,9 +65,7 @@ def api(proxy: Proxy, method: str, route: str, *, key: str | None = SECRET, bear
     return httpx.request(method, (base or proxy.base_url) + API + route, headers=headers, timeout=30, **kw)
 
 
-def ask(proxy: Proxy, model: str = "claude-test-1") -> anthropic.types.Message:
-    client = anthropic.Anthropic(api_key=CLIENT_KEY, base_url=proxy.base_url, max_retries=0)
-    return client.messages.create(model=model, max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+ask = functools.partial(clients.ask_claude, api_key=CLIENT_KEY)
 
 
 def token_file(**extra) -> dict:

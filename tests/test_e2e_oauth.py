@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime
+import functools
 import json
 import os
 import random
@@ -22,6 +23,7 @@ from google import genai
 from google.genai import types as genai_types
 
 from auth.tokens import format_time
+from tests import clients
 from tests.conftest import ROOT, Proxy
 from tests.fakes.tokens import FakeTokenServer
 from tests.fakes.upstream import FakeUpstream
@@ -64,9 +66,7 @@ def claude_file(auth: Path, tokens: FakeTokenServer, name: str, expires_in: floa
     })
 
 
-def ask_claude(proxy: Proxy, model: str = "claude-test-1") -> anthropic.types.Message:
-    client = anthropic.Anthropic(api_key="unused", base_url=proxy.base_url, max_retries=0, timeout=30)
-    return client.messages.create(model=model, max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+ask_claude = functools.partial(clients.ask_claude, timeout=30)
 
 
 def health(proxy: Proxy) -> dict:

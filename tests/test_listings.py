@@ -1,4 +1,4 @@
-"""routing/listings.py: the vendors' model listings decoded, the listing requests built, and the
+"""auth/providers (listing.py and the providers' listers), routing/listings.py: the vendors' model listings decoded, the listing requests built, and the
 router serving what was listed (routing/router.py, routing/runtime.py)."""
 
 from __future__ import annotations
@@ -10,17 +10,10 @@ import pytest
 
 from auth.credential import Credential
 from routing.config import parse_config
-from routing.listings import (
-    ListingError,
-    decode_anthropic,
-    decode_antigravity,
-    decode_codex,
-    decode_gemini,
-    decode_openai,
-    lister,
-    listing_request,
-    usable_ids,
-)
+from auth.providers.antigravity import decode_antigravity
+from auth.providers.codex import decode_codex
+from auth.providers.listing import ListingError, decode_anthropic, decode_gemini, decode_openai
+from routing.listings import lister, listing_request, usable_ids
 from routing.router import Router, credentials_from_config
 from routing.runtime import Runtime
 from translators.listing import ListedModel, anthropic_models, gemini_models, openai_models

@@ -33,7 +33,7 @@ from auth.login import antigravity, codex, device, gemini
 from auth.login.callback import CallbackServer, parse_pasted
 from auth.login.console import Console
 from auth.login.errors import LoginError, LoginTimeout
-from auth.login.jwt import claims
+from auth.providers.base import jwt_claims as claims
 from auth.login.pkce import PKCE, challenge_for
 from auth.login.registry import PROVIDERS, login
 from auth.login.session import LoginOptions, Session

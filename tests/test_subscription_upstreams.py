@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from auth import providers
+from auth.providers import antigravity, iflow, kimi
 from auth.credential import Credential
 from auth.login import antigravity as antigravity_login
 from auth.login import kimi as kimi_login
@@ -49,7 +49,7 @@ def plan(cred: Credential, client: ClientRequest, model: str) -> legs.Leg:
 
 
 def test_iflow_signature_is_hmac_sha256_of_ua_session_timestamp_keyed_by_the_api_key():
-    sig = providers.iflow_signature("sk-key", "iFlow-Cli", "session-abc", 1700000000123)
+    sig = iflow.signature("sk-key", "iFlow-Cli", "session-abc", 1700000000123)
     expected = hmac.new(b"sk-key", b"iFlow-Cli:session-abc:1700000000123", hashlib.sha256).hexdigest()
     assert sig == expected and len(sig) == 64
 
@@ -64,7 +64,7 @@ def test_iflow_requests_carry_a_signed_session_and_timestamp():
     uuid.UUID(h["session-id"].removeprefix("session-"))
     stamp = int(h["x-iflow-timestamp"])
     assert before <= stamp <= int(time.time() * 1000)
-    assert h["x-iflow-signature"] == providers.iflow_signature("sk-iflow-key", "iFlow-Cli", h["session-id"], stamp)
+    assert h["x-iflow-signature"] == iflow.signature("sk-iflow-key", "iFlow-Cli", h["session-id"], stamp)
     sent = {k.lower(): v for k, v in header_list(client.raw_headers, leg.target, {}, len(leg.body))}
     assert sent["user-agent"] == "iFlow-Cli"
     # A new session for every attempt.
@@ -79,11 +79,11 @@ def test_kimi_requests_carry_the_device_headers_of_the_login():
     leg = plan(oauth("kimi", device_id="dev-123"), client, "kimi-k2")
     h = leg.target.extra_headers
     assert h["x-msh-device-id"] == "dev-123"
-    assert h["x-msh-platform"] == "kimi_cli" and h["x-msh-version"] == providers.KIMI_VERSION
-    assert h["x-msh-device-model"] == providers.kimi_device_model()
-    assert h["user-agent"] == providers.KIMI_USER_AGENT
+    assert h["x-msh-platform"] == "kimi_cli" and h["x-msh-version"] == kimi.VERSION
+    assert h["x-msh-device-model"] == kimi.device_model()
+    assert h["user-agent"] == kimi.USER_AGENT
     # One definition: the login sends the very same device headers.
-    assert kimi_login.device_headers("dev-123") == providers.kimi_device_headers("dev-123")
+    assert kimi_login.device_headers("dev-123") == kimi.device_headers("dev-123")
     assert {k.lower(): v for k, v in kimi_login.device_headers("dev-123").items()}.items() <= h.items()
     # A file without a device id sends none rather than an empty one.
     assert "x-msh-device-id" not in plan(oauth("kimi"), client, "kimi-k2").target.extra_headers
@@ -105,8 +105,8 @@ def test_antigravity_user_agent_base_url_and_envelope_fields():
     leg = plan(oauth("antigravity", project_id="ag-proj"), client, "gemini-2.5-flash")
     assert leg.target.url == "https://daily-cloudcode-pa.googleapis.com/v1internal:generateContent"
     assert leg.target.extra_headers["user-agent"] == "antigravity/hub/2.9.1 darwin/arm64"
-    assert antigravity_login.USER_AGENT == providers.ANTIGRAVITY_USER_AGENT
-    assert antigravity_login.DAILY_CODE_ASSIST == providers.ANTIGRAVITY_BASE_URLS[0] + "/v1internal"
+    assert antigravity_login.USER_AGENT == antigravity.USER_AGENT
+    assert antigravity_login.DAILY_CODE_ASSIST == antigravity.BASE_URLS[0] + "/v1internal"
     sent = json.loads(leg.body)
     assert (sent["model"], sent["project"], sent["userAgent"], sent["requestType"]) == (
         "gemini-2.5-flash", "ag-proj", "antigravity", "agent")

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from translators.gemini import GeminiFramer, unwrap_code_assist
@@ -33,25 +31,15 @@ def _dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def antigravity_fields(model: str) -> dict[str, str]:
-    """What CLIProxyAPI's Antigravity executor adds to the envelope (geminiToAntigravity): the
-    client name, the request type, and a fresh request id."""
-    if "image" in model:
-        request_id = f"image_gen/{int(time.time() * 1000)}/{uuid.uuid4()}/12"
-        return {"userAgent": "antigravity", "requestType": "image_gen", "requestId": request_id}
-    return {"userAgent": "antigravity", "requestType": "agent", "requestId": f"agent-{uuid.uuid4()}"}
-
-
-def wrap_raw(body: bytes, model: str, project: str, *, antigravity: bool = False) -> bytes:
+def wrap_raw(body: bytes, model: str, project: str, fields: Mapping[str, str] | None = None) -> bytes:
     """The envelope around a Gemini request body, whose bytes stay as the client sent them;
-    with Antigravity's own fields for an Antigravity account."""
+    with the fields an account type adds to it (auth.providers: `envelope_fields`)."""
     model = model.removeprefix("models/")
     head = b'{"model":' + _dumps(model)
     if project:
         head += b',"project":' + _dumps(project)
-    if antigravity:
-        for key, value in antigravity_fields(model).items():
-            head += b',"' + key.encode() + b'":' + _dumps(value)
+    for key, value in (fields or {}).items():
+        head += b',"' + key.encode() + b'":' + _dumps(value)
     return head + b',"request":' + (body.strip() or b"{}") + b"}"
 
 

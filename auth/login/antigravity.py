@@ -15,14 +15,8 @@ from typing import Any
 from auth.login import google
 from auth.login.errors import LoginError
 from auth.login.session import Record, Session, expiry_after
-from auth.providers import (
-    ANTIGRAVITY,
-    ANTIGRAVITY_BASE_URLS,
-    ANTIGRAVITY_GOOG_API_CLIENT,
-    ANTIGRAVITY_NODE_CLIENT,
-    ANTIGRAVITY_USER_AGENT,
-    ANTIGRAVITY_VERSION,
-)
+from auth.providers import antigravity as spec
+from auth.providers.antigravity import PROVIDER as ANTIGRAVITY
 
 TITLE = "Antigravity"
 CLIENT_ID = ANTIGRAVITY.client_id
@@ -36,11 +30,11 @@ SCOPES = (
 )
 APP = google.GoogleApp(TITLE, CLIENT_ID, CLIENT_SECRET, SCOPES, port=51121, path="/oauth-callback")
 USERINFO_URL = "https://www.googleapis.com/oauth2/v2/userinfo?alt=json"
-DAILY_CODE_ASSIST = f"{ANTIGRAVITY_BASE_URLS[0]}/v1internal"
-VERSION = ANTIGRAVITY_VERSION
-USER_AGENT = ANTIGRAVITY_USER_AGENT
-ONBOARD_USER_AGENT = f"{USER_AGENT} {ANTIGRAVITY_NODE_CLIENT}"
-GOOG_API_CLIENT = ANTIGRAVITY_GOOG_API_CLIENT
+DAILY_CODE_ASSIST = f"{spec.BASE_URLS[0]}/v1internal"
+VERSION = spec.VERSION
+USER_AGENT = spec.USER_AGENT
+ONBOARD_USER_AGENT = f"{USER_AGENT} {spec.NODE_CLIENT}"
+GOOG_API_CLIENT = spec.GOOG_API_CLIENT
 ONBOARD_INTERVAL = 2.0
 ONBOARD_ATTEMPTS = 5
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from auth.login.console import LineReader, clock_text
 from auth.login.errors import LoginError, LoginTimeout
-from auth.login.pkce import new_state
+from auth.login.pkce import PKCE, new_state
 
 if TYPE_CHECKING:
     from auth.login.session import Session
@@ -289,3 +289,20 @@ def browser_login(
     with server:
         session.browse(session.http.url(authorize_url(server.redirect_uri, state)), f"sign in to {title}")
         return wait_for_redirect(session, server), server.redirect_uri
+
+
+def pkce_browser_login(
+    session: Session,
+    *,
+    title: str,
+    port: int,
+    path: str,
+    authorize_url: Callable[[str, str, PKCE], str],
+) -> tuple[Redirect, str, PKCE]:
+    """`browser_login` for an authorization code bound to a fresh PKCE pair (Claude, Codex):
+    the redirect, its redirect_uri, and the pair whose verifier the code exchange sends."""
+    pkce = PKCE.new()
+    redirect, redirect_uri = browser_login(
+        session, title=title, port=port, path=path, authorize_url=lambda uri, state: authorize_url(uri, state, pkce)
+    )
+    return redirect, redirect_uri, pkce

@@ -11,11 +11,11 @@ from __future__ import annotations
 import secrets
 import urllib.parse
 
-from auth.login.callback import browser_login
+from auth.login.callback import pkce_browser_login
 from auth.login.errors import LoginError, TransientLoginError
 from auth.login.pkce import PKCE
 from auth.login.session import Record, Session, expiry_after, rfc3339
-from auth.providers import CLAUDE
+from auth.providers.claude import PROVIDER as CLAUDE
 
 TITLE = "Claude"
 AUTHORIZE_URL = "https://claude.ai/oauth/authorize"
@@ -62,13 +62,8 @@ def _profile(session: Session, access_token: str, url: str, what: str) -> dict |
 
 
 def login(session: Session) -> Record:
-    pkce = PKCE.new()
-    redirect, redirect_uri = browser_login(
-        session,
-        title=TITLE,
-        port=CALLBACK_PORT,
-        path=CALLBACK_PATH,
-        authorize_url=lambda uri, state: authorize_url(uri, state, pkce),
+    redirect, redirect_uri, pkce = pkce_browser_login(
+        session, title=TITLE, port=CALLBACK_PORT, path=CALLBACK_PATH, authorize_url=authorize_url
     )
     code, _, code_state = redirect.code.partition("#")  # a pasted code may read code#state
     body = {  # this key order is Claude Code's

@@ -21,13 +21,14 @@ import re
 import urllib.parse
 from typing import Any
 
-from auth.login import jwt
-from auth.login.callback import browser_login
+from auth.login.callback import pkce_browser_login
 from auth.login.device import parse_interval, poll, show_code
 from auth.login.errors import LoginError, TransientLoginError
 from auth.login.pkce import PKCE
 from auth.login.session import Record, Session, expiry_after, rfc3339
-from auth.providers import CODEX
+from auth.providers.base import jwt_claims
+from auth.providers.codex import AUTH_CLAIM
+from auth.providers.codex import PROVIDER as CODEX
 
 TITLE = "ChatGPT (Codex)"
 AUTHORIZE_URL = "https://auth.openai.com/oauth/authorize"
@@ -43,7 +44,6 @@ DEVICE_PAGE_URL = "https://auth.openai.com/codex/device"
 DEVICE_REDIRECT_URI = "https://auth.openai.com/deviceauth/callback"
 DEVICE_LIFETIME = 15 * 60.0
 
-AUTH_CLAIM = "https://api.openai.com/auth"
 _JSON = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
@@ -96,7 +96,7 @@ def exchange(session: Session, code: str, redirect_uri: str, verifier: str) -> R
     if not token.get("access_token"):
         raise LoginError("Codex token exchange: the answer carries no access token")
     id_token = str(token.get("id_token") or "")
-    claims = jwt.claims(id_token)
+    claims = jwt_claims(id_token)
     auth_info: dict[str, Any] = claims.get(AUTH_CLAIM) if isinstance(claims.get(AUTH_CLAIM), dict) else {}
     email = str(claims.get("email") or "").strip()
     account_id = str(auth_info.get("chatgpt_account_id") or "").strip()
@@ -121,13 +121,8 @@ def exchange(session: Session, code: str, redirect_uri: str, verifier: str) -> R
 def login(session: Session) -> Record:
     if session.options.device:
         return device_login(session)
-    pkce = PKCE.new()
-    redirect, redirect_uri = browser_login(
-        session,
-        title=TITLE,
-        port=CALLBACK_PORT,
-        path=CALLBACK_PATH,
-        authorize_url=lambda uri, state: authorize_url(uri, state, pkce),
+    redirect, redirect_uri, pkce = pkce_browser_login(
+        session, title=TITLE, port=CALLBACK_PORT, path=CALLBACK_PATH, authorize_url=authorize_url
     )
     return exchange(session, redirect.code, redirect_uri, pkce.verifier)
 

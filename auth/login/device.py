@@ -120,3 +120,41 @@ def show_code(session: Session, *, page: str, user_code: str, what: str) -> None
     session.browse(page, what)
     if user_code:
         session.console.say(f"Confirm this code there: {user_code}")
+
+
+def device_code_login(
+    session: Session,
+    *,
+    title: str,
+    device_url: str,
+    token_url: str,
+    headers: dict[str, str],
+    start_form: dict[str, str],
+    poll_form: dict[str, str],
+) -> dict:
+    """The whole RFC 8628 flow as Qwen and Kimi run it: ask for a device code (form post), show
+    the page and the code, poll the token endpoint with `poll_form` plus the device code until
+    the user approves. Returns the token answer."""
+    start = session.http.json("POST", device_url, what=f"{title} device code request", data=start_form, headers=headers)
+    device_code = str(start.get("device_code") or "")
+    if not device_code:
+        raise LoginError(f"{title} device code request: the answer carries no device code")
+    page = str(start.get("verification_uri_complete") or start.get("verification_uri") or "")
+    if not page:
+        raise LoginError(f"{title} device code request: the answer names no page to approve the sign-in on")
+    show_code(session, page=session.http.url(page), user_code=str(start.get("user_code") or ""), what="approve this sign-in")
+    what = f"{title} token poll"
+
+    def attempt() -> dict | None:
+        response = session.http.request(
+            "POST", token_url, what=what, headers=headers, data={**poll_form, "device_code": device_code}
+        )
+        return oauth_poll_result(session, token_url, what, response)
+
+    return poll(
+        session,
+        attempt,
+        interval=parse_interval(start.get("interval")),
+        expires_in=parse_interval(start.get("expires_in"), 0) or None,
+        label="Waiting for the sign-in to be approved",
+    )

@@ -23,7 +23,7 @@ from typing import Any
 from auth.login import google
 from auth.login.errors import LoginError, TransientLoginError
 from auth.login.session import Record, Session, expiry_after
-from auth.providers import GEMINI_CLI
+from auth.providers.gemini_cli import PROVIDER as GEMINI_CLI
 
 TITLE = "Gemini"
 CLIENT_ID = GEMINI_CLI.client_id

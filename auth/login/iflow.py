@@ -18,7 +18,7 @@ import urllib.parse
 from auth.login.callback import browser_login
 from auth.login.errors import LoginError
 from auth.login.session import Record, Session, expiry_after, rfc3339
-from auth.providers import IFLOW
+from auth.providers.iflow import PROVIDER as IFLOW
 
 TITLE = "iFlow"
 AUTHORIZE_URL = "https://iflow.cn/oauth"

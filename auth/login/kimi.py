@@ -13,26 +13,19 @@ from __future__ import annotations
 import time
 import uuid
 
-from auth.login.device import oauth_poll_result, parse_interval, poll, show_code
-from auth.login.errors import LoginError
+from auth.login.device import device_code_login
 from auth.login.session import Record, Session, expiry_after
-from auth.providers import (
-    KIMI,
-    KIMI_PLATFORM,
-    KIMI_VERSION,
-    kimi_device_headers,
-    kimi_device_model,
-)
+from auth.providers import kimi
 
 TITLE = "Kimi"
 DEVICE_URL = "https://auth.kimi.com/api/oauth/device_authorization"
-TOKEN_URL = KIMI.token_url
-CLIENT_ID = KIMI.client_id
+TOKEN_URL = kimi.PROVIDER.token_url
+CLIENT_ID = kimi.PROVIDER.client_id
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
-PLATFORM = KIMI_PLATFORM
-CLIENT_VERSION = KIMI_VERSION
-device_model = kimi_device_model
-device_headers = kimi_device_headers
+PLATFORM = kimi.PLATFORM
+CLIENT_VERSION = kimi.VERSION
+device_model = kimi.device_model
+device_headers = kimi.device_headers
 
 
 def login(session: Session) -> Record:
@@ -42,29 +35,14 @@ def login(session: Session) -> Record:
         "Accept": "application/json",
         **device_headers(device_id),
     }
-    start = session.http.json("POST", DEVICE_URL, what="Kimi device code request", data={"client_id": CLIENT_ID}, headers=headers)
-    device_code = str(start.get("device_code") or "")
-    page = str(start.get("verification_uri_complete") or start.get("verification_uri") or "")
-    if not device_code or not page:
-        raise LoginError("Kimi device code request: the answer lacks the device code or the page to approve it on")
-    show_code(session, page=session.http.url(page), user_code=str(start.get("user_code") or ""), what="approve this sign-in")
-
-    def attempt() -> dict | None:
-        response = session.http.request(
-            "POST",
-            TOKEN_URL,
-            what="Kimi token poll",
-            headers=headers,
-            data={"client_id": CLIENT_ID, "device_code": device_code, "grant_type": GRANT_TYPE},
-        )
-        return oauth_poll_result(session, TOKEN_URL, "Kimi token poll", response)
-
-    token = poll(
+    token = device_code_login(
         session,
-        attempt,
-        interval=parse_interval(start.get("interval")),
-        expires_in=parse_interval(start.get("expires_in"), 0) or None,
-        label="Waiting for the sign-in to be approved",
+        title=TITLE,
+        device_url=DEVICE_URL,
+        token_url=TOKEN_URL,
+        headers=headers,
+        start_form={"client_id": CLIENT_ID},
+        poll_form={"client_id": CLIENT_ID, "grant_type": GRANT_TYPE},
     )
     now_ms = int(time.time() * 1000)
     data = {

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 
-from auth.login.device import oauth_poll_result, parse_interval, poll, show_code
+from auth.login.device import device_code_login
 from auth.login.errors import LoginError
 from auth.login.pkce import PKCE
 from auth.login.session import Record, Session, expiry_after, rfc3339
-from auth.providers import QWEN
+from auth.providers.qwen import PROVIDER as QWEN
 
 TITLE = "Qwen"
 DEVICE_URL = "https://chat.qwen.ai/api/v1/oauth2/device/code"
@@ -46,31 +46,14 @@ def login(session: Session) -> Record:
     email = _ask_email(session)
     pkce = PKCE.new()
     form = {"client_id": CLIENT_ID, "scope": SCOPE, "code_challenge": pkce.challenge, "code_challenge_method": pkce.method}
-    start = session.http.json("POST", DEVICE_URL, what="Qwen device code request", data=form, headers=_FORM)
-    device_code = str(start.get("device_code") or "")
-    if not device_code:
-        raise LoginError("Qwen device code request: the answer carries no device code")
-    page = str(start.get("verification_uri_complete") or start.get("verification_uri") or "")
-    if not page:
-        raise LoginError("Qwen device code request: the answer names no page to approve the sign-in on")
-    show_code(session, page=session.http.url(page), user_code=str(start.get("user_code") or ""), what="approve this sign-in")
-
-    def attempt() -> dict | None:
-        response = session.http.request(
-            "POST",
-            TOKEN_URL,
-            what="Qwen token poll",
-            headers=_FORM,
-            data={"grant_type": GRANT_TYPE, "client_id": CLIENT_ID, "device_code": device_code, "code_verifier": pkce.verifier},
-        )
-        return oauth_poll_result(session, TOKEN_URL, "Qwen token poll", response)
-
-    token = poll(
+    token = device_code_login(
         session,
-        attempt,
-        interval=parse_interval(start.get("interval")),
-        expires_in=parse_interval(start.get("expires_in"), 0) or None,
-        label="Waiting for the sign-in to be approved",
+        title=TITLE,
+        device_url=DEVICE_URL,
+        token_url=TOKEN_URL,
+        headers=_FORM,
+        start_form=form,
+        poll_form={"grant_type": GRANT_TYPE, "client_id": CLIENT_ID, "code_verifier": pkce.verifier},
     )
     data = {
         "type": "qwen",

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 
-from auth.login import antigravity, claude, codex, gemini, iflow, kimi, qwen
+from auth import providers
 from auth.login.errors import LoginError, LoginTimeout, TransientLoginError
 from auth.login.save import Saved, save
 from auth.login.session import LoginOptions, Record, Session
 
+# `cliproxy auth <command>` -> its flow, as the providers' `login` name it.
 PROVIDERS: dict[str, ModuleType] = {
-    "claude": claude,
-    "codex": codex,
-    "gemini": gemini,
-    "antigravity": antigravity,
-    "qwen": qwen,
-    "iflow": iflow,
-    "kimi": kimi,
+    command: importlib.import_module(p.login.module) for command, p in providers.logins().items() if p.login
 }
 
 __all__ = [
@@ -28,5 +24,8 @@ __all__ = [
 def login(provider: str, session: Session) -> tuple[Record, Saved]:
     """Run `provider`'s login and write its file. Nothing is written unless it all succeeds."""
     session.provider = provider
-    record = PROVIDERS[provider].login(session)
+    flow = PROVIDERS.get(provider)
+    if flow is None:  # registered after this module was imported
+        flow = importlib.import_module(providers.logins()[provider].login.module)  # type: ignore[union-attr]
+    record = flow.login(session)
     return record, save(session.auth_dir, record)
