@@ -80,17 +80,23 @@ class Attempts:
             if route is None:
                 status, message, code, retry_after = self.unavailable(ex)
                 return self._local(ex, status, message, code=code, retry_after=retry_after)
-            try:
-                leg = await self.prepared_leg(ex, route)
-            except TranslationError as e:
-                self.runtime.pool.release_probe(route.credential, route.model)
-                return self._local(ex, 400, str(e))
-            if leg.local_answer is not None:
-                ex.local = True
-                return Answer(200, list(_JSON), body=leg.local_answer)
-            return None
+            prepared = await self._prepare(ex, route)
+            return prepared if isinstance(prepared, Answer) else None
         finally:
             ex.overhead += time.perf_counter() - started
+
+    async def _prepare(self, ex: Exchange, route: Route) -> Leg | Answer:
+        """The leg to send on `route`, or the proxy's own answer when there is nothing to send
+        (a call the upstream's format cannot carry, a count answered locally)."""
+        try:
+            leg = await self.prepared_leg(ex, route)
+        except TranslationError as e:
+            self.runtime.pool.release_probe(route.credential, route.model)
+            return self._local(ex, 400, str(e))
+        if leg.local_answer is not None:
+            ex.local = True
+            return Answer(200, list(_JSON), body=leg.local_answer)
+        return leg
 
     def _pick(self, ex: Exchange) -> Route | None:
         candidates = [(r.credential, r.model) for r in ex.routes]
@@ -186,14 +192,10 @@ class Attempts:
                 await asyncio.sleep(wait)
             assert route is not None
             in_round += 1
-            try:
-                leg = await self.prepared_leg(ex, route)
-            except TranslationError as e:
-                self.runtime.pool.release_probe(route.credential, route.model)
-                return self._local(ex, 400, str(e))
-            if leg.local_answer is not None:
-                ex.local = True
-                return Answer(200, list(_JSON), body=leg.local_answer)
+            prepared = await self._prepare(ex, route)
+            if isinstance(prepared, Answer):
+                return prepared
+            leg = prepared
 
     async def _attempt(self, ex: Exchange, leg: Leg) -> Answer | int:
         """One try of `leg`: the answer to give, or the status it failed with (0: unreachable)."""

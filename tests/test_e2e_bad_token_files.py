@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import Proxy
 from tests.fakes.tokens import FakeTokenServer
 from tests.fakes.upstream import FakeUpstream
+from tests.waiting import wait_until
 
 HOUR = 3600
 API_HOSTS = ("api.anthropic.com",)
@@ -78,14 +79,6 @@ def good_file(auth: Path, tokens: FakeTokenServer, name: str) -> str:
         "expired": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 8 * HOUR)),
     }))
     return pair.access
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(0.05)
 
 
 def auth_files(proxy: Proxy) -> int:

@@ -27,6 +27,7 @@ from tests import clients
 from tests.conftest import ROOT, Proxy
 from tests.fakes.tokens import FakeTokenServer
 from tests.fakes.upstream import FakeUpstream
+from tests.waiting import wait_until
 
 HOUR = 3600
 SAMPLES = Path(__file__).parent / "fixtures" / "cliproxyapi-auth"
@@ -71,16 +72,6 @@ ask_claude = functools.partial(clients.ask_claude, timeout=30)
 
 def health(proxy: Proxy) -> dict:
     return proxy.get("/healthz").json()
-
-
-def wait_until(condition, timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while True:
-        if condition():
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
