@@ -55,18 +55,13 @@ def loads(raw: bytes) -> Any:
         text = raw.decode()
     except UnicodeDecodeError:
         text = raw.decode("utf-8", "replace")
-    if not text or text[0] in _WHITESPACE or text[-1] in _WHITESPACE:
-        return json.loads(text)  # the general path, for what has whitespace around the value
     try:
         value, end = _scan(text, 0)
     except StopIteration:
-        raise json.JSONDecodeError("Expecting value", text, 0) from None
+        return json.loads(text)  # whitespace first, or not JSON: the general path tells which
     if end != len(text):
-        raise json.JSONDecodeError("Extra data", text, end)
+        return json.loads(text)  # whitespace after, or more than one value
     return value
-
-
-_WHITESPACE = " \t\n\r"
 
 
 class SSEReader:
