@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 from addons.watching import DebouncedWatch
 from auth.store import ScanResult
@@ -77,7 +78,7 @@ class AuthDirWatcher:
             logger.warning(f"cliproxy: auth directory {directory} does not exist; not watching it")
             return
         self._watcher = DebouncedWatch(
-            self._loop, directory, lambda p: not is_temporary(p), self.rescan, RESCAN_DEBOUNCE
+            self._loop, directory, lambda name: not is_temporary(Path(name)), self.rescan, RESCAN_DEBOUNCE
         )
         self._watcher.start()
         # Anything written between the first scan and the watch starting.

@@ -194,7 +194,7 @@ class ConfigLoader:
         path = self.path
         assert path is not None and self._loop is not None
         self._watcher = DebouncedWatch(
-            self._loop, path.parent, lambda p: p.resolve() == path, self._reload, RELOAD_DEBOUNCE
+            self._loop, path.parent, path.name.__eq__, self._reload, RELOAD_DEBOUNCE
         )
         self._watcher.start()
         # An edit saved between loading the file and watching it (the listener can already

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
+from pathlib import Path
 
 import anthropic
 import pytest
@@ -183,6 +185,42 @@ def test_an_idle_proxy_does_not_reread_its_config(make_proxy):
     time.sleep(0.5)  # the one check right after start-up
     mark = len(proxy.output())
     time.sleep(1.5)
+    assert "cliproxy: reading" not in proxy.output()[mark:]
+    proxy.write_config({"debug": True, "request-retry": 1})
+    proxy.wait_for_output("cliproxy: reading", start=mark)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_writes_to_other_files_beside_the_config_cost_the_proxy_next_to_nothing(make_proxy):
+    """The folder of config.yaml also holds the proxy's log, the usage database, a benchmark's
+    output: their writes must not wake the config watcher. Measured as the proxy's own CPU time,
+    which the machine's load does not inflate the way wall time would."""
+    proxy = make_proxy({"debug": True})
+    pid = proxy.process.pid
+    proxy.get("/healthz")
+    time.sleep(0.5)  # the one check right after start-up
+    mark = len(proxy.output())
+
+    start = time.monotonic()
+    before = _cpu_seconds(pid)
+    for _ in range(2000):
+        with open(proxy.workdir / "bench.out", "a") as f:
+            f.write("x\n")
+    time.sleep(0.5)  # for whatever the watcher would still do with the burst
+    spent = _cpu_seconds(pid) - before
+    elapsed = time.monotonic() - start
+
+    before = _cpu_seconds(pid)
+    time.sleep(elapsed)
+    idle = _cpu_seconds(pid) - before
+    # Before the path filter this was 300-400 ms (about 165 us a write); now 10-40 ms.
+    assert spent - idle < 0.12, f"2,000 unrelated writes cost the proxy {spent * 1000:.0f} ms of CPU"
+
     assert "cliproxy: reading" not in proxy.output()[mark:]
     proxy.write_config({"debug": True, "request-retry": 1})
     proxy.wait_for_output("cliproxy: reading", start=mark)

@@ -24,7 +24,7 @@ from typing import Any
 from translators.gemini import GeminiFramer, unwrap_code_assist
 from translators.jsonutil import compact
 from translators.passthrough import replace_field
-from translators.sse import SSEReader
+from translators.sse import SSEReader, loads
 
 
 def _dumps(value: Any) -> bytes:
@@ -86,18 +86,18 @@ class Unwrapper:
         if self._closed:
             return []
         frames = self._reader.feed(chunk) if chunk else self._reader.close()
-        out = b"".join([self._frame(f.data) for f in frames])
+        out = b"".join([self._frame(f.raw) for f in frames])
         if not chunk:
             self._closed = True
             out += self._framer.end()
         return [out] if out else []
 
-    def _frame(self, data: str) -> bytes:
+    def _frame(self, data: bytes) -> bytes:
         data = data.strip()
-        if not data or data == "[DONE]":
+        if not data or data == b"[DONE]":
             return b""
         try:
-            parsed = json.loads(data)
+            parsed = loads(data)
         except ValueError:
             return b""
         payload = _dumps(unwrap_answer(parsed) if isinstance(parsed, dict) else parsed)

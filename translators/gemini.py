@@ -78,10 +78,10 @@ from translators.fields import (
     shown,
     wrong_type,
 )
-from translators.jsonutil import compact
+from translators.jsonutil import compact, json_string
 from translators.errors import error_body
 from translators.formats import Format
-from translators.sse import SSEReader
+from translators.sse import SSEReader, loads
 
 __all__ = [
     "CODEC",
@@ -136,7 +136,7 @@ def _get(obj: dict[str, Any], key: str) -> Any:
     """`obj[key]` under its camelCase or snake_case spelling, None if absent."""
     value = obj.get(key)
     if value is None:
-        value = obj.get(_snake(key))
+        value = obj.get(_SNAKE.get(key) or _snake(key))
     return value
 
 
@@ -1102,6 +1102,7 @@ class GeminiStreamDecoder:
         "_signed",
         "_started",
         "_usage",
+        "_usage_seen",
     )
 
     def __init__(self) -> None:
@@ -1115,19 +1116,20 @@ class GeminiStreamDecoder:
         self._finish: str | None = None
         self._blocked = False
         self._usage: Usage | None = None
+        self._usage_seen: dict[str, Any] | None = None  # the usageMetadata `_usage` was read from
         self._done = False
         self._signed = False  # the open thinking block has its signature
 
     def feed(self, chunk: bytes) -> list[Event]:
         events: list[Event] = []
-        for frame in self._reader.feed(chunk):
-            self._frame(frame.data, events)
+        for _, data in self._reader.frames(chunk):
+            self._frame(data, events)
         return events
 
     def close(self) -> list[Event]:
         events: list[Event] = []
-        for frame in self._reader.close():
-            self._frame(frame.data, events)
+        for _, data in self._reader.close_frames():
+            self._frame(data, events)
         if self._done:
             return events
         self._done = True
@@ -1139,23 +1141,22 @@ class GeminiStreamDecoder:
             events.append(Finish(stop_reason=stop, usage=self._usage))
         return events
 
-    def _frame(self, data: str, events: list[Event]) -> None:
+    def _frame(self, data: bytes, events: list[Event]) -> None:
         if self._done:
             return
         data = data.strip()
-        if not data or data == "[DONE]":
+        if not data or data == b"[DONE]":
             return
         try:
-            obj = json.loads(data)
+            obj = loads(data)
         except ValueError:
             return
         for item in obj if isinstance(obj, list) else (obj,):
             if isinstance(item, dict) and not self._done:
                 self._chunk(item, events)
 
-    def _chunk(self, obj: dict[str, Any], events: list[Event]) -> None:
-        trace = obj.get("traceId")
-        obj = unwrap_code_assist(obj)
+    def _chunk(self, outer: dict[str, Any], events: list[Event]) -> None:
+        obj = unwrap_code_assist(outer)
         error = obj.get("error")
         if error is not None:
             self._close_block(events)
@@ -1170,9 +1171,13 @@ class GeminiStreamDecoder:
             self._done = True
             return
         meta = _get(obj, "usageMetadata")
-        usage = _decode_usage(meta) if isinstance(meta, dict) and _has_counts(meta) else None
+        if meta is not None and meta == self._usage_seen:
+            usage = self._usage  # Gemini repeats it on every chunk, mostly unchanged
+        else:
+            usage = _decode_usage(meta) if isinstance(meta, dict) and _has_counts(meta) else None
         if not self._started:
             self._started = True
+            trace = outer.get("traceId")
             response_id = (trace if isinstance(trace, str) else "") or obj.get("responseId") or ""
             self._ids = _ResponseIds(response_id)
             start_usage = None
@@ -1181,20 +1186,30 @@ class GeminiStreamDecoder:
             events.append(
                 Start(id=response_id, model=_bare_model(obj.get("modelVersion") or ""), usage=start_usage)
             )
-        candidates = _list(obj.get("candidates"))
-        candidate = _dict(candidates[0]) if candidates else {}
-        for part in _list(_dict(candidate.get("content")).get("parts")):
+        # candidates[0].content.parts, each step checked, without a helper call per step.
+        candidates = obj.get("candidates")
+        candidate = candidates[0] if isinstance(candidates, list) and candidates else None
+        if not isinstance(candidate, dict):
+            candidate = {}
+        content = candidate.get("content")
+        parts = content.get("parts") if isinstance(content, dict) else None
+        for part in parts if isinstance(parts, list) else ():
             if isinstance(part, dict):
                 self._part(part, events)
         finish = _get(candidate, "finishReason")
         if isinstance(finish, str) and finish:
             self._finish = finish
-        if _block_reason(obj) is not None:
+        if ("promptFeedback" in obj or "prompt_feedback" in obj) and _block_reason(obj) is not None:
             self._blocked = True
         if usage is not None:
-            self._usage = usage
+            self._usage, self._usage_seen = usage, meta
 
     def _part(self, part: dict[str, Any], events: list[Event]) -> None:
+        if len(part) == 1 and "text" in part:
+            # A plain text part, most of a stream: none of the other fields to look for.
+            if isinstance(text := part["text"], str) and text:
+                events.append(Delta(self._ensure("text", events), text))
+            return
         signature = _get(part, "thoughtSignature") or None
         call = _get(part, "functionCall")
         if isinstance(call, dict):
@@ -1217,7 +1232,7 @@ class GeminiStreamDecoder:
             if text:
                 if self._signed:
                     self._close_block(events)  # a signature ends a run of thoughts
-                events.append(Delta(self._ensure("thinking", events), text=text))
+                events.append(Delta(self._ensure("thinking", events), text))
             if signature:
                 self._sign(signature, events)
             return
@@ -1226,7 +1241,7 @@ class GeminiStreamDecoder:
             # gets an empty thinking block of its own (never an empty text block).
             self._sign(signature, events)
         if text:
-            events.append(Delta(self._ensure("text", events), text=text))
+            events.append(Delta(self._ensure("text", events), text))
 
     def _sign(self, signature: str, events: list[Event]) -> None:
         if self._signed:
@@ -1254,6 +1269,10 @@ class GeminiStreamDecoder:
 
 _CHUNK_HEAD = b'{"candidates":[{"content":{"role":"model","parts":['
 _CHUNK_MIDDLE = b']},"index":0}]'
+# A text or thought part's chunk, most of a stream: around the string the C encoder writes.
+_TEXT_HEAD = _CHUNK_HEAD + b'{"text":'
+_TEXT_MIDDLE = b"}" + _CHUNK_MIDDLE
+_THOUGHT_MIDDLE = b',"thought":true}' + _CHUNK_MIDDLE
 
 
 class GeminiFramer:
@@ -1288,13 +1307,24 @@ class GeminiStreamEncoder:
     its block stops, because a Gemini `functionCall` carries its arguments whole.
     """
 
-    __slots__ = ("_call", "_done", "_framer", "_held", "_keep_signatures", "_kinds", "_model", "_tail")
+    __slots__ = (
+        "_call",
+        "_done",
+        "_framer",
+        "_held",
+        "_keep_signatures",
+        "_kinds",
+        "_model",
+        "_tail",
+        "_text_tail",
+        "_thought_tail",
+    )
 
     def __init__(self, request: Request, sse: bool = True) -> None:
         self._framer = GeminiFramer(sse)
         self._done = False
         self._model = _bare_model(request.model)
-        self._tail = self._meta(self._model, "")
+        self._set_tail(self._meta(self._model, ""))
         self._kinds: dict[int, str] = {}
         # A foreign signature would come back in the client's next request and fail at Gemini.
         self._keep_signatures = True
@@ -1312,6 +1342,11 @@ class GeminiStreamEncoder:
         if response_id:
             tail += b',"responseId":' + _dumps(response_id).encode()
         return tail + b"}"
+
+    def _set_tail(self, tail: bytes) -> None:
+        self._tail = tail
+        self._text_tail = _TEXT_MIDDLE + tail
+        self._thought_tail = _THOUGHT_MIDDLE + tail
 
     def encode(self, event: Event) -> bytes:
         if self._done:
@@ -1332,7 +1367,7 @@ class GeminiStreamEncoder:
                 self._held, self._call = self._call, None
             return out
         if isinstance(event, Start):
-            self._tail = self._meta(_bare_model(event.model) or self._model, event.id)
+            self._set_tail(self._meta(_bare_model(event.model) or self._model, event.id))
             self._keep_signatures = event.origin in (None, GEMINI)
             return b""
         if isinstance(event, Finish):
@@ -1365,11 +1400,8 @@ class GeminiStreamEncoder:
             return b""
         out = b""
         if event.text:
-            if kind == "thinking":
-                part = b'{"text":' + _dumps(event.text).encode() + b',"thought":true}'
-            else:
-                part = b'{"text":' + _dumps(event.text).encode() + b"}"
-            out = self._frame(_CHUNK_HEAD + part + _CHUNK_MIDDLE + self._tail)
+            tail = self._thought_tail if kind == "thinking" else self._text_tail
+            out = self._frame(_TEXT_HEAD + json_string(event.text) + tail)
         if event.signature and self._keep_signatures:
             # Where Gemini itself puts it: on an empty, non-thought part after the thoughts.
             part = b'{"text":"","thoughtSignature":' + _dumps(event.signature).encode() + b"}"

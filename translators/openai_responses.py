@@ -89,10 +89,10 @@ from translators.fields import (
     shown,
     wrong_type,
 )
-from translators.jsonutil import compact
+from translators.jsonutil import compact, json_string
 from translators.formats import Format
 from translators.reasoning import effort_of
-from translators.sse import SSEReader, sse_bytes
+from translators.sse import SSEReader, loads, sse_bytes
 
 ORIGIN = Format.OPENAI_RESPONSES.value
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
@@ -883,14 +883,14 @@ class StreamDecoder:
 
     def feed(self, chunk: bytes) -> list[Event]:
         events: list[Event] = []
-        for sse in self._reader.feed(chunk):
-            self._handle(sse.data, events)
+        for _, data in self._reader.frames(chunk):
+            self._handle(data, events)
         return events
 
     def close(self) -> list[Event]:
         events: list[Event] = []
-        for sse in self._reader.close():
-            self._handle(sse.data, events)
+        for _, data in self._reader.close_frames():
+            self._handle(data, events)
         if not self._done:
             self._close_block(events)
             events.append(StreamError("upstream stream ended early"))
@@ -899,16 +899,21 @@ class StreamDecoder:
 
     # -- internals
 
-    def _handle(self, data: str, events: list[Event]) -> None:
-        if self._done or not data or data == "[DONE]":
+    def _handle(self, data: bytes, events: list[Event]) -> None:
+        if self._done or not data or data == b"[DONE]":
             return
         try:
-            event = json.loads(data)
+            event = loads(data)
         except ValueError:
             return
         if not isinstance(event, dict):
             return
         kind = event.get("type")
+        if kind == "response.output_text.delta" and self._started:
+            # Most of a stream, so tested first; the chain below would end the same way.
+            if (item := self._item_of(event, "text")) is not None:
+                self._text(item, event.get("delta") or "", events)
+            return
         if kind in ("response.created", "response.in_progress", "response.queued"):
             self._start(event.get("response"), events)
             return
@@ -1053,7 +1058,7 @@ class StreamDecoder:
             elif item.kind == "custom":
                 events.append(Delta(item.block, arguments=custom_tools.escape(text)))  # type: ignore[arg-type]
             else:
-                events.append(Delta(item.block, text=text))  # type: ignore[arg-type]
+                events.append(Delta(item.block, text))  # type: ignore[arg-type]
 
     def _catch_up(self, item: _Item, final: str, events: list[Event]) -> None:
         """Send whatever part of an item's final text or arguments no delta carried."""
@@ -1140,6 +1145,16 @@ class StreamDecoder:
 
 # -- stream encoding -----------------------------------------------------------------------
 
+# The delta events, most of a stream: a template per item around the string, written by the C
+# string encoder, with the keys in the order the dicts elsewhere in this encoder have them.
+_DELTA_HEAD = b'event: %s\ndata: {"type":"%s","item_id":%s,"output_index":%d,'
+_DELTA_FIELDS = {
+    "text": (b"response.output_text.delta", b'"content_index":0,', b',"logprobs":[]'),
+    "thinking": (b"response.reasoning_summary_text.delta", b'"summary_index":0,', b""),
+    "tool_call": (b"response.function_call_arguments.delta", b"", b""),
+    "custom": (b"response.custom_tool_call_input.delta", b"", b""),
+}
+
 
 class StreamEncoder:
     """Canonical events -> the SSE stream api.openai.com would send for `/v1/responses`.
@@ -1166,6 +1181,8 @@ class StreamEncoder:
         self._name = ""
         self._signature: str | None = None
         self._summary_open = False
+        self._delta_head = b""  # the open item's delta event, up to the string
+        self._delta_tail = b""  # and after it, up to the sequence number
         # The open item's block has stopped; whether it finished or was cut off, the next
         # event tells (a Finish with MAX_TOKENS: cut off).
         self._stopped = False
@@ -1211,6 +1228,19 @@ class StreamEncoder:
         self._sequence += 1
         return sse_bytes(data, data["type"])
 
+    def _emit_delta(self, text: str) -> bytes:
+        """The open item's delta event for `text`: what `_emit` would write, from the template."""
+        sequence = self._sequence
+        self._sequence += 1
+        return self._delta_head + json_string(text) + self._delta_tail + b',"sequence_number":%d}\n\n' % sequence
+
+    def _templates(self) -> None:
+        name, member, tail = _DELTA_FIELDS[self._kind]  # type: ignore[index]
+        self._delta_head = (
+            _DELTA_HEAD % (name, name, json_string(self._item_id), self._index) + member + b'"delta":'
+        )
+        self._delta_tail = tail
+
     def _start(self, raw_id: str, model: str, created: int) -> bytes:
         if self._base is not None:
             return b""
@@ -1222,6 +1252,11 @@ class StreamEncoder:
         )
 
     def _open_item(self, event: BlockStart) -> bytes:
+        out = self._added_item(event)
+        self._templates()
+        return out
+
+    def _added_item(self, event: BlockStart) -> bytes:
         self._index = len(self._output)
         self._kind = event.kind
         self._fragments = []
@@ -1273,16 +1308,7 @@ class StreamEncoder:
             self._signature = event.signature
         if kind == "text" and event.text:
             self._fragments.append(event.text)
-            out = self._emit(
-                {
-                    "type": "response.output_text.delta",
-                    "item_id": self._item_id,
-                    "output_index": self._index,
-                    "content_index": 0,
-                    "delta": event.text,
-                    "logprobs": [],
-                }
-            )
+            out = self._emit_delta(event.text)
         elif kind == "thinking" and event.text:
             if not self._summary_open:
                 self._summary_open = True
@@ -1296,15 +1322,7 @@ class StreamEncoder:
                     }
                 )
             self._fragments.append(event.text)
-            out += self._emit(
-                {
-                    "type": "response.reasoning_summary_text.delta",
-                    "item_id": self._item_id,
-                    "output_index": self._index,
-                    "summary_index": 0,
-                    "delta": event.text,
-                }
-            )
+            out += self._emit_delta(event.text)
         elif kind == "tool_call" and event.arguments:
             out = self._delta_arguments(event.arguments)
         elif kind == "custom" and event.arguments:
@@ -1410,25 +1428,11 @@ class StreamEncoder:
         if not text:
             return b""
         self._fragments.append(text)
-        return self._emit(
-            {
-                "type": "response.custom_tool_call_input.delta",
-                "item_id": self._item_id,
-                "output_index": self._index,
-                "delta": text,
-            }
-        )
+        return self._emit_delta(text)
 
     def _delta_arguments(self, arguments: str) -> bytes:
         self._fragments.append(arguments)
-        return self._emit(
-            {
-                "type": "response.function_call_arguments.delta",
-                "item_id": self._item_id,
-                "output_index": self._index,
-                "delta": arguments,
-            }
-        )
+        return self._emit_delta(arguments)
 
     def _finish(self, stop: StopReason, usage: Usage | None) -> bytes:
         self._done = True

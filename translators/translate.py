@@ -142,7 +142,8 @@ class StreamTranslator:
             last = events[-1]
             if type(last) is Finish or type(last) is StreamError:
                 self._ended(last)
-            out = b"".join([encode(e) for e in events])
+            # One event per chunk is the usual case: no list, no join.
+            out = encode(last) if len(events) == 1 else b"".join([encode(e) for e in events])
         else:
             events = self._decoder.close()
             for event in events:
