@@ -53,7 +53,7 @@ class UsageRecord:
 
 
 COLUMNS = tuple(f.name for f in fields(UsageRecord))
-_SCHEMA = f"""
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     time REAL NOT NULL,
     client_key TEXT NOT NULL,
