@@ -232,7 +232,8 @@ def stream_translator(leg: Leg, client: ClientRequest) -> Callable[[bytes], list
         return _code_assist_stream(leg, client)
     sse = client.endpoint.format is not Format.GEMINI or gemini_sse(client)
     if leg.request is None:
-        assert leg.envelope, "a pass-through leg has no stream translator"
+        if not leg.envelope:
+            raise ValueError("a pass-through leg has no stream translator")
         return envelope.Unwrapper(sse)
     return translate.StreamTranslator(leg.upstream, client.endpoint.format, leg.request, sse)
 
