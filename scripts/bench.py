@@ -1,4 +1,4 @@
-"""Benchmark: what the proxy costs, next to the floor, plain mitmdump and LiteLLM.
+"""Benchmark: what the proxy costs, next to the floor, plain mitmdump, LiteLLM and claude-code-router.
 
 Run it as `scripts/bench` (see `--help`). One run, on one machine and one fake upstream
 (tests/fakes/upstream.py, in its own process, with a fixed latency), measures:
@@ -11,7 +11,11 @@ Run it as `scripts/bench` (see `--help`). One run, on one machine and one fake u
   5. cliproxy failing over (its streams only): a second cliproxy whose config adds, above each
      claude-api-key, a credential the fake answers with 429 on every request, with cooling off,
      so that every request tries it first and streams from the second credential;
-  6. the LiteLLM proxy, in a throwaway virtual environment under ~/.cache/cliproxy-bench.
+  6. the LiteLLM proxy, in a throwaway virtual environment under ~/.cache/cliproxy-bench;
+  7. claude-code-router (`ccr serve`, Node), installed under ~/.cache/cliproxy-bench/ccr, on the
+     one path it serves: an Anthropic client on an OpenAI-compatible upstream. Its management
+     process stores each request's log for seconds after the gateway answered: its batches start
+     once its processes are quiet, and its CPU per request counts that work.
 
 Figures (median and p99): added latency of a small non-streaming request, added time to the
 first byte of a stream, total time of a 500-event stream, requests per second at 16 and 64
@@ -101,6 +105,8 @@ class Settings:
     rounds: int = 10  # the non-stream requests are taken in this many interleaved rounds
     stream_rounds: int = 5
     rps_rounds: int = 2
+    settle_cap: float = 20.0  # seconds at most to wait for a system's background work (ccr's)
+    settle_batches: bool = True  # and wait for it before each latency batch too, not only for its CPU count
 
     freeze: bool = True  # stop (SIGSTOP) the systems not being measured
 
@@ -117,6 +123,8 @@ QUICK = dict(
     rounds=3,
     stream_rounds=2,
     rps_rounds=1,
+    settle_cap=10.0,
+    settle_batches=False,
 )
 
 
@@ -268,16 +276,27 @@ def _die_with_parent() -> None:
 
 def cpu_seconds(pids: Sequence[int]) -> float:
     """User + system CPU time of `pids`, in seconds."""
-    total = 0
+    return sum(cpu_by_pid(pids).values())
+
+
+def cpu_by_pid(pids: Sequence[int]) -> dict[int, float]:
+    """User + system CPU time of each of `pids` still running, in seconds."""
+    out = {}
     for p in pids:
         try:
             with open(f"/proc/{p}/stat", "rb") as f:
                 stat = f.read()
             fields = stat[stat.rindex(b")") + 2 :].split()
-            total += int(fields[11]) + int(fields[12])
+            out[p] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
         except (OSError, ValueError, IndexError):
             pass
-    return total / CLOCK_TICKS
+    return out
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU spent between two cpu_by_pid() samples (a process new since then counts whole; one
+    gone since then is lost, having left nothing to read)."""
+    return sum(t - before.get(p, 0.0) for p, t in after.items())
 
 
 def _group_alive(pgid: int) -> bool:
@@ -530,6 +549,10 @@ class Target:
     results: dict[str, Any] = field(default_factory=dict)
     metrics: frozenset[str] | None = None  # the figures taken of this row (None: all)
     first_attempt: str = ""  # a failover row: the key of the row it repeats with a failed attempt first
+    # Its processes go on working after a burst (ccr's management process stores the request log
+    # for seconds): its CPU count waits until they are quiet and this says no work is queued.
+    background: bool = False
+    pending: Callable[[], bool] | None = None
 
     @property
     def translated(self) -> bool:
@@ -746,6 +769,8 @@ class Runner:
             await self.throughput(
                 t, nonstream, 16, 0.3, 0.0, lambda done: p.status(f"{t.label}: warm-up, 16 clients, {done}")
             )
+        if t.background and s.settle_batches:
+            await self.settle(t)
 
     # -- one client, one request at a time ------------------------------------------------
 
@@ -769,6 +794,8 @@ class Runner:
                     continue
                 data = t.request(stream=stream, variant=variant)
                 self.focus(t)
+                if t.background and self.s.settle_batches:
+                    await self.settle(t)  # its calm figures, not the last batch's aftermath
                 conn = Conn(t.ports[variant])
                 try:
                     await conn.request(data)  # a fresh connection per batch, opened outside the measure
@@ -812,6 +839,8 @@ class Runner:
         lat: dict[str, list[float]] = {t.key: [] for t in targets}
         errors: dict[str, int] = {t.key: 0 for t in targets}
         cpu: dict[str, float] = {t.key: 0.0 for t in targets}
+        after: dict[str, float] = {t.key: 0.0 for t in targets}  # of cpu: once the burst was over
+        settled: dict[str, float] = {t.key: 0.0 for t in targets}
         sent: dict[str, int] = {t.key: 0 for t in targets}
         measured: dict[str, float] = {t.key: 0.0 for t in targets}
         p.status(f"{rounds} rounds of {window:g} s per target", force=True)
@@ -832,6 +861,11 @@ class Runner:
                     lambda done, r=r, t=t: p.status(f"round {r + 1}/{rounds}: {t.label}: {done} requests"),
                 )
                 cpu[t.key] += cpu_seconds(pids) - cpu_before
+                if t.background:
+                    extra, waited = await self.settle(t)
+                    cpu[t.key] += extra
+                    after[t.key] += extra
+                    settled[t.key] = max(settled[t.key], waited)
                 sent[t.key] += out["requests"]
                 measured[t.key] += out["seconds"]
                 lat[t.key] += out["latencies"]
@@ -842,6 +876,10 @@ class Runner:
             if t.pids and sent[t.key]:
                 # The proxy's own CPU time (all its processes) per request, ramps included.
                 out["proxy_cpu_ms_per_request"] = cpu[t.key] * 1000 / sent[t.key]
+                if t.background:
+                    out["proxy_cpu_after_burst_ms_per_request"] = after[t.key] * 1000 / sent[t.key]
+                    out["settle_seconds_max"] = round(settled[t.key], 1)
+                    out["settle_capped"] = settled[t.key] >= s.settle_cap
             t.results[f"rps{clients}"] = out
         p.done(", ".join(f"{t.label} {t.results[f'rps{clients}']['rps']:.0f}/s" for t in targets))
 
@@ -913,6 +951,24 @@ class Runner:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         return {"latencies": lat, "errors": errors, "requests": done, "seconds": window[1] - window[0]}
+
+    async def settle(self, t: Target) -> tuple[float, float]:
+        """Wait (at most settle_cap) until `t` has no work queued and its processes are quiet: two
+        0.25 s windows in a row under 10% of a core. Returns the CPU seconds they spent meanwhile
+        and the seconds waited."""
+        assert t.pids is not None
+        p = self.progress
+        started = time.monotonic()
+        before = last = cpu_by_pid(t.pids())
+        quiet = 0
+        while quiet < 2 and time.monotonic() - started < self.s.settle_cap:
+            await asyncio.sleep(0.25)
+            now = cpu_by_pid(t.pids())
+            busy = cpu_delta(last, now) >= 0.025 or (t.pending is not None and t.pending())
+            quiet = 0 if busy else quiet + 1
+            last = now
+            p.status(f"{t.label}: waiting for its background work ({time.monotonic() - started:.1f} s)")
+        return cpu_delta(before, last), time.monotonic() - started
 
     # -- memory ------------------------------------------------------------------------------
 
@@ -1212,6 +1268,194 @@ def ensure_litellm(venv: Path, progress: Progress) -> tuple[Path | None, str]:
     return python, version
 
 
+# claude-code-router (ccr): a Node gateway serving Anthropic clients from OpenAI-compatible
+# providers, the peer for that one path. Its package bundles its gateway (@the-next-ai/*), which
+# it still lists as dependencies although the npm registry has neither: `npm install` of the
+# package fails, so the bench unpacks it with `npm pack` and installs only the dependencies its
+# code loads at run time.
+CCR = "ccr"
+CCR_PACKAGE = "@musistudio/claude-code-router"
+CCR_VERSION = "3.1.1"
+CCR_CLIENT_KEY = "sk-bench-client"  # what Target.request sends; ccr checks it (its APIKEY)
+
+
+def _run_logged(
+    cmd: list[str], log: Any, progress: Progress, what: str, started: float, cwd: Path, env: dict[str, str]
+) -> int:
+    """Run `cmd` with its output in `log`, a progress line every 15 s (off a terminal)."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    next_line = 15.0
+    try:
+        while proc.poll() is None:
+            elapsed = time.monotonic() - started
+            progress.status(f"{what}: {elapsed:.0f} s")
+            if not progress.tty and elapsed >= next_line:
+                progress.status(f"{what}: {elapsed:.0f} s", force=True)
+                next_line += 15
+            time.sleep(0.25)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc.returncode
+
+
+def _last_line(log_path: Path, default: str) -> str:
+    lines = [ln.strip() for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "ERR!" in ln or "error" in ln.lower()]
+    return ((errors or lines or [default])[-1])[:200]
+
+
+def ccr_runtime_deps(package: Path) -> dict[str, str]:
+    """The package's dependencies that its code loads (`require("name")`); the others are bundled."""
+    declared: dict[str, str] = json.loads((package / "package.json").read_text()).get("dependencies", {})
+    code = "\n".join(p.read_text(errors="replace") for p in (package / "dist").rglob("*.js"))
+    return {
+        name: spec
+        for name, spec in declared.items()
+        if f'require("{name}")' in code or f'require("{name}/' in code
+    }
+
+
+def node_headers_dir(node: str) -> Path | None:
+    """The prefix of a Node install that ships its C headers (for node-gyp without a download)."""
+    prefix = Path(node).resolve().parent.parent
+    return prefix if (prefix / "include" / "node" / "common.gypi").exists() else None
+
+
+def ensure_ccr(folder: Path, progress: Progress) -> tuple[Path | None, str]:
+    """claude-code-router's CLI script (installing it on first use), or None and why not."""
+    cli = folder / "package" / "dist" / "main" / "cli.js"
+    marker = folder / ".cliproxy-bench-installed"
+    if marker.exists() and cli.exists():
+        return cli, marker.read_text().strip()
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        return None, "node and npm are needed to install claude-code-router (neither is on PATH)" if not (
+            node or npm
+        ) else f"{'npm' if node else 'node'} is not on PATH"
+    if folder.exists():
+        shutil.rmtree(folder)  # an interrupted install
+    folder.mkdir(parents=True)
+    log_path = folder.parent / "ccr-install.log"
+    spec = f"{CCR_PACKAGE}@{CCR_VERSION}"
+    progress.note(f"installing {spec} into {folder} (first run only; log in {log_path})")
+    started = time.monotonic()
+    env = {k: v for k, v in os.environ.items() if not k.lower().startswith("npm_config_")}
+    headers = node_headers_dir(node)
+    if headers is not None:
+        # better-sqlite3 fetches a prebuilt binary from its releases, or else compiles with
+        # node-gyp, which downloads Node's headers unless told where they are.
+        env["npm_config_nodedir"] = str(headers)
+    try:
+        with log_path.open("wb") as log:
+            code = _run_logged(
+                [npm, "pack", spec, "--pack-destination", str(folder)],
+                log, progress, f"fetching {spec}", started, folder, env,
+            )  # fmt: skip
+            tarballs = list(folder.glob("*.tgz"))
+            if code != 0 or len(tarballs) != 1:
+                raise SetupError(f"npm pack {spec} failed: {_last_line(log_path, f'exit {code}')}")
+            import tarfile
+
+            with tarfile.open(tarballs[0]) as tar:
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(folder, filter="data")
+                else:  # Python < 3.12 (and before the backports)
+                    tar.extractall(folder)
+            tarballs[0].unlink()
+            deps = ccr_runtime_deps(folder / "package")
+            (folder / "package.json").write_text(
+                json.dumps({"private": True, "description": f"{spec}'s run-time dependencies", "dependencies": deps})
+            )
+            what = f"installing {spec}'s dependencies ({', '.join(deps) or 'none'}; better-sqlite3 may compile)"
+            code = _run_logged(
+                [npm, "install", "--omit=dev", "--no-audit", "--no-fund", "--no-package-lock"],
+                log, progress, what, started, folder, env,
+            )  # fmt: skip
+            if code != 0:
+                raise SetupError(f"npm install of {', '.join(deps)} failed: {_last_line(log_path, f'exit {code}')}")
+            if "better-sqlite3" in deps:
+                check = subprocess.run(
+                    [node, "-e", "new (require('better-sqlite3'))(':memory:').close()"],
+                    cwd=folder,
+                    capture_output=True,
+                    text=True,
+                )
+                if check.returncode != 0:
+                    why = (check.stderr.strip().splitlines() or ["?"])[-1][:200]
+                    raise SetupError(f"better-sqlite3 (native) does not load: {why}")
+    except SetupError as e:
+        shutil.rmtree(folder, ignore_errors=True)
+        return None, f"{e} (after {time.monotonic() - started:.0f} s; log: {log_path})"
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    version = json.loads((folder / "package" / "package.json").read_text()).get("version", "?")
+    marker.write_text(version + "\n")
+    progress.done(f"installed claude-code-router {version} in {time.monotonic() - started:.0f} s")
+    return cli, version
+
+
+def ccr_config(port: int, fakes: dict[str, str]) -> dict[str, Any]:
+    # Its legacy config.json, which it imports into its config.sqlite on first start (and then
+    # deletes): one provider per fake, each serving its own model name, so that the model a client
+    # asks for picks the fake as it does for cliproxy and LiteLLM.
+    return {
+        "HOST": "127.0.0.1",
+        "PORT": port,
+        "APIKEY": CCR_CLIENT_KEY,
+        "LOG": False,
+        "Providers": [
+            {
+                "name": f"fake-{v}",
+                "api_base_url": f"{fakes[v]}/v1/chat/completions",
+                "api_key": f"sk-bench-{v}-0000000000",
+                "models": [OPENAI_MODEL + sfx],
+            }
+            for v, sfx in VARIANTS.items()
+        ],
+        "Router": {"default": f"fake-long,{OPENAI_MODEL}"},
+    }
+
+
+def ccr_home(workdir: Path) -> Path:
+    return workdir / "ccr-home"
+
+
+def ccr_pending(home: Path) -> bool:
+    """Whether ccr has request traces not yet stored: its gateway leaves one folder per request in
+    the spool after answering, which its management process takes in (2 s old at the earliest,
+    polling every second) and moves to the hidden folders there."""
+    try:
+        spool = os.listdir(home / ".claude-code-router" / "app-data" / "raw-trace-spool")
+    except OSError:
+        return False
+    return any(not name.startswith(".") for name in spool)
+
+
+def ccr_env(home: Path) -> dict[str, str]:
+    """A scratch HOME (it writes its state there and rewrites ~/.claude, ~/.codex and
+    ~/.config), without the variables that point it at other homes, vendors or proxies."""
+    prefixes = ("CCR_", "ANTHROPIC_", "OPENAI_", "CLAUDE_", "CODEX", "GROK_", "KIMI_", "ZCODE_", "OPENCODE_", "XDG_")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.upper().startswith(prefixes) and not k.upper().endswith("_PROXY") and not k.startswith("npm_")
+    }
+    env.update(
+        {
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "XDG_DATA_HOME": str(home / ".local" / "share"),
+            "XDG_CACHE_HOME": str(home / ".cache"),
+            "XDG_STATE_HOME": str(home / ".local" / "state"),
+            "NO_PROXY": "*",
+        }
+    )
+    return env
+
+
 def launch_system(
     system: str,
     mitmdump: Path,
@@ -1219,6 +1463,7 @@ def launch_system(
     workdir: Path,
     fakes: dict[str, str],
     litellm_python: Path | None,
+    ccr_cli: Path | None = None,
 ) -> tuple[Service | None, dict[str, int], Callable[[Progress], None]]:
     """Start one system under test without waiting: its process (None for direct), its port per
     fake, and a function that waits until it serves (raising SetupError if it does not)."""
@@ -1254,6 +1499,39 @@ def launch_system(
                 raise SetupError(f"{system}: GET /healthz failed:\n{service.output()}")
 
         return service, ports, wait_cliproxy
+    if system == CCR:
+        assert ccr_cli is not None
+        home = ccr_home(workdir)
+        (home / ".claude-code-router").mkdir(parents=True)
+        (home / ".claude-code-router" / "config.json").write_text(json.dumps(ccr_config(port, fakes), indent=2))
+        node = shutil.which("node") or "node"
+        # `ccr serve`: its management service in the foreground, which starts the gateway (a child
+        # process) on `port`; the management UI gets a port of its own.
+        cmd = [node, str(ccr_cli), "serve", "--host", "127.0.0.1", "--port", str(free_port()), "--no-open"]
+        service = Service(
+            "ccr", cmd, workdir / "ccr.log", cwd=workdir, env=ccr_env(home), stop_signal=signal.SIGTERM
+        )
+        launched = time.monotonic()
+
+        def wait_ccr(progress: Progress) -> None:
+            while True:
+                if not service.alive():
+                    raise SetupError(f"ccr exited with {service.proc.returncode}:\n{service.output()}")
+                # Its management service stays up when the gateway cannot start, and says why.
+                if m := re.search(r"^Failed to start gateway.*$", service.output(), re.M):
+                    raise SetupError(f"ccr: {m.group(0)}\n{service.output()}")
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() - launched > 60:
+                    raise SetupError(f"ccr's gateway did not listen on {port} within 60 s:\n{service.output()}")
+                progress.status(f"starting ccr ({time.monotonic() - launched:.0f} s)")
+                time.sleep(0.1)
+            progress.note(f"ccr serves after {time.monotonic() - launched:.1f} s of start-up")
+
+        return service, ports, wait_ccr
     assert system == "litellm" and litellm_python is not None
     config = workdir / "litellm.yaml"
     config.write_text(litellm_config(fakes))  # JSON is YAML
@@ -1360,6 +1638,17 @@ def derive(targets: list[Target]) -> None:
                 r["added_mb"] = r["peak_mb"] - r["idle_mb"]
                 if m and m["peak_mb"]:
                     r["x_mitmdump"] = r["peak_mb"] / m["peak_mb"]
+        peer = by_key.get(f"{CCR}.{t.key.split('.', 1)[1]}") if t.system == "cliproxy" else None
+        if peer is not None and peer.status == "ok":
+            # cliproxy beside claude-code-router on the path both serve.
+            for metric, kind, _ in METRICS:
+                r, c = t.results.get(metric), peer.results.get(metric)
+                if not (r and c):
+                    continue
+                if kind == "time" and c.get("added_median_ms") and "added_median_ms" in r:
+                    r["added_x_ccr"] = r["added_median_ms"] / c["added_median_ms"]
+                elif kind == "rate" and c["rps"]:
+                    r["x_ccr"] = r["rps"] / c["rps"]
         first = by_key.get(t.first_attempt)
         if first is None or first.status != "ok":
             continue
@@ -1413,6 +1702,8 @@ def table(targets: list[Target], s: Settings) -> str:
                     fmt_ratio(r.get("added_x_mitmdump")) if t.system not in ("direct", "mitmdump") else "—",
                     fmt_ms(r.get("hooks_median_ms")) if "hooks_median_ms" in r else "—",
                 ]
+                if "added_x_ccr" in r:
+                    notes.append(f"added {r['added_x_ccr']:.2f}x ccr's")
                 if "over_first_attempt_ms" in r:
                     notes.append(f"{fmt_signed_ms(r['over_first_attempt_ms'])} over the first attempt")
                 if r["n"] < r.get("wanted", 0):
@@ -1429,7 +1720,17 @@ def table(targets: list[Target], s: Settings) -> str:
                     "—",
                 ]
                 if "proxy_cpu_ms_per_request" in r:
-                    notes.append(f"proxy CPU {fmt_ms(r['proxy_cpu_ms_per_request'])}/request")
+                    cpu_note = f"proxy CPU {fmt_ms(r['proxy_cpu_ms_per_request'])}/request"
+                    if "proxy_cpu_after_burst_ms_per_request" in r:
+                        cpu_note += (
+                            f" ({fmt_ms(r['proxy_cpu_after_burst_ms_per_request'])} of it in the "
+                            f"{r['settle_seconds_max']:g} s after the burst"
+                            + (", still busy then" if r["settle_capped"] else "")
+                            + ")"
+                        )
+                    notes.append(cpu_note)
+                if "x_ccr" in r:
+                    notes.append(f"{r['x_ccr']:.2f}x ccr's requests/s")
             else:
                 cells = [
                     name,
@@ -1449,7 +1750,7 @@ def table(targets: list[Target], s: Settings) -> str:
     return "\n".join(lines)
 
 
-def check_targets(targets: list[Target], latency_ms: float = 0.0) -> list[dict[str, Any]]:
+def check_targets(targets: list[Target], latency_ms: float = 0.0, events: int = 500) -> list[dict[str, Any]]:
     """The issue's targets, each as measured (or n/a)."""
     by_key = {t.key: t for t in targets}
     out: list[dict[str, Any]] = []
@@ -1518,6 +1819,7 @@ def check_targets(targets: list[Target], latency_ms: float = 0.0) -> list[dict[s
         else:
             missing = f"cliproxy.{suffix}" if not r else f"litellm.{suffix}"
             out.append({"target": goal, "value": None, "pass": None, "detail": reason(missing)})
+    out += ccr_targets(get, reason, events)
     for t in targets:
         if t.system == "cliproxy" and t.measure_rss:
             goal = f"open streams under 300 MB RSS ({t.label})"
@@ -1537,6 +1839,48 @@ def check_targets(targets: list[Target], latency_ms: float = 0.0) -> list[dict[s
     for t in targets:
         if t.system == FAILOVER:
             out.append(failover_target(t, by_key.get(t.first_attempt), latency_ms))
+    return out
+
+
+def ccr_targets(
+    get: Callable[[str, str], dict[str, Any] | None], reason: Callable[[str], str], events: int
+) -> list[dict[str, Any]]:
+    """The targets against claude-code-router, on the one path it serves."""
+    case = f"{ANTHROPIC}>{OPENAI}"
+    what = f"{ANTHROPIC} → {OPENAI}"
+    ours_key, ccr_key = f"cliproxy.{case}", f"{CCR}.{case}"
+    out: list[dict[str, Any]] = []
+    goal = f"≥2.5x less added median latency than claude-code-router ({what})"
+    r, c = get(ours_key, "nonstream"), get(ccr_key, "nonstream")
+    if r and c and r.get("added_median_ms") is not None and c.get("added_median_ms") is not None:
+        theirs, ours = c["added_median_ms"], r["added_median_ms"]
+        ratio = theirs / max(ours, 1e-3)
+        out.append(
+            {
+                "target": goal,
+                "value": ratio,
+                "limit": 2.5,
+                "pass": ratio >= 2.5,
+                "detail": f"claude-code-router +{fmt_ms(theirs)} vs +{fmt_ms(ours)} → {ratio:.2f}x less",
+            }
+        )
+    else:
+        out.append({"target": goal, "value": None, "pass": None, "detail": reason(ours_key if not r else ccr_key)})
+    goal = f"translated {what} {events}-event stream: added total ≤ claude-code-router's"
+    r, c = get(ours_key, "stream"), get(ccr_key, "stream")
+    if r and c and r.get("added_median_ms") is not None and c.get("added_median_ms") is not None:
+        theirs, ours = c["added_median_ms"], r["added_median_ms"]
+        out.append(
+            {
+                "target": goal,
+                "value": ours - theirs,
+                "limit": 0.0,
+                "pass": ours <= theirs,
+                "detail": f"+{fmt_ms(ours)} vs claude-code-router +{fmt_ms(theirs)} ({fmt_signed_ms(ours - theirs)})",
+            }
+        )
+    else:
+        out.append({"target": goal, "value": None, "pass": None, "detail": reason(ours_key if not r else ccr_key)})
     return out
 
 
@@ -1624,8 +1968,8 @@ def cpu_model() -> str:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="scripts/bench",
-        description="Measure cliproxy against a direct connection, plain mitmdump and LiteLLM "
-        "on a local fake upstream.",
+        description="Measure cliproxy against a direct connection, plain mitmdump, LiteLLM and "
+        "claude-code-router on a local fake upstream.",
     )
     parser.add_argument(
         "--quick",
@@ -1664,8 +2008,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         metavar="SYSTEMS",
-        help="comma-separated subset of direct,mitmdump,cliproxy,litellm (direct and mitmdump are "
+        help="comma-separated subset of direct,mitmdump,cliproxy,litellm,ccr (direct and mitmdump are "
         "the baselines of the ratios; cliproxy brings its failover rows)",
+    )
+    parser.add_argument("--no-ccr", action="store_true", help="skip claude-code-router (its rows are n/a)")
+    parser.add_argument(
+        "--ccr-dir",
+        metavar="DIR",
+        default=str(CACHE / "ccr"),
+        help=f"where claude-code-router {CCR_VERSION} is installed on first use (default %(default)s)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (configs and process logs)")
     parser.add_argument(
@@ -1691,6 +2042,9 @@ def build_targets(systems: set[str], quick: bool = False) -> list[Target]:
         if system == "cliproxy" or (system == "litellm" and not quick):
             targets.append(Target(f"{system}.{OPENAI}>{ANTHROPIC}", system, OPENAI, ANTHROPIC, measure_rss=True))
             targets.append(Target(f"{system}.{ANTHROPIC}>{OPENAI}", system, ANTHROPIC, OPENAI))
+    if CCR in systems:
+        # The one path it serves: Anthropic clients, OpenAI-compatible upstreams.
+        targets.append(Target(f"{CCR}.{ANTHROPIC}>{OPENAI}", CCR, ANTHROPIC, OPENAI, background=True))
     # The failover rows (the Anthropic upstream's, pass-through and translated), each right under
     # the first-attempt row it repeats.
     for first in [t for t in targets if t.system == "cliproxy" and t.upstream == ANTHROPIC]:
@@ -1719,10 +2073,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.requests:
         s.requests = args.requests
         s.streams = max(5, args.requests * 3 // 10)
-    systems = {"direct", "mitmdump", "cliproxy", "litellm"}
+    systems = {"direct", "mitmdump", "cliproxy", "litellm", CCR}
     if args.only:
         systems = {x.strip() for x in args.only.split(",") if x.strip()}
-        unknown = systems - {"direct", "mitmdump", "cliproxy", "litellm"}
+        unknown = systems - {"direct", "mitmdump", "cliproxy", "litellm", CCR}
         if unknown:
             print(f"scripts/bench: --only: unknown {', '.join(sorted(unknown))}", file=sys.stderr)
             return 2
@@ -1774,6 +2128,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                         )
             else:
                 versions["litellm"] = why
+        ccr_cli: Path | None = None
+        if CCR in systems:
+            why = "--no-ccr"
+            if not args.no_ccr:
+                ccr_cli, why = ensure_ccr(Path(args.ccr_dir).expanduser(), progress)
+            if ccr_cli is None:
+                progress.note(f"claude-code-router rows are n/a: {why}")
+                notes.append(f"claude-code-router not measured: {why}")
+                for t in targets:
+                    if t.system == CCR:
+                        t.status = "n/a (--no-ccr)" if args.no_ccr else f"n/a ({why})"
+            else:
+                versions["ccr"] = why
+                node = subprocess.run([shutil.which("node") or "node", "--version"], capture_output=True, text=True)
+                versions["ccr_node"] = node.stdout.strip().lstrip("v") or "?"
 
         progress.status("starting the fake upstreams", force=True)
         shapes = {
@@ -1798,10 +2167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         services: dict[str, Service] = {}
         # Launched together (LiteLLM, the slowest to start, first), then waited for in turn.
         launched = {}
-        for system in ("litellm", "direct", "mitmdump", "cliproxy", FAILOVER):
+        for system in ("litellm", CCR, "direct", "mitmdump", "cliproxy", FAILOVER):
             if any(t.system == system and t.status == "ok" for t in targets):
-                launched[system] = launch_system(system, mitmdump, confdir, workdir, fakes, litellm_python)
-        for system in ("direct", "mitmdump", "cliproxy", FAILOVER, "litellm"):
+                launched[system] = launch_system(system, mitmdump, confdir, workdir, fakes, litellm_python, ccr_cli)
+        for system in ("direct", "mitmdump", "cliproxy", FAILOVER, CCR, "litellm"):
             if system not in launched:
                 continue
             rows = [t for t in targets if t.system == system and t.status == "ok"]
@@ -1824,6 +2193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 t.ports = ports
                 if service is not None:
                     t.pids = lambda pid=service.pid: descendants(pid)
+                if system == CCR:
+                    t.pending = lambda home=ccr_home(workdir): ccr_pending(home)
 
         runner = Runner(s, progress, targets, services)
         asyncio.run(runner.run())
@@ -1864,7 +2235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             t.results["failover_check"] = check
         notes.append(f"{FAILOVER}: {failed_attempts} attempts failed with {FAILOVER_STATUS} for {answered} answers")
     derive(targets)
-    goals = check_targets(targets, s.latency_ms)
+    goals = check_targets(targets, s.latency_ms, s.events)
     print()
     git = git_info()
     print(
@@ -1884,6 +2255,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         + (
             f" LiteLLM {versions['litellm']}: 1 uvicorn worker, no master key, LITELLM_LOG=ERROR."
             if "litellm" in versions
+            else ""
+        )
+        + (
+            f" claude-code-router {versions['ccr']} on Node {versions['ccr_node']}: `ccr serve` as installed "
+            "(request log and raw traces on), client key checked; its CPU counts every process of its tree until "
+            "they are quiet and its request log is stored, after each burst"
+            + (
+                ", and each of its latency batches starts then."
+                if s.settle_batches
+                else " (--quick: not before its latency batches)."
+            )
+            if "ccr" in versions
             else ""
         )
     )
