@@ -1639,17 +1639,6 @@ def derive(targets: list[Target]) -> None:
                 r["added_mb"] = r["peak_mb"] - r["idle_mb"]
                 if m and m["peak_mb"]:
                     r["x_mitmdump"] = r["peak_mb"] / m["peak_mb"]
-        peer = by_key.get(f"{CCR}.{t.key.split('.', 1)[1]}") if t.system == "cliproxy" else None
-        if peer is not None and peer.status == "ok":
-            # cliproxy beside claude-code-router on the path both serve.
-            for metric, kind, _ in METRICS:
-                r, c = t.results.get(metric), peer.results.get(metric)
-                if not (r and c):
-                    continue
-                if kind == "time" and c.get("added_median_ms") and "added_median_ms" in r:
-                    r["added_x_ccr"] = r["added_median_ms"] / c["added_median_ms"]
-                elif kind == "rate" and c["rps"]:
-                    r["x_ccr"] = r["rps"] / c["rps"]
         first = by_key.get(t.first_attempt)
         if first is None or first.status != "ok":
             continue
@@ -1659,6 +1648,19 @@ def derive(targets: list[Target]) -> None:
                 r["first_attempt_median_ms"] = f["median_ms"]
                 r["over_first_attempt_ms"] = r["median_ms"] - f["median_ms"]
                 r["x_first_attempt"] = r["median_ms"] / f["median_ms"]
+    for t in targets:  # once every row has its added time
+        peer = by_key.get(f"{CCR}.{t.key.split('.', 1)[1]}") if t.system == "cliproxy" else None
+        if peer is None or peer.status != "ok":
+            continue
+        # cliproxy beside claude-code-router on the path both serve.
+        for metric, kind, _ in METRICS:
+            r, c = t.results.get(metric), peer.results.get(metric)
+            if not (r and c):
+                continue
+            if kind == "time" and c.get("added_median_ms") and "added_median_ms" in r:
+                r["added_x_ccr"] = r["added_median_ms"] / c["added_median_ms"]
+            elif kind == "rate" and c["rps"]:
+                r["x_ccr"] = r["rps"] / c["rps"]
 
 
 def table(targets: list[Target], s: Settings) -> str:
