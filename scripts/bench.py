@@ -986,7 +986,7 @@ class Runner:
         all_open = asyncio.Event()
 
         async def one(i: int) -> None:
-            nonlocal open_now, max_open, errors
+            nonlocal open_now, errors
             await asyncio.sleep(ramp * i / s.open_streams)
             conn = Conn(t.ports["slow"])
             got_first = False
@@ -1197,6 +1197,27 @@ def litellm_env() -> dict[str, str]:
     return env
 
 
+def _run_logged(
+    cmd: list[str], log: Any, progress: Progress, what: str, started: float, cwd: Path, env: dict[str, str]
+) -> int:
+    """Run `cmd` with its output in `log`, a progress line every 15 s (off a terminal)."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    next_line = 15.0
+    try:
+        while proc.poll() is None:
+            elapsed = time.monotonic() - started
+            progress.status(f"{what}: {elapsed:.0f} s")
+            if not progress.tty and elapsed >= next_line:
+                progress.status(f"{what}: {elapsed:.0f} s", force=True)
+                next_line += 15
+            time.sleep(0.25)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc.returncode
+
+
 def ensure_litellm(venv: Path, progress: Progress) -> tuple[Path | None, str]:
     """The LiteLLM venv's python (installing it on first use), or None and why not."""
     python = venv / "bin" / "python"
@@ -1215,7 +1236,7 @@ def ensure_litellm(venv: Path, progress: Progress) -> tuple[Path | None, str]:
         if r.returncode != 0:
             shutil.rmtree(venv, ignore_errors=True)
             return None, f"could not create a virtual environment with {base} (see {log_path})"
-        proc = subprocess.Popen(
+        code = _run_logged(
             [
                 str(python),
                 "-m",
@@ -1228,32 +1249,23 @@ def ensure_litellm(venv: Path, progress: Progress) -> tuple[Path | None, str]:
                 "2",
                 "litellm[proxy]",
             ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            log,
+            progress,
+            "installing litellm[proxy]",
+            started,
+            cwd=venv.parent,
+            env=dict(os.environ),
         )
-        next_line = 15.0
-        try:
-            while proc.poll() is None:
-                elapsed = time.monotonic() - started
-                progress.status(f"installing litellm[proxy]: {elapsed:.0f} s")
-                if not progress.tty and elapsed >= next_line:
-                    progress.status(f"installing litellm[proxy]: {elapsed:.0f} s", force=True)
-                    next_line += 15
-                time.sleep(0.25)
-        except BaseException:
-            proc.kill()
+        if code != 0:
             shutil.rmtree(venv, ignore_errors=True)
-            raise
     elapsed = time.monotonic() - started
-    if proc.returncode != 0:
-        shutil.rmtree(venv, ignore_errors=True)
+    if code != 0:
         lines = [
             ln
             for ln in log_path.read_text(errors="replace").splitlines()
             if ln.strip() and not ln.startswith("WARNING: Location")
         ]
-        why = lines[-1].strip() if lines else f"pip exited with {proc.returncode}"
+        why = lines[-1].strip() if lines else f"pip exited with {code}"
         return None, f"pip install 'litellm[proxy]' failed after {elapsed:.0f} s: {why[:200]} (log: {log_path})"
     version = (
         subprocess.run(
@@ -1278,27 +1290,6 @@ CCR_PACKAGE = "@musistudio/claude-code-router"
 CCR_VERSION = "3.1.1"
 CCR_CLIENT_KEY = "sk-bench-client"  # what Target.request sends; ccr checks it (its APIKEY)
 CCR_QUICK_METRICS = frozenset({"nonstream", "ttfb", "stream"})
-
-
-def _run_logged(
-    cmd: list[str], log: Any, progress: Progress, what: str, started: float, cwd: Path, env: dict[str, str]
-) -> int:
-    """Run `cmd` with its output in `log`, a progress line every 15 s (off a terminal)."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    next_line = 15.0
-    try:
-        while proc.poll() is None:
-            elapsed = time.monotonic() - started
-            progress.status(f"{what}: {elapsed:.0f} s")
-            if not progress.tty and elapsed >= next_line:
-                progress.status(f"{what}: {elapsed:.0f} s", force=True)
-                next_line += 15
-            time.sleep(0.25)
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    return proc.returncode
 
 
 def _last_line(log_path: Path, default: str) -> str:
