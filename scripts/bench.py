@@ -357,19 +357,36 @@ def hwm_bytes(pids: Sequence[int]) -> int:
     return total
 
 
-def wait_port(service: Service, port: int, timeout: float, progress: Progress, what: str) -> None:
+def wait_port(
+    service: Service,
+    port: int,
+    timeout: float,
+    progress: Progress,
+    what: str,
+    *,
+    ready: Callable[[], bool] | None = None,
+    failure: Callable[[], str | None] | None = None,
+) -> None:
+    """Until `service` accepts connections on `port` (or `ready()` says so); SetupError if it
+    exits, `failure()` names a reason, or `timeout` passes."""
     started = time.monotonic()
     while True:
         if not service.alive():
             raise SetupError(f"{service.name} exited with {service.proc.returncode}:\n{service.output()}")
+        if failure is not None and (why := failure()):
+            raise SetupError(f"{service.name}: {why}\n{service.output()}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+            if ready is not None:
+                if ready():
+                    return
+            else:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return
         except OSError:
             pass
         elapsed = time.monotonic() - started
         if elapsed > timeout:
-            raise SetupError(f"{service.name} did not listen on {port} within {timeout:.0f} s:\n{service.output()}")
+            raise SetupError(f"{service.name} was not ready on {port} within {timeout:.0f} s:\n{service.output()}")
         progress.status(f"{what} ({elapsed:.0f} s)")
         time.sleep(0.05)
 
@@ -1505,22 +1522,13 @@ def launch_system(
         )
         launched = time.monotonic()
 
+        def gateway_failure() -> str | None:
+            # Its management service stays up when the gateway cannot start, and says why.
+            m = re.search(r"^Failed to start gateway.*$", service.output(), re.M)
+            return m.group(0) if m else None
+
         def wait_ccr(progress: Progress) -> None:
-            while True:
-                if not service.alive():
-                    raise SetupError(f"ccr exited with {service.proc.returncode}:\n{service.output()}")
-                # Its management service stays up when the gateway cannot start, and says why.
-                if m := re.search(r"^Failed to start gateway.*$", service.output(), re.M):
-                    raise SetupError(f"ccr: {m.group(0)}\n{service.output()}")
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() - launched > 60:
-                    raise SetupError(f"ccr's gateway did not listen on {port} within 60 s:\n{service.output()}")
-                progress.status(f"starting ccr ({time.monotonic() - launched:.0f} s)")
-                time.sleep(0.1)
+            wait_port(service, port, 60, progress, "starting ccr", failure=gateway_failure)
             progress.note(f"ccr serves after {time.monotonic() - launched:.1f} s of start-up")
 
         return service, ports, wait_ccr
@@ -1546,18 +1554,9 @@ def launch_system(
     launched = time.monotonic()
 
     def wait_litellm(progress: Progress) -> None:
-        while True:
-            if not service.alive():
-                raise SetupError(f"litellm exited with {service.proc.returncode}:\n{service.output()}")
-            try:
-                if http_get(port, "/health/liveliness") == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() - launched > 180:
-                raise SetupError(f"litellm was not ready after 180 s:\n{service.output()}")
-            progress.status(f"starting litellm ({time.monotonic() - launched:.0f} s)")
-            time.sleep(0.2)
+        wait_port(
+            service, port, 180, progress, "starting litellm", ready=lambda: http_get(port, "/health/liveliness") == 200
+        )
         progress.note(f"litellm serves after {time.monotonic() - launched:.1f} s of start-up (1 uvicorn worker)")
 
     return service, ports, wait_litellm
