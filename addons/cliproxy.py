@@ -21,6 +21,7 @@ from addons.listener import ApiListener  # noqa: E402
 from addons.listings import ModelListings  # noqa: E402
 from addons.management import Management  # noqa: E402
 from addons.refresh import RefreshLoop  # noqa: E402
+from addons.shared import SharedState  # noqa: E402
 from addons.usage import Accounting  # noqa: E402
 from routing.runtime import Runtime  # noqa: E402
 
@@ -32,6 +33,8 @@ _exposure = Exposure(_runtime)
 _config.checks.append(_exposure.problem)
 # Registered with the runtime before the config loads, so the auth directory loads with it.
 _auth_dir = AuthDirWatcher(_runtime)
+_shared = SharedState(_runtime)
+_config.checks.append(_shared.problem)
 _dispatcher = Dispatcher(_runtime)
 _accounting = Accounting(_runtime, _config, _dispatcher)
 _management = Management(_runtime, _auth_dir.rescan)
@@ -42,6 +45,7 @@ addons = [
     _exposure,
     _config,
     _auth_dir,
+    _shared,
     RefreshLoop(_runtime),
     ModelListings(_runtime),
     RequestLimits(_runtime, _listener.is_listener_flow),  # before the hooks that answer requests

@@ -72,6 +72,20 @@ def _proxy_url(value: str) -> str:
     return value
 
 
+STATE_STORE_SCHEMES = ("redis", "rediss")
+
+
+def _state_store_url(value: str) -> str:
+    if value.strip().lower() in ("", "local"):
+        return "local"
+    if problem := _url_problem(value.strip(), STATE_STORE_SCHEMES):
+        raise ValueError(f"{problem}, or local")
+    return value.strip()
+
+
+StateStoreUrl = Annotated[str, AfterValidator(_state_store_url)]
+
+
 def _not_a_placeholder(key: str) -> str:
     if key.strip() in PLACEHOLDER_CLIENT_KEYS:
         raise ValueError(
@@ -299,6 +313,15 @@ class Config(_Section):
     # Not in CLIProxyAPI: `x-cliproxy-credential: <label>` on answers: off, on the listener's
     # answers only, or on intercepted ones too.
     credential_header: Literal["off", "listener", "all"] = "off"
+    # Not in CLIProxyAPI: where the pool's state lives. "local" (this process), or a
+    # redis:// or rediss:// URL that several instances share (cooldowns, round-robin, tokens).
+    state_store: StateStoreUrl = Field("local", repr=False)  # a URL may carry a password
+    # Every key of this proxy in the shared store starts with it (several pools, one Redis).
+    state_store_prefix: str = Field("cliproxy:", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    # Encrypts token material in the shared store; the environment's CLIPROXY_STATE_KEY wins.
+    state_store_key: str = Field("", repr=False)
+    # An unreachable store at start-up stops the proxy; false: start on local state and say so.
+    state_store_required: bool = True
 
     @field_validator("usage_db", mode="before")
     @classmethod

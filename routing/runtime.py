@@ -11,6 +11,7 @@ from auth.credential import Credential
 from auth.pool import Pool
 from auth.quota import QuotaBook
 from auth.refresh import Refresher
+from auth.shared.store import SharedStore
 from auth.store import AuthStore
 from routing.config import Config
 from routing.router import Router, credentials_from_config
@@ -30,6 +31,8 @@ class Runtime:
         # Open while `usage-db` keeps usage (addons/usage.py opens and closes it).
         self.usage: UsageStore | None = None
         self.store = AuthStore()
+        # The state store shared with other instances (`state-store`); None: this process only.
+        self.shared: SharedStore | None = None
         self.refresher = Refresher(
             self.store, overrides=lambda: self.config.upstream_overrides, publish=self.publish_auth
         )

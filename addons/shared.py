@@ -1,0 +1,100 @@
+"""The state store several instances share (`state-store: redis://...`): opened when the config
+names one, checked at start-up, kept connected by one background task, closed in `done`.
+
+What goes into it is each concern's own business (the pool's rests and cursors, the tokens,
+the management switches); they find the store on `runtime.shared` (None: local state only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import redis
+from redis.exceptions import RedisError
+
+from auth.shared.store import CONNECT_TIMEOUT, SharedStore, redacted
+from routing.config import Config
+from routing.runtime import Runtime
+
+logger = logging.getLogger("cliproxy")
+
+_STOPPING: set[asyncio.Future] = set()
+
+
+class SharedState:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        runtime.config_listeners.append(self._follow)
+
+    def problem(self, config: Config) -> str | None:
+        """A config naming a store this proxy cannot reach, where that must stop it: at start-up,
+        or when a reload switches to another store (the old config then stays in force)."""
+        if config.state_store == "local" or not config.state_store_required:
+            return None
+        current = self.runtime.shared
+        if current is not None and (current.url, current.prefix) == (config.state_store, config.state_store_prefix):
+            return None
+        # Blocking, at most the connect timeout: this runs while the config loads, before any
+        # request is served on it.
+        client = redis.Redis.from_url(
+            config.state_store, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=CONNECT_TIMEOUT
+        )
+        try:
+            client.ping()
+        except (RedisError, OSError) as e:
+            return (
+                f"state-store: {redacted(config.state_store)} cannot be reached ({type(e).__name__}). "
+                "Start Redis there, fix the URL, or set `state-store-required: false` to start on "
+                "this instance's own state and share once it is reachable"
+            )
+        finally:
+            client.close()
+        return None
+
+    def _follow(self, config: Config) -> None:
+        current = self.runtime.shared
+        wanted = None if config.state_store == "local" else (config.state_store, config.state_store_prefix)
+        if current is not None and wanted == (current.url, current.prefix):
+            return
+        self._stop()
+        if wanted is None:
+            self.runtime.shared = None
+            return
+        self.runtime.shared = SharedStore(*wanted)
+        logger.info(f"cliproxy: sharing pool state through {self.runtime.shared.address} as {self.runtime.shared.instance}")
+        if self._loop is not None:
+            self._start()
+
+    def running(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self.runtime.shared is not None:
+            self._start()
+
+    def _start(self) -> None:
+        store = self.runtime.shared
+        if store is None or (self._task is not None and not self._task.done()):
+            return
+        self._task = asyncio.get_running_loop().create_task(store.run(), name="cliproxy-state-store")
+
+    def _stop(self):
+        task, self._task = self._task, None
+        store = self.runtime.shared
+        if task is None:
+            return None
+        task.cancel()
+
+        async def close() -> None:
+            await asyncio.wait([task])
+            if store is not None:
+                await store.aclose()
+
+        waiter = asyncio.ensure_future(close())
+        _STOPPING.add(waiter)
+        waiter.add_done_callback(_STOPPING.discard)
+        return waiter
+
+    def done(self):
+        return self._stop()
