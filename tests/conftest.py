@@ -115,7 +115,8 @@ class Proxy:
 
     def start(self, wait: bool = True) -> Proxy:
         self.log = self.log_path.open("wb")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # As scripts/run runs it: what ships is what is tested.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONOPTIMIZE": "1"}
         env.pop("CLI_PROXY_API_KEY", None)
         self.process = subprocess.Popen(
             self.command(), cwd=self.workdir, stdout=self.log, stderr=subprocess.STDOUT, env=env
