@@ -32,6 +32,9 @@ class Route:
     model: str  # the upstream model id to send
 
 
+MAX_RESOLVED = 1024
+
+
 class UnknownModel(LookupError):
     def __init__(self, model: str, hint: str = "") -> None:
         self.model = model
@@ -132,6 +135,9 @@ class Router:
         # without one lists its vendor's built-in models.
         self.listings = dict(listings or {})
         self._listed = {cid: frozenset(m.lower() for m in ids) for cid, ids in self.listings.items()}
+        # Model asked for -> its routes. A router lives until the config, the auth dir or a
+        # listing changes, and every request asks it: each model is worked out once per router.
+        self._resolved: dict[str, tuple[Route, ...]] = {}
 
     def resolve(self, requested: str) -> list[Route]:
         """Every route that can serve `requested`, whatever API its credential speaks, in
@@ -139,11 +145,16 @@ class Router:
 
         Raises `UnknownModel` when none can; its message says why, for the client to read.
         """
-        base, suffix = _split_reasoning_suffix(requested)
-        routes = [Route(r.credential, r.model + suffix) for r in self._routes(base)]
+        routes = self._resolved.get(requested)
+        if routes is None:
+            base, suffix = _split_reasoning_suffix(requested)
+            routes = tuple(Route(r.credential, r.model + suffix) for r in self._routes(base))
+            if len(self._resolved) >= MAX_RESOLVED:
+                self._resolved.clear()  # model names are the client's to choose: stay bounded
+            self._resolved[requested] = routes
         if not routes:
             raise UnknownModel(requested, "GET /v1/models lists the models available")
-        return routes
+        return list(routes)
 
     def _routes(self, requested: str) -> Iterator[Route]:
         prefix, sep, rest = requested.partition("/")
