@@ -201,9 +201,19 @@ def test_one_log_line_per_request_and_no_secret_in_the_log(proxy, fake):
     ), lines[0]
     assert "openai-chat /v1/chat/completions claude-test-1 via claude" in lines[1]
     assert "gemini /v1beta/models/gemini-2.5-flash:streamGenerateContent gemini-2.5-flash via gemini" in lines[2]
+    # mitmdump's own line per flow (`<< 200 OK`) is off unless asked for: it would say less, twice.
+    assert " << " not in proxy.output()[start:]
     log = proxy.output()
     for secret in SECRETS:
         assert secret not in log
+
+
+def test_mitmdumps_own_flow_lines_when_asked_for(fake, make_proxy):
+    # Any level but mitmproxy's default, which reads as not asked for.
+    proxy = make_proxy(pool_config(fake), extra_args=("--set", "flow_detail=2"))
+    call(proxy, "anthropic", "claude-test-1")
+    proxy.wait_for_output(" << 200 OK")
+    proxy.wait_for_output("cliproxy: anthropic /v1/messages claude-test-1 via claude")
 
 
 def upstream_input_tokens_for(fake: FakeUpstream, index: int) -> int:
