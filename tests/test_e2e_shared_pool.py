@@ -3,6 +3,7 @@ fake Anthropic upstream counting requests per credential."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ import pytest
 from tests.conftest import Proxy, vendor_overrides
 from tests.fakes.upstream import FakeUpstream
 from tests.redis_server import RedisServer, redis_server  # noqa: F401 - a fixture
+from tests.test_status_page import chromium, run_chromium
 from tests.waiting import wait_until
 
 CLIENT_KEY = "shared-e2e-client-key-0123"
@@ -166,7 +168,7 @@ def test_round_robin_is_one_sequence_across_instances(fake, make_proxy, redis_se
     assert assert_no_secret_in_store(redis_server, [CLIENT_KEY, SECRET, *KEYS]) > 0
 
 
-def test_management_switches_and_the_instance_list_are_shared(fake, make_proxy, redis_server):  # noqa: F811
+def test_management_switches_and_the_instance_list_are_shared(fake, make_proxy, redis_server, tmp_path):  # noqa: F811
     proxies = start_instances(make_proxy, 3, shared_config(fake, redis_server, KEYS[:2]))
     a, b, c = proxies
     listed = instances(b)
@@ -199,6 +201,14 @@ def test_management_switches_and_the_instance_list_are_shared(fake, make_proxy, 
     for proxy in (a, b, a, b):
         assert ask(proxy).status_code == 200
     assert used(fake, since=mark)[KEYS[0]] == 2
+
+    # The status page lists the instances too.
+    chromium()
+    dom = run_chromium(f"{b.base_url}/status?key={SECRET}", tmp_path / "profile", "--dump-dom")
+    assert sorted(re.findall(r'<tr class="instance" data-address="([^"]+)"', dom)) == sorted(
+        f"127.0.0.1:{p.port}" for p in proxies
+    )
+    assert f"127.0.0.1:{b.port} (this one)" in dom
     assert assert_no_secret_in_store(redis_server, [CLIENT_KEY, SECRET, *KEYS]) > 0
 
 
