@@ -98,9 +98,14 @@ class Attempts:
             return Answer(200, list(_JSON), body=leg.local_answer)
         return leg
 
-    def _pick(self, ex: Exchange) -> Route | None:
+    async def _pick(self, ex: Exchange) -> Route | None:
         candidates = [(r.credential, r.model) for r in ex.routes]
-        pick = self.runtime.pool.pick(candidates, ex.client.model, ex.tried)
+        pool, position = self.runtime.pool, None
+        shared = self.runtime.shared_pool
+        if shared is not None and pool.rotates(candidates, ex.tried):
+            # Instances sharing a store rotate as one: the store holds the cursor.
+            position = await shared.position(ex.client.model)
+        pick = pool.pick(candidates, ex.client.model, ex.tried, position=position)
         if logger.isEnabledFor(logging.DEBUG):
             for skip in pick.skipped:
                 logger.debug(f"cliproxy: {ex.client.model}: skipped {skip.credential.label}: {skip.reason}")
@@ -109,7 +114,7 @@ class Attempts:
     async def pick_usable(self, ex: Exchange) -> Route | None:
         """The next candidate whose token is fresh (refreshed first when it has expired)."""
         while True:
-            route = self._pick(ex)
+            route = await self._pick(ex)
             if route is None or not route.credential.oauth:
                 return route
             cred, why = await self.runtime.refresher.usable(route.credential)

@@ -110,6 +110,7 @@ class Management:
             "/credentials/status": {"PATCH": self._credential_status},
             "/usage": {"GET": self._usage},
             "/errors": {"GET": self._errors},
+            "/instances": {"GET": self._instances},
         }
         runtime.config_listeners.append(self._config_applied)
         self._config_applied(runtime.config)
@@ -537,6 +538,25 @@ class Management:
         bucket = m.usage_bucket(call.query.get("bucket"), now - since)
         rows = await asyncio.to_thread(store.query, since, by, bucket)
         _json(flow, 200, {"since": since, "until": now, "by": by, "bucket_seconds": bucket, "rows": rows})
+
+    async def _instances(self, flow: http.HTTPFlow, call: Call) -> None:
+        """The instances sharing this one's state store (their heartbeats), or this one alone."""
+        store, heartbeat = self.runtime.shared, self.runtime.heartbeat
+        if store is None or heartbeat is None:
+            _json(flow, 200, {"shared": False, "store": None, "connected": False, "instances": []})
+            return
+        listed = await heartbeat.instances()
+        _json(
+            flow,
+            200,
+            {
+                "shared": True,
+                "store": store.address,
+                "connected": store.up,
+                "instance": store.instance,
+                "instances": listed or [],
+            },
+        )
 
     async def _errors(self, flow: http.HTTPFlow, call: Call) -> None:
         store = self._usage_store()

@@ -13,6 +13,8 @@ import logging
 import redis
 from redis.exceptions import RedisError
 
+from auth.shared.instances import Heartbeat
+from auth.shared.rests import SharedPool
 from auth.shared.store import CONNECT_TIMEOUT, SharedStore, redacted
 from routing.config import Config
 from routing.runtime import Runtime
@@ -26,6 +28,7 @@ class SharedState:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._task: asyncio.Task | None = None
+        self._heartbeat_task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         runtime.config_listeners.append(self._follow)
 
@@ -63,7 +66,10 @@ class SharedState:
         if wanted is None:
             self.runtime.shared = None
             return
-        self.runtime.shared = SharedStore(*wanted)
+        store = self.runtime.shared = SharedStore(*wanted)
+        runtime = self.runtime
+        runtime.shared_pool = SharedPool(store, runtime.pool, runtime.quota)
+        runtime.heartbeat = Heartbeat(store, lambda: f"{runtime.config.host}:{runtime.config.port}")
         logger.info(f"cliproxy: sharing pool state through {self.runtime.shared.address} as {self.runtime.shared.instance}")
         if self._loop is not None:
             self._start()
@@ -77,17 +83,31 @@ class SharedState:
         store = self.runtime.shared
         if store is None or (self._task is not None and not self._task.done()):
             return
-        self._task = asyncio.get_running_loop().create_task(store.run(), name="cliproxy-state-store")
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(store.run(), name="cliproxy-state-store")
+        if self.runtime.heartbeat is not None:
+            self._heartbeat_task = loop.create_task(self.runtime.heartbeat.run(), name="cliproxy-heartbeat")
 
     def _stop(self):
         task, self._task = self._task, None
-        store = self.runtime.shared
+        beating, self._heartbeat_task = self._heartbeat_task, None
+        store, heartbeat = self.runtime.shared, self.runtime.heartbeat
+        if self.runtime.shared_pool is not None:
+            self.runtime.shared_pool.close()
+            self.runtime.shared_pool = None
+        if heartbeat is not None:
+            heartbeat.close()
+            self.runtime.heartbeat = None
         if task is None:
             return None
         task.cancel()
+        if beating is not None:
+            beating.cancel()
 
         async def close() -> None:
-            await asyncio.wait([task])
+            await asyncio.wait([task, *([beating] if beating else [])])
+            if heartbeat is not None:
+                await heartbeat.leave()
             if store is not None:
                 await store.aclose()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from auth.credential import Credential
 from auth.quota import QuotaSnapshot
@@ -34,6 +34,9 @@ PROBE_WINDOW = 30.0
 # Why a credential rests: its quota ran out, it could not be reached, it was refused, or the
 # upstream failed otherwise (5xx, a cut stream).
 RestKind = Literal["quota", "unreachable", "auth", "error"]
+# What a rest keeps out: one model of a credential, every model of it (refused), or every model
+# until its quota window resets.
+RestScope = Literal["model", "credential", "quota"]
 
 
 @dataclass(slots=True)
@@ -45,6 +48,17 @@ class Cooldown:
     # Once the rest is over, one request tests the credential (a half-open probe): until it
     # answers (or this moment passes), the others keep to other credentials.
     probing_until: float = 0.0
+
+
+class PoolObserver(Protocol):
+    """Told of every change the pool makes on its own (the state store shares them); never of
+    those it adopts from elsewhere. Called on the request path: must not block."""
+
+    def rested(self, scope: RestScope, credential_id: str, model: str, cooldown: Cooldown, left: float) -> None: ...
+
+    def cleared(self, scope: RestScope, credential_id: str, model: str) -> None: ...
+
+    def switched(self, credential_id: str, disabled: bool) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +109,7 @@ class Pool:
         # Credential ids switched off at run time (the management API): never picked, whatever
         # their rest; kept across config reloads for as long as the credential exists.
         self._disabled: set[str] = set()
+        self.observer: PoolObserver | None = None
 
     def configure(
         self,
@@ -119,9 +134,27 @@ class Pool:
 
     def disable(self, credential_id: str) -> None:
         self._disabled.add(credential_id)
+        if self.observer is not None:
+            self.observer.switched(credential_id, True)
 
     def enable(self, credential_id: str) -> None:
         self._disabled.discard(credential_id)
+        if self.observer is not None:
+            self.observer.switched(credential_id, False)
+
+    def adopt_switches(self, disabled: set[str]) -> None:
+        """Another instance's word on which credentials are switched off."""
+        self._disabled = set(disabled)
+
+    def adopt_switch(self, credential_id: str, disabled: bool) -> None:
+        if disabled:
+            self._disabled.add(credential_id)
+        else:
+            self._disabled.discard(credential_id)
+
+    @property
+    def disabled(self) -> frozenset[str]:
+        return frozenset(self._disabled)
 
     def is_disabled(self, credential_id: str) -> bool:
         return credential_id in self._disabled
@@ -178,16 +211,53 @@ class Pool:
         tried: frozenset[str] | set[str] = frozenset(),
         *,
         probe: bool = True,
+        position: int | None = None,
     ) -> Pick:
         """Choose among `(credential, model)` candidates, skipping those in `tried` (credential
-        ids) and those cooling down. `cursor` names the round-robin sequence (the model asked for).
-        A chosen credential whose rest is over becomes the one request testing it, unless
-        `probe` is False (a question, not a choice).
+        ids) and those cooling down. `cursor` names the round-robin sequence (the model asked for);
+        `position`, when given, is where that sequence stands (shared by several instances), in
+        place of this pool's own count. A chosen credential whose rest is over becomes the one
+        request testing it, unless `probe` is False (a question, not a choice).
         """
-        now = self._clock()
         skipped: list[Skip] = []
-        available: list[int] = []
         resting: list[Cooldown] = []
+        tier, soonest = self._screen(candidates, tried, skipped, resting)
+        if not tier:
+            return Pick(None, tuple(skipped), soonest, tuple(resting))
+        if self.strategy == "fill-first" or len(tier) == 1:
+            chosen = tier[0]
+        else:
+            if position is None:
+                position = self._cursors.get(cursor, 0)
+                if cursor not in self._cursors and len(self._cursors) >= MAX_CURSORS:
+                    self._cursors.clear()
+                self._cursors[cursor] = position + 1
+            chosen = tier[position % len(tier)]
+        if probe and (self._model_cooldowns or self._credential_cooldowns):
+            self._start_probe(*candidates[chosen])
+        return Pick(chosen, tuple(skipped))
+
+    def rotates(
+        self, candidates: Sequence[tuple[Credential, str]], tried: frozenset[str] | set[str] = frozenset()
+    ) -> bool:
+        """Whether a pick among `candidates` now would advance a round-robin cursor (more than
+        one credential in the tier it would choose from)."""
+        if self.strategy != "round-robin":
+            return False
+        tier, _ = self._screen(candidates, tried, [], [])
+        return len(tier) > 1
+
+    def _screen(
+        self,
+        candidates: Sequence[tuple[Credential, str]],
+        tried: frozenset[str] | set[str],
+        skipped: list[Skip],
+        resting: list[Cooldown],
+    ) -> tuple[list[int], float | None]:
+        """The indexes of the tier to choose from (available, top priority, with headroom), and
+        when nothing is available the seconds until the soonest recovery."""
+        now = self._clock()
+        available: list[int] = []
         soonest: float | None = None
         for i, (cred, model) in enumerate(candidates):
             if self._disabled and cred.id in self._disabled:
@@ -207,8 +277,7 @@ class Pool:
                 continue
             available.append(i)
         if not available:
-            return Pick(None, tuple(skipped), soonest, tuple(resting))
-
+            return [], soonest
         top = max(candidates[i][0].priority for i in available)
         tier = [i for i in available if candidates[i][0].priority == top]
         skipped.extend(
@@ -218,17 +287,7 @@ class Pool:
         )
         if self._strained and len(tier) > 1:
             tier = self._by_headroom(tier, candidates, now, skipped)
-        if self.strategy == "fill-first" or len(tier) == 1:
-            chosen = tier[0]
-        else:
-            position = self._cursors.get(cursor, 0)
-            if cursor not in self._cursors and len(self._cursors) >= MAX_CURSORS:
-                self._cursors.clear()
-            self._cursors[cursor] = position + 1
-            chosen = tier[position % len(tier)]
-        if probe and (self._model_cooldowns or self._credential_cooldowns):
-            self._start_probe(*candidates[chosen])
-        return Pick(chosen, tuple(skipped))
+        return tier, None
 
     def _by_headroom(
         self, tier: list[int], candidates: Sequence[tuple[Credential, str]], now: float, skipped: list[Skip]
@@ -272,9 +331,10 @@ class Pool:
             if current is None or current.until < until:
                 reason = f"quota window {exhausted.name} exhausted"  # type: ignore[union-attr]
                 started = self._quota_rests[credential.id] = Cooldown(until, reason, kind="quota")
-        else:
+                self._rested("quota", credential.id, "", started, now)
+        elif self._quota_rests.pop(credential.id, None) is not None:
             # A newer answer says no window is exhausted (it reset early, or the last one lied).
-            self._quota_rests.pop(credential.id, None)
+            self._cleared("quota", credential.id, "")
         strain = self._strain(snapshot, now)
         if strain is None:
             self._strained.pop(credential.id, None)
@@ -297,7 +357,8 @@ class Pool:
     # -- outcomes --------------------------------------------------------------------------
 
     def succeeded(self, credential: Credential, model: str) -> None:
-        self._model_cooldowns.pop((credential.id, model), None)
+        if self._model_cooldowns and self._model_cooldowns.pop((credential.id, model), None) is not None:
+            self._cleared("model", credential.id, model)
 
     def failed(
         self,
@@ -319,9 +380,10 @@ class Pool:
         now = self._clock()
         if status in (401, 402, 403):
             # The credential itself is bad (revoked key, no billing): every model is affected.
-            self._credential_cooldowns[credential.id] = Cooldown(
+            cooldown = self._credential_cooldowns[credential.id] = Cooldown(
                 now + AUTH_FAILURE_COOLDOWN, f"HTTP {status}", kind="auth"
             )
+            self._rested("credential", credential.id, "", cooldown, now)
             return AUTH_FAILURE_COOLDOWN
         key = (credential.id, model)
         if status == 429:
@@ -332,7 +394,8 @@ class Pool:
             else:
                 wait = min(QUOTA_BACKOFF_BASE * 2**level, QUOTA_BACKOFF_CAP)
                 level += 1
-            self._model_cooldowns[key] = Cooldown(now + wait, "quota exhausted (HTTP 429)", level, "quota")
+            cooldown = self._model_cooldowns[key] = Cooldown(now + wait, "quota exhausted (HTTP 429)", level, "quota")
+            self._rested("model", credential.id, model, cooldown, now)
             return wait
         wait = self.transient_cooldown if rest is None else rest
         if wait <= 0:
@@ -342,8 +405,61 @@ class Pool:
         previous = self._model_cooldowns.get(key)
         # An outage between two 429s does not reset the quota backoff.
         level = previous.level if previous else 0
-        self._model_cooldowns[key] = Cooldown(now + wait, label, level, kind)
+        cooldown = self._model_cooldowns[key] = Cooldown(now + wait, label, level, kind)
+        self._rested("model", credential.id, model, cooldown, now)
         return wait
+
+    # -- rests other instances recorded (the state store) ----------------------------------------
+
+    def _rested(self, scope: RestScope, credential_id: str, model: str, cooldown: Cooldown, now: float) -> None:
+        if self.observer is not None:
+            self.observer.rested(scope, credential_id, model, cooldown, cooldown.until - now)
+
+    def _cleared(self, scope: RestScope, credential_id: str, model: str) -> None:
+        if self.observer is not None:
+            self.observer.cleared(scope, credential_id, model)
+
+    def adopt_rest(
+        self, scope: RestScope, credential_id: str, model: str, reason: str, kind: RestKind, level: int, left: float
+    ) -> bool:
+        """A rest another instance recorded, `left` seconds from now; kept unless this pool
+        already holds a longer one. Returns whether it was taken."""
+        if self.disable_cooling or left <= 0:
+            return False
+        until = self._clock() + left
+        table, key = self._table(scope, credential_id, model)
+        current = table.get(key)
+        if current is not None and current.until >= until:
+            return False
+        table[key] = Cooldown(until, reason, level, kind)
+        return True
+
+    def drop_rest(self, scope: RestScope, credential_id: str, model: str) -> None:
+        """Another instance saw the credential recover: its rest is over here too."""
+        table, key = self._table(scope, credential_id, model)
+        table.pop(key, None)
+
+    def _table(self, scope: RestScope, credential_id: str, model: str) -> tuple[dict, object]:
+        if scope == "model":
+            return self._model_cooldowns, (credential_id, model)
+        if scope == "credential":
+            return self._credential_cooldowns, credential_id
+        return self._quota_rests, credential_id
+
+    def held_rests(self) -> list[tuple[RestScope, str, str, Cooldown, float]]:
+        """Every rest not over yet: (scope, credential id, model or "", cooldown, seconds left)."""
+        now = self._clock()
+        found: list[tuple[RestScope, str, str, Cooldown, float]] = []
+        for (cid, model), c in self._model_cooldowns.items():
+            if c.until > now:
+                found.append(("model", cid, model, c, c.until - now))
+        for cid, c in self._credential_cooldowns.items():
+            if c.until > now:
+                found.append(("credential", cid, "", c, c.until - now))
+        for cid, c in self._quota_rests.items():
+            if c.until > now:
+                found.append(("quota", cid, "", c, c.until - now))
+        return found
 
     def rests(self, credential_id: str) -> list[tuple[str | None, Cooldown, float]]:
         """Every rest of one credential in force now: (the model it is for, or None for every

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -300,6 +300,8 @@ class QuotaBook:
 
     def __init__(self) -> None:
         self._snapshots: dict[str, QuotaSnapshot] = {}
+        # Told of every snapshot an upstream answer gave (the state store shares them).
+        self.observer: Callable[[str, QuotaSnapshot], None] | None = None
 
     def observe(
         self, credential_id: str, headers: Mapping[str, str], now: float | None = None
@@ -309,7 +311,15 @@ class QuotaBook:
         snapshot = parse_quota(headers, time.time() if now is None else now)
         if snapshot is not None:
             self._snapshots[credential_id] = snapshot
+            if self.observer is not None:
+                self.observer(credential_id, snapshot)
         return snapshot
+
+    def adopt(self, credential_id: str, snapshot: QuotaSnapshot) -> None:
+        """A snapshot another instance took; kept unless this book's is newer."""
+        current = self._snapshots.get(credential_id)
+        if current is None or current.observed_at < snapshot.observed_at:
+            self._snapshots[credential_id] = snapshot
 
     def get(self, credential_id: str) -> QuotaSnapshot | None:
         return self._snapshots.get(credential_id)

@@ -11,6 +11,8 @@ from auth.credential import Credential
 from auth.pool import Pool
 from auth.quota import QuotaBook
 from auth.refresh import Refresher
+from auth.shared.instances import Heartbeat
+from auth.shared.rests import SharedPool
 from auth.shared.store import SharedStore
 from auth.store import AuthStore
 from routing.config import Config
@@ -33,6 +35,9 @@ class Runtime:
         self.store = AuthStore()
         # The state store shared with other instances (`state-store`); None: this process only.
         self.shared: SharedStore | None = None
+        # The pool's link to it (rests, switches, cursors, quota) and this instance's heartbeat.
+        self.shared_pool: SharedPool | None = None
+        self.heartbeat: Heartbeat | None = None
         self.refresher = Refresher(
             self.store, overrides=lambda: self.config.upstream_overrides, publish=self.publish_auth
         )

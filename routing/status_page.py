@@ -215,6 +215,27 @@ function renderErrors(data) {
   body.replaceChildren(...rows);
 }
 
+function renderInstances(data) {
+  const section = document.getElementById("instances");
+  if (!data || !data.shared) { section.hidden = true; return; }
+  section.hidden = false;
+  const store = data.store + (data.connected ? "" : " (unreachable: this instance serves on its own state)");
+  document.getElementById("store").textContent = store;
+  const rows = data.instances.map((i) => {
+    const tr = el("tr", "instance");
+    tr.dataset.address = i.address;
+    tr.append(
+      el("td", "", i.address + (i.self ? " (this one)" : "")),
+      el("td", "small", i.instance),
+      el("td", "", i.version),
+      el("td", "small", i.started ? new Date(i.started * 1000).toLocaleString() : ""),
+    );
+    return tr;
+  });
+  if (!rows.length) rows.push(placeholder("no instance has announced itself yet", 4));
+  section.querySelector("tbody").replaceChildren(...rows);
+}
+
 async function get(path) {
   const response = await fetch(API + path, {credentials: "same-origin", cache: "no-store"});
   if (response.status === 401) { location.reload(); throw new Error("logged out"); }
@@ -226,13 +247,14 @@ async function get(path) {
 async function refresh() {
   const banner = document.getElementById("banner");
   try {
-    const [credentials, usage, errors] = await Promise.all([
-      get("/credentials"), get("/usage?by=model&since=86400&bucket=3600"), get("/errors?limit=20"),
+    const [credentials, usage, errors, instances] = await Promise.all([
+      get("/credentials"), get("/usage?by=model&since=86400&bucket=3600"), get("/errors?limit=20"), get("/instances"),
     ]);
     skew = credentials.now - Date.now() / 1000;
     renderCredentials(credentials);
     renderUsage(usage);
     renderErrors(errors);
+    renderInstances(instances);
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
     document.body.dataset.loaded = "true";
     banner.className = "";
@@ -266,6 +288,10 @@ _PAGE = f"""<!doctype html>
 <table id="credentials"><thead><tr><th>Provider</th><th>Credential</th><th>State</th><th>Quota</th><th>Last hour</th></tr></thead>
 <tbody></tbody></table></section>
 <section><h2>Requests per model, last 24 hours</h2><div id="usage"></div></section>
+<section id="instances" hidden><h2>Instances sharing the state store</h2>
+<p class="small" id="store"></p>
+<table><thead><tr><th>Listener</th><th>Instance</th><th>Version</th><th>Started</th></tr></thead>
+<tbody></tbody></table></section>
 <section><h2>Recent errors</h2>
 <table id="errors"><thead><tr><th>When</th><th>Model</th><th>Credential</th><th>Status</th><th>Error</th></tr></thead>
 <tbody></tbody></table></section>

@@ -79,6 +79,11 @@ FAILING_KEY = "sk-ant-bench-failing-000000"
 FAILOVER_STATUS = 429
 FAILOVER_METRICS = frozenset({"ttfb", "stream"})
 FAILOVER_BOUND = 1.5
+# --shared-store: a cliproxy whose pool state lives in a redis-server on loopback (started in the
+# work folder), with two credentials per model so that every request takes the shared round-robin
+# cursor (one round trip to Redis); its rows stand under the local cliproxy's.
+SHARED = "cliproxy-shared"
+SHARED_METRICS = frozenset({"nonstream", "ttfb", "rps16"})
 
 
 # ---------------------------------------------------------------------------- settings
@@ -566,6 +571,7 @@ class Target:
     results: dict[str, Any] = field(default_factory=dict)
     metrics: frozenset[str] | None = None  # the figures taken of this row (None: all)
     first_attempt: str = ""  # a failover row: the key of the row it repeats with a failed attempt first
+    local: str = ""  # a shared-store row: the key of the row it repeats with local state
     # Its processes go on working after a burst (ccr's management process stores the request log
     # for seconds): its CPU count waits until they are quiet and this says no work is queued.
     background: bool = False
@@ -584,11 +590,15 @@ class Target:
         how = f"{self.client} → {self.upstream}" if self.translated else self.client
         if self.system == FAILOVER:
             return f"cliproxy · {how}, failed over (cooling off)"
+        if self.system == SHARED:
+            return f"cliproxy · {how}, shared state store"
         return f"{self.system} · {how}"
 
     @property
     def row_label(self) -> str:
         """The table's: a failover row stands under its first-attempt row."""
+        if self.system == SHARED:
+            return "  ↳ shared state (Redis, loopback)"
         return "  ↳ failed over (cooling off)" if self.system == FAILOVER else self.label
 
     def takes(self, metric: str) -> bool:
@@ -1167,6 +1177,34 @@ RSS_LIMIT_MB = 150
 RUN_ENV = {"PYTHONOPTIMIZE": "1"}
 
 
+def shared_config(port: int, workdir: Path, fakes: dict[str, str], store: str) -> dict[str, Any]:
+    """cliproxy's config with its pool state in the Redis at `store`, and a second credential
+    beside each one (round-robin over two: each request advances the shared cursor)."""
+    config = cliproxy_config(port, workdir, fakes)
+    config["auth-dir"] = str(workdir / "auth-shared")
+    config["state-store"] = store
+    config["claude-api-key"] = [
+        {**entry, "api-key": entry["api-key"] + suffix} for entry in config["claude-api-key"] for suffix in ("", "-2")
+    ]
+    for service in config["openai-compatibility"]:
+        first = service["api-key-entries"][0]["api-key"]
+        service["api-key-entries"] = [{"api-key": first}, {"api-key": first + "-2"}]
+    return config
+
+
+def start_redis(workdir: Path) -> tuple[Service, str]:
+    """A redis-server on a free loopback port, its data (none kept) in the work folder."""
+    executable = shutil.which("redis-server") or shutil.which("valkey-server")
+    if executable is None:
+        raise SetupError("--shared-store needs redis-server (apt-get install redis-server)")
+    folder = workdir / "redis"
+    folder.mkdir(exist_ok=True)
+    port = free_port()
+    cmd = [executable, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--save", "", "--appendonly", "no"]
+    service = Service("redis-server", cmd, workdir / "redis.log", cwd=folder, stop_signal=signal.SIGTERM)
+    return service, f"redis://127.0.0.1:{port}/0"
+
+
 def cliproxy_cmd(mitmdump: Path, confdir: Path, config: Path) -> list[str]:
     return [
         str(mitmdump),
@@ -1501,12 +1539,25 @@ def launch_system(
         return service, ports, wait_mitmdump
     port = free_port()
     ports = {v: port for v in VARIANTS}
-    if system in ("cliproxy", FAILOVER):
+    if system in ("cliproxy", FAILOVER, SHARED):
         import yaml
 
         config = workdir / f"{system}.yaml"
-        make_config = failover_config if system == FAILOVER else cliproxy_config
-        config.write_text(yaml.safe_dump(make_config(port, workdir, fakes), sort_keys=False))
+        if system == SHARED:
+            redis_service, store = start_redis(workdir)
+            redis_port, deadline = int(store.rsplit(":", 1)[1].split("/")[0]), time.monotonic() + 30
+            while True:  # up in milliseconds: no progress line for it
+                try:
+                    socket.create_connection(("127.0.0.1", redis_port), timeout=0.2).close()
+                    break
+                except OSError:
+                    if not redis_service.alive() or time.monotonic() > deadline:
+                        raise SetupError(f"redis-server did not start:\n{redis_service.output()}") from None
+                    time.sleep(0.02)
+            settings = shared_config(port, workdir, fakes, store)
+        else:
+            settings = (failover_config if system == FAILOVER else cliproxy_config)(port, workdir, fakes)
+        config.write_text(yaml.safe_dump(settings, sort_keys=False))
         env = {k: v for k, v in os.environ.items() if k != "CLI_PROXY_API_KEY"}
         env.update(RUN_ENV)
         service = Service(
@@ -1640,6 +1691,17 @@ def derive(targets: list[Target]) -> None:
                 r["added_mb"] = r["peak_mb"] - r["idle_mb"]
                 if m and m["peak_mb"]:
                     r["x_mitmdump"] = r["peak_mb"] / m["peak_mb"]
+        local = by_key.get(t.local)
+        if local is not None and local.status == "ok":
+            for metric in SHARED_METRICS:
+                r, lo = t.results.get(metric), local.results.get(metric)
+                if not (r and lo):
+                    continue
+                if "added_median_ms" in r and lo.get("added_median_ms"):
+                    r["over_local_ms"] = r["median_ms"] - lo["median_ms"]
+                    r["added_x_local"] = r["added_median_ms"] / lo["added_median_ms"]
+                elif r.get("rps") and lo.get("rps"):
+                    r["x_local"] = r["rps"] / lo["rps"]
         first = by_key.get(t.first_attempt)
         if first is None or first.status != "ok":
             continue
@@ -1708,6 +1770,10 @@ def table(targets: list[Target], s: Settings) -> str:
                 ]
                 if "added_x_ccr" in r:
                     notes.append(f"added {r['added_x_ccr']:.2f}x ccr's")
+                if "added_x_local" in r:
+                    notes.append(
+                        f"{fmt_signed_ms(r['over_local_ms'])} over local state: added {r['added_x_local']:.2f}x local's"
+                    )
                 if "over_first_attempt_ms" in r:
                     notes.append(f"{fmt_signed_ms(r['over_first_attempt_ms'])} over the first attempt")
                 if r["n"] < r.get("wanted", 0):
@@ -1733,6 +1799,8 @@ def table(targets: list[Target], s: Settings) -> str:
                             + ")"
                         )
                     notes.append(cpu_note)
+                if "x_local" in r:
+                    notes.append(f"{r['x_local']:.2f}x local state's requests/s")
                 if "x_ccr" in r:
                     notes.append(f"{r['x_ccr']:.2f}x ccr's requests/s")
             else:
@@ -2054,6 +2122,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=str(CACHE / "ccr"),
         help=f"where claude-code-router {CCR_VERSION} is installed on first use (default %(default)s)",
     )
+    parser.add_argument(
+        "--shared-store",
+        action="store_true",
+        help="also measure cliproxy with its pool state in a redis-server on loopback (started in the work "
+        "folder), under the local cliproxy rows, with the added time per request as a ratio to local state's",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (configs and process logs)")
     parser.add_argument(
         "--no-freeze",
@@ -2063,7 +2137,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build_targets(systems: set[str], quick: bool = False) -> list[Target]:
+def build_targets(systems: set[str], quick: bool = False, shared: bool = False) -> list[Target]:
     targets = []
     for system in ("direct", "mitmdump", "cliproxy", "litellm"):
         if system not in systems:
@@ -2096,6 +2170,10 @@ def build_targets(systems: set[str], quick: bool = False) -> list[Target]:
             first_attempt=first.key,
         )
         targets.insert(targets.index(first) + 1, failover)
+    if shared:
+        for local in [t for t in targets if t.system == "cliproxy" and not t.translated]:
+            row = Target(f"{SHARED}.{local.client}", SHARED, local.client, local.upstream, metrics=SHARED_METRICS, local=local.key)
+            targets.insert(targets.index(local) + 1, row)
     for t in targets:
         t.model = OPENAI_MODEL if t.upstream == OPENAI else CLAUDE_MODEL
     return targets
@@ -2125,7 +2203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     json_path = Path(args.json) if args.json else ROOT / "bench-results" / f"bench-{stamp}.json"
 
-    targets = build_targets(systems, args.quick)
+    targets = build_targets(systems, args.quick, args.shared_store)
     progress = Progress(2 + 3 + len(Settings().concurrency))
     workdir = Path(tempfile.mkdtemp(prefix="cliproxy-bench-"))
     started = time.monotonic()
@@ -2205,10 +2283,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         services: dict[str, Service] = {}
         # Launched together (LiteLLM, the slowest to start, first), then waited for in turn.
         launched = {}
-        for system in ("litellm", CCR, "direct", "mitmdump", "cliproxy", FAILOVER):
+        for system in ("litellm", CCR, "direct", "mitmdump", "cliproxy", FAILOVER, SHARED):
             if any(t.system == system and t.status == "ok" for t in targets):
                 launched[system] = launch_system(system, mitmdump, confdir, workdir, fakes, litellm_python, ccr_cli)
-        for system in ("direct", "mitmdump", "cliproxy", FAILOVER, CCR, "litellm"):
+        for system in ("direct", "mitmdump", "cliproxy", FAILOVER, SHARED, CCR, "litellm"):
             if system not in launched:
                 continue
             rows = [t for t in targets if t.system == system and t.status == "ok"]
@@ -2225,7 +2303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             if service is not None:
                 services[system] = service
-                env = " ".join(f"{k}={v}" for k, v in RUN_ENV.items()) + " " if system in ("cliproxy", FAILOVER) else ""
+                env = " ".join(f"{k}={v}" for k, v in RUN_ENV.items()) + " " if system in ("cliproxy", FAILOVER, SHARED) else ""
                 notes.append(f"{system}: {env}{' '.join(service.cmd)}")
                 progress.note(f"{system} ready (pid {service.pid})")
             for t in rows:
@@ -2326,6 +2404,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print()
     print(table(targets, s))
+    compared = [t for t in targets if t.system == SHARED and "added_x_local" in t.results.get("nonstream", {})]
+    if compared:
+        print(
+            "\nShared state store (Redis on loopback) against local state, per non-streaming request: "
+            + "; ".join(
+                f"{t.client} {fmt_signed_ms(r['over_local_ms'])}, added time {r['added_x_local']:.2f}x local's"
+                for t in compared
+                for r in (t.results["nonstream"],)
+            )
+        )
     print()
     print("Targets:")
     said = ""

@@ -44,6 +44,7 @@ ROUTES = [
     ("PATCH", "/credentials/status"),
     ("GET", "/usage"),
     ("GET", "/errors"),
+    ("GET", "/instances"),
 ]
 
 
@@ -101,7 +102,7 @@ def proxy(fake: FakeUpstream, make_module_proxy) -> Proxy:
 
 def test_the_key_opens_the_api_in_either_header_without_a_client_key(proxy):
     for bearer in (False, True):
-        for route in ("/config", "/auth-files", "/credentials", "/usage", "/errors"):
+        for route in ("/config", "/auth-files", "/credentials", "/usage", "/errors", "/instances"):
             r = api(proxy, "GET", route, bearer=bearer)
             assert r.status_code == 200, (route, r.text)
             assert r.headers["content-type"] == "application/json"

@@ -1,0 +1,389 @@
+"""The pool's state as several instances share it through the state store.
+
+What is shared: every rest the pool records (per (credential, model), per credential, quota
+windows) as a key that expires with the rest; the credentials switched off through the
+management API (one set); the round-robin cursors (one counter per model); the latest quota
+snapshot per credential. Each change is announced on one pub/sub channel, and every instance
+applies what the others announce to its own pool.
+
+The pool itself stays local and synchronous: a pick never waits on the store for a rest.
+Changes go out in order through one background writer, batched in a pipeline; a store that is
+down drops them, and the next (re)connection pushes this instance's state again and reads the
+others' back (`synchronise`). Only the round-robin cursor is asked for on the request path
+(`position`), one round trip, with the local cursor as the fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio.client import Pipeline, PubSub
+from redis.exceptions import RedisError
+
+from auth.pool import Cooldown, Pool, RestScope
+from auth.quota import QuotaBook, QuotaSnapshot, Window
+from auth.shared.store import SharedStore
+
+logger = logging.getLogger("cliproxy")
+
+# A cursor nobody advanced for this long starts again at 0 (models come and go).
+CURSOR_TTL = 86400
+# A quota snapshot older than this says little about the credential any more.
+QUOTA_TTL = 86400
+_SCOPES = ("model", "credential", "quota")
+_KINDS = ("quota", "unreachable", "auth", "error")
+_SCAN_BATCH = 500
+# What a value read from the store may hold at most: another instance wrote it, but a store is
+# no place to trust blindly.
+_MAX_VALUE = 16384
+
+Op = Callable[[Pipeline], Any]
+
+
+class SharedPool:
+    """One pool's (and its quota book's) link to the state store."""
+
+    def __init__(self, store: SharedStore, pool: Pool, quota: QuotaBook) -> None:
+        self.store = store
+        self.pool = pool
+        self.quota = quota
+        self.channel = store.key("events")
+        self._queue: list[Op] = []
+        self._queued_switches: list[tuple[str, bool]] = []
+        # Switches not yet known to be in the store: replayed on the next connection, so that
+        # one made while the store was away is not undone by reading the store back.
+        self._unsent_switches: dict[str, bool] = {}
+        self._writer: asyncio.Task | None = None
+        self._listener: asyncio.Task | None = None
+        self._pubsub: PubSub | None = None
+        self._closed = False
+        pool.observer = self
+        quota.observer = self.snapshot
+        store.on_connect.append(self.synchronise)
+
+    def close(self) -> None:
+        """Stop sharing (the config dropped or changed the store)."""
+        self._closed = True
+        if self.pool.observer is self:
+            self.pool.observer = None
+        if self.quota.observer == self.snapshot:
+            self.quota.observer = None
+        if self.synchronise in self.store.on_connect:
+            self.store.on_connect.remove(self.synchronise)
+        for task in (self._writer, self._listener):
+            if task is not None:
+                task.cancel()
+
+    # -- keys --------------------------------------------------------------------------------
+
+    def rest_key(self, scope: str, credential_id: str, model: str) -> str:
+        return self.store.key("rest", scope, credential_id, model)
+
+    def quota_key(self, credential_id: str) -> str:
+        return self.store.key("quota", credential_id)
+
+    @property
+    def disabled_key(self) -> str:
+        return self.store.key("disabled")
+
+    def cursor_key(self, cursor: str) -> str:
+        return self.store.key("cursor", cursor)
+
+    # -- the pool's observer (request path: queue and return) ---------------------------------
+
+    def rested(self, scope: RestScope, credential_id: str, model: str, cooldown: Cooldown, left: float) -> None:
+        if left <= 0:
+            return
+        value = self._rest_value(scope, credential_id, model, cooldown, time.time() + left)
+        key = self.rest_key(scope, credential_id, model)
+        milliseconds = max(1, int(left * 1000))
+        message = json.dumps({"op": "rest", **value})
+
+        def write(pipe: Pipeline) -> None:
+            pipe.set(key, json.dumps(value), px=milliseconds)
+            pipe.publish(self.channel, message)
+
+        self._send(write)
+
+    def cleared(self, scope: RestScope, credential_id: str, model: str) -> None:
+        key = self.rest_key(scope, credential_id, model)
+        message = json.dumps({"op": "clear", "s": scope, "c": credential_id, "m": model, "i": self.store.instance})
+
+        def write(pipe: Pipeline) -> None:
+            pipe.delete(key)
+            pipe.publish(self.channel, message)
+
+        self._send(write)
+
+    def switched(self, credential_id: str, disabled: bool) -> None:
+        self._unsent_switches[credential_id] = disabled
+        message = json.dumps({"op": "switch", "c": credential_id, "d": disabled, "i": self.store.instance})
+
+        def write(pipe: Pipeline) -> None:
+            if disabled:
+                pipe.sadd(self.disabled_key, credential_id)
+            else:
+                pipe.srem(self.disabled_key, credential_id)
+            pipe.publish(self.channel, message)
+
+        self._send(write, (credential_id, disabled))
+
+    def snapshot(self, credential_id: str, snapshot: QuotaSnapshot) -> None:
+        """The quota book took a new snapshot from an upstream answer."""
+        encoded = _encode_snapshot(snapshot)
+        key = self.quota_key(credential_id)
+        message = json.dumps({"op": "quota", "c": credential_id, "q": encoded, "i": self.store.instance})
+
+        def write(pipe: Pipeline) -> None:
+            pipe.set(key, json.dumps({"c": credential_id, "q": encoded}), ex=QUOTA_TTL)
+            pipe.publish(self.channel, message)
+
+        self._send(write)
+
+    # -- the round-robin cursor (request path: one round trip) --------------------------------
+
+    async def position(self, cursor: str) -> int | None:
+        """Where the shared round-robin sequence `cursor` stands, advanced by one; None when the
+        store cannot say now (the pool's own cursor then serves)."""
+        key = self.cursor_key(cursor)
+
+        async def advance(client) -> int:
+            pipe = client.pipeline(transaction=False)
+            pipe.incr(key)
+            pipe.expire(key, CURSOR_TTL)
+            count, _ = await pipe.execute()
+            return int(count) - 1
+
+        return await self.store.call(advance, None)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def _send(self, op: Op, switch: tuple[str, bool] | None = None) -> None:
+        if self._closed or not self.store.up:
+            return  # the next connection pushes this instance's state anyway
+        self._queue.append(op)
+        if switch is not None:
+            self._queued_switches.append(switch)
+        if self._writer is None or self._writer.done():
+            try:
+                self._writer = asyncio.get_running_loop().create_task(self._write(), name="cliproxy-shared-pool")
+            except RuntimeError:  # no loop (a pool used outside the proxy): nothing to share with
+                self._queue.clear()
+                self._queued_switches.clear()
+
+    async def _write(self) -> None:
+        # One writer, so that a rest and the success clearing it reach the store in that order.
+        while self._queue:
+            batch, self._queue = self._queue, []
+            switches, self._queued_switches = self._queued_switches, []
+
+            async def execute(client) -> bool:
+                pipe = client.pipeline(transaction=False)
+                for op in batch:
+                    op(pipe)
+                await pipe.execute()
+                return True
+
+            try:
+                sent = await self.store.call(execute, False)
+            except Exception:  # noqa: BLE001 - a bug here must not end the sharing silently
+                logger.exception("cliproxy: could not write pool state to the state store")
+                sent = False
+            if sent:
+                for credential_id, disabled in switches:
+                    if self._unsent_switches.get(credential_id) == disabled:
+                        del self._unsent_switches[credential_id]
+
+    # -- reading what the others announce -----------------------------------------------------
+
+    def apply(self, raw: bytes | str) -> None:
+        """Apply one announcement from the channel (another instance's change)."""
+        try:
+            if len(raw) > _MAX_VALUE:
+                return
+            message = json.loads(raw)
+            if not isinstance(message, dict) or message.get("i") == self.store.instance:
+                return
+            op = message.get("op")
+            if op == "rest":
+                self._adopt_rest(message)
+            elif op == "clear":
+                scope, credential_id, model = message["s"], message["c"], message["m"]
+                if scope in _SCOPES and isinstance(credential_id, str) and isinstance(model, str):
+                    self.pool.drop_rest(scope, credential_id, model)
+            elif op == "switch":
+                if isinstance(message["c"], str) and isinstance(message["d"], bool):
+                    self.pool.adopt_switch(message["c"], message["d"])
+            elif op == "quota":
+                self._adopt_snapshot(message)
+        except (ValueError, KeyError, TypeError):
+            logger.debug("cliproxy: ignored an unreadable announcement on the state store's channel")
+
+    def _adopt_rest(self, value: dict) -> bool:
+        scope, credential_id, model = value["s"], value["c"], value["m"]
+        reason, kind, level, end = value["r"], value["k"], value["l"], value["e"]
+        if scope not in _SCOPES or kind not in _KINDS:
+            return False
+        if not (isinstance(credential_id, str) and isinstance(model, str) and isinstance(reason, str)):
+            return False
+        if not isinstance(level, int) or not isinstance(end, (int, float)):
+            return False
+        # Wall clocks agree across machines (NTP); the pool counts on its monotonic one.
+        return self.pool.adopt_rest(scope, credential_id, model, reason[:200], kind, max(0, min(level, 64)), end - time.time())
+
+    def _adopt_snapshot(self, value: dict) -> None:
+        credential_id = value["c"]
+        if isinstance(credential_id, str):
+            self.quota.adopt(credential_id, _decode_snapshot(value["q"]))
+
+    def _rest_value(self, scope: str, credential_id: str, model: str, cooldown: Cooldown, end: float) -> dict:
+        return {
+            "s": scope,
+            "c": credential_id,
+            "m": model,
+            "r": cooldown.reason,
+            "k": cooldown.kind,
+            "l": cooldown.level,
+            "e": round(end, 3),
+            "i": self.store.instance,
+        }
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        try:
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is not None and message.get("type") == "message":
+                    self.apply(message["data"])
+        except (RedisError, OSError) as e:
+            self.store.lost(e)
+        finally:
+            try:
+                await pubsub.aclose()
+            except (RedisError, OSError):
+                pass
+
+    # -- (re)connection ----------------------------------------------------------------------
+
+    async def synchronise(self) -> None:
+        """Listen to the others, then push this instance's state and read back theirs."""
+        if self._listener is not None:
+            self._listener.cancel()
+        client = self.store.client
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        # Subscribed before reading back: nothing announced meanwhile is missed.
+        await asyncio.wait_for(pubsub.subscribe(self.channel), 2.0)
+        self._listener = asyncio.get_running_loop().create_task(self._listen(pubsub), name="cliproxy-shared-events")
+        await self._synchronise_switches(client)
+        await self._synchronise_rests(client)
+        await self._synchronise_quota(client)
+
+    async def _synchronise_switches(self, client) -> None:
+        pending = dict(self._unsent_switches)
+        on = [cid for cid, disabled in pending.items() if not disabled]
+        off = (set(self.pool.disabled) | {cid for cid, disabled in pending.items() if disabled}) - set(on)
+        pipe = client.pipeline(transaction=False)
+        if off:
+            pipe.sadd(self.disabled_key, *off)
+        if on:
+            pipe.srem(self.disabled_key, *on)
+        for cid, disabled in pending.items():
+            # Made while the store was away: the others have not heard of it yet.
+            pipe.publish(self.channel, json.dumps({"op": "switch", "c": cid, "d": disabled, "i": self.store.instance}))
+        pipe.smembers(self.disabled_key)
+        results = await pipe.execute()
+        members = {m.decode() if isinstance(m, bytes) else m for m in results[-1]}
+        self.pool.adopt_switches(members)
+        for cid, disabled in pending.items():
+            if self._unsent_switches.get(cid) == disabled:
+                del self._unsent_switches[cid]
+
+    async def _synchronise_rests(self, client) -> None:
+        held = {(scope, cid, model): (c, left) for scope, cid, model, c, left in self.pool.held_rests()}
+        remote: dict[tuple[str, str, str], float] = {}
+        stale: list[tuple[str, tuple[str, str, str]]] = []
+        for key, raw in await _read_all(client, self.store.key("rest", "*")):
+            try:
+                value = json.loads(raw)
+                ident = (value["s"], value["c"], value["m"])
+                if value.get("i") == self.store.instance and ident not in held:
+                    stale.append((key, ident))  # cleared here while the store was away
+                    continue
+                remote[ident] = float(value["e"])
+                self._adopt_rest(value)
+            except (ValueError, KeyError, TypeError):
+                continue
+        now = time.time()
+        pipe = client.pipeline(transaction=False)
+        if stale:
+            pipe.delete(*(key for key, _ in stale))
+        for _, (scope, cid, model) in stale:
+            message = {"op": "clear", "s": scope, "c": cid, "m": model, "i": self.store.instance}
+            pipe.publish(self.channel, json.dumps(message))
+        for (scope, cid, model), (cooldown, left) in held.items():
+            end = now + left
+            if remote.get((scope, cid, model), 0.0) >= end - 0.001:
+                continue
+            value = self._rest_value(scope, cid, model, cooldown, end)
+            pipe.set(self.rest_key(scope, cid, model), json.dumps(value), px=max(1, int(left * 1000)))
+            # Maybe recorded while the store was away: announced, as any other.
+            pipe.publish(self.channel, json.dumps({"op": "rest", **value}))
+        await pipe.execute()
+
+    async def _synchronise_quota(self, client) -> None:
+        remote: dict[str, float] = {}
+        for _, raw in await _read_all(client, self.store.key("quota", "*")):
+            try:
+                value = json.loads(raw)
+                snapshot = _decode_snapshot(value["q"])
+                remote[value["c"]] = snapshot.observed_at
+                self.quota.adopt(value["c"], snapshot)
+            except (ValueError, KeyError, TypeError):
+                continue
+        pipe = client.pipeline(transaction=False)
+        for cid, snapshot in self.quota.all().items():
+            if remote.get(cid, 0.0) < snapshot.observed_at:
+                encoded = _encode_snapshot(snapshot)
+                pipe.set(self.quota_key(cid), json.dumps({"c": cid, "q": encoded}), ex=QUOTA_TTL)
+        await pipe.execute()
+
+
+async def _read_all(client, pattern: str) -> list[tuple[str, bytes]]:
+    """Every (key, value) matching `pattern` (values that expired meanwhile left out)."""
+    keys = [k async for k in client.scan_iter(match=pattern, count=_SCAN_BATCH)]
+    found: list[tuple[str, bytes]] = []
+    for start in range(0, len(keys), _SCAN_BATCH):
+        chunk = keys[start : start + _SCAN_BATCH]
+        for key, raw in zip(chunk, await client.mget(chunk)):
+            if raw is not None and len(raw) <= _MAX_VALUE:
+                found.append((key.decode() if isinstance(key, bytes) else key, raw))
+    return found
+
+
+def _encode_snapshot(snapshot: QuotaSnapshot) -> dict:
+    return {
+        "t": snapshot.observed_at,
+        "w": [[w.name, w.used, w.remaining, w.limit, w.resets_at, w.status] for w in snapshot.windows],
+    }
+
+
+def _decode_snapshot(value: Any) -> QuotaSnapshot:
+    observed = value["t"]
+    if not isinstance(observed, (int, float)):
+        raise TypeError("observed_at")
+    windows = []
+    for name, used, remaining, limit, resets_at, status in value["w"][:32]:
+        if not isinstance(name, str) or (status is not None and not isinstance(status, str)):
+            raise TypeError("window")
+        for number in (used, resets_at):
+            if number is not None and not isinstance(number, (int, float)):
+                raise TypeError("window")
+        for count in (remaining, limit):
+            if count is not None and not isinstance(count, int):
+                raise TypeError("window")
+        windows.append(Window(name[:32], used, remaining, limit, resets_at, status and status[:32]))
+    return QuotaSnapshot(float(observed), tuple(windows))
