@@ -187,7 +187,8 @@ def test_round_robin_positions_are_one_sequence(redis_server):  # noqa: F811
 
 def test_quota_snapshots_are_shared(redis_server):  # noqa: F811
     async def body(a: Instance, b: Instance) -> None:
-        a.quota.observe(CRED.id, {"anthropic-ratelimit-unified-5h-utilization": "0.42"})
+        for used in ("0.40", "0.41", "0.42"):  # a burst of answers: the latest is what travels
+            a.quota.observe(CRED.id, {"anthropic-ratelimit-unified-5h-utilization": used})
         await until(lambda: b.quota.get(CRED.id) is not None, "B has A's snapshot")
         assert b.quota.get(CRED.id).windows[0].used == 0.42
         assert 0 < redis_server.client().ttl(a.shared.quota_key(CRED.id)) <= 86400

@@ -35,6 +35,8 @@ logger = logging.getLogger("cliproxy")
 CURSOR_TTL = 86400
 # A quota snapshot older than this says little about the credential any more.
 QUOTA_TTL = 86400
+# Seconds between two quota snapshots of one credential sent to the store (the latest wins).
+SNAPSHOT_INTERVAL = 1.0
 _SCOPES = ("model", "credential", "quota")
 _KINDS = ("quota", "unreachable", "auth", "error")
 _SCAN_BATCH = 500
@@ -58,6 +60,7 @@ class SharedPool:
         # Switches not yet known to be in the store: replayed on the next connection, so that
         # one made while the store was away is not undone by reading the store back.
         self._unsent_switches: dict[str, bool] = {}
+        self._snapshots_due: dict[str, QuotaSnapshot] = {}
         self._writer: asyncio.Task | None = None
         self._listener: asyncio.Task | None = None
         self._pubsub: PubSub | None = None
@@ -134,7 +137,23 @@ class SharedPool:
         self._send(write, (credential_id, disabled))
 
     def snapshot(self, credential_id: str, snapshot: QuotaSnapshot) -> None:
-        """The quota book took a new snapshot from an upstream answer."""
+        """The quota book took a new snapshot from an upstream answer (most answers carry one):
+        the latest per credential goes out at most once per SNAPSHOT_INTERVAL, so that a busy
+        credential costs every instance one message a second, not one per request. An exhausted
+        window travels at once anyway, as a rest."""
+        waiting = credential_id in self._snapshots_due
+        self._snapshots_due[credential_id] = snapshot
+        if waiting:
+            return
+        try:
+            asyncio.get_running_loop().call_later(SNAPSHOT_INTERVAL, self._send_snapshot, credential_id)
+        except RuntimeError:  # no loop (a pool used outside the proxy): nothing to share with
+            self._snapshots_due.pop(credential_id, None)
+
+    def _send_snapshot(self, credential_id: str) -> None:
+        snapshot = self._snapshots_due.pop(credential_id, None)
+        if snapshot is None or self._closed:
+            return
         encoded = _encode_snapshot(snapshot)
         key = self.quota_key(credential_id)
         message = json.dumps({"op": "quota", "c": credential_id, "q": encoded, "i": self.store.instance})
