@@ -31,7 +31,7 @@ import httpx
 from auth import project, providers
 from auth.credential import Credential
 from auth.providers.grant import Refreshed, RefreshError
-from auth.shared.tokens import Record, SharedTokens, Turn, adopted, same
+from auth.shared.tokens import UNAVAILABLE, Record, SharedTokens, Turn, adopted, same
 from auth.store import AuthStore, Entry, with_refresh_error
 from auth.tokens import TokenFile, TokenFileError, load_token_file, save_token_file
 
@@ -364,8 +364,14 @@ class Refresher:
             try:
                 result = await refresh_token(cred, token, self._client, self._overrides())
             except RefreshError as e:
-                if e.terminal and self.shared is not None and (newer := await self.shared.newer_than(cred_id, token)):
-                    return await self.adopt(cred_id, newer)  # refused as stale: another instance rotated it
+                if e.terminal and self.shared is not None and self.shared.covers(entry):
+                    newer = await self.shared.newer_than(cred_id, token)
+                    if newer is UNAVAILABLE:
+                        # Perhaps refused as stale: another instance may have rotated it, and
+                        # the store that would say so is unreachable. Not marked for good.
+                        e = RefreshError(f"{e}; the shared state store is unreachable, so it may hold a newer token")
+                    elif newer is not None:
+                        return await self.adopt(cred_id, newer)  # refused as stale: taken over
                 return await self._refused(cred_id, token, e)
 
             entry = self.store.entry(cred_id)

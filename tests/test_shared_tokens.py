@@ -213,11 +213,17 @@ async def test_a_store_that_is_down_leaves_the_refresh_local(tmp_path):
         (node,) = nodes(tmp_path, f"redis://127.0.0.1:{free_port()}/0", tokens, source, 1)
         await node.start(wait_up=False)
         try:
-            started = time.monotonic()
+            # The first refresh waits a few seconds for the store's first connection...
             cred, why = await node.refresher.usable(node.credential("acct"))
             assert cred is not None, why
-            assert time.monotonic() - started < 2.0
             assert node.file("acct")["refresh_token"] == tokens.current("acct").refresh
+            # ... and later ones no longer than a blip's wait.
+            await asyncio.sleep(0.5)
+            started = time.monotonic()
+            refreshed = await node.refresher.refresh("claude:acct.json")
+            assert refreshed is not None and refreshed.secret == tokens.current("acct").access
+            assert time.monotonic() - started < 3.0
+            assert len(tokens.refresh_calls()) == 2
         finally:
             await node.stop()
 

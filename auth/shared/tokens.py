@@ -70,6 +70,14 @@ DEFAULT_LOCK_TTL = 45.0
 # publication is lost when the store's connection drops at that moment).
 WAIT_POLL = 0.25
 REPLACED_KEPT = 32
+# A refresh at start-up waits this long for the first connection and its resync: an instance
+# starting with a copy its peers have since rotated must not refresh that dead copy.
+FIRST_SYNC_WAIT = 4.0
+# A refresh that finds the store gone waits this long for it to come back before refreshing on
+# local state: a blip (a busy machine, a restart) must not send a stale refresh token. Once it
+# has been gone longer than OUTAGE, refreshes run locally at once.
+BLIP_WAIT = 2.0
+OUTAGE = 10.0
 # A token file's settings that belong to the instance, not to the login: an adoption keeps the
 # local file's, and the store never holds them.
 LOCAL_KEYS = frozenset({
@@ -185,6 +193,8 @@ class SharedTokens:
         self._published: dict[str, asyncio.Event] = {}
         self._unreadable: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
+        self._synced: asyncio.Event | None = None  # the first resync done (or given up on)
+        self._down_since: float | None = None
 
     @staticmethod
     def covers(entry: Entry | None) -> bool:
@@ -257,23 +267,61 @@ class SharedTokens:
                 "raise cliproxy_token_lock_ttl if the token endpoint is that slow"
             )
 
+    def _first_sync(self) -> asyncio.Event:
+        if self._synced is None:
+            self._synced = asyncio.Event()
+            if self.store.up:
+                self._synced.set()
+        return self._synced
+
+    async def _back_soon(self, timeout: float) -> bool:
+        """Whether the store is up, or comes back within `timeout` (unless it has been gone
+        for a while already)."""
+        loop = asyncio.get_running_loop()
+        if self.store.up:
+            self._down_since = None
+            return True
+        if self._down_since is None:
+            self._down_since = loop.time()
+        deadline = min(loop.time() + timeout, self._down_since + OUTAGE)
+        while not self.store.up:
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        self._down_since = None
+        return True
+
     async def take_turn(self, cred_id: str, held: TokenFile) -> Turn:
         """Before refreshing `held`: take the credential's lock (re-reading the record under
-        it), or wait for the holder's publication and return what it wrote."""
+        it), or wait for the holder's publication and return what it wrote. Turn() (refresh
+        locally) when the store stays unreachable."""
+        first = self._first_sync()
+        if not first.is_set():
+            try:
+                await asyncio.wait_for(first.wait(), FIRST_SYNC_WAIT)
+            except asyncio.TimeoutError:
+                first.set()  # started without the store: do not wait again
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.lock_ttl + 1.0
         published = self._published.setdefault(cred_id, asyncio.Event())
+        retried = False
         while True:
             published.clear()
             record = await self.read(cred_id)
             if record is UNAVAILABLE:
-                return Turn()
+                if retried or not await self._back_soon(BLIP_WAIT):
+                    return Turn()
+                retried = True
+                continue
             if record is not None and not same(held, record):
                 return Turn(newer=record)
             lock = self._lock(cred_id)
             taken = await self._try_lock(lock)
             if taken is None:
-                return Turn()
+                if retried or not await self._back_soon(BLIP_WAIT):
+                    return Turn()
+                retried = True
+                continue
             if taken:
                 record = await self.read(cred_id)  # someone may have refreshed meanwhile
                 if record is UNAVAILABLE or (record is not None and not same(held, record)):
@@ -302,9 +350,14 @@ class SharedTokens:
 
     async def newer_than(self, cred_id: str, token: TokenFile) -> Record | None:
         """The shared record when it holds another token than `token` (refused just now: the
-        store may know a newer one)."""
+        store may know a newer one); None when it holds the same or none; UNAVAILABLE when it
+        cannot tell."""
         record = await self.read(cred_id)
-        return record if isinstance(record, Record) and not same(token, record) else None
+        if record is UNAVAILABLE and await self._back_soon(BLIP_WAIT):
+            record = await self.read(cred_id)
+        if record is UNAVAILABLE:
+            return UNAVAILABLE
+        return record if record is not None and not same(token, record) else None
 
     # -- seeding -----------------------------------------------------------------------------
 
@@ -312,6 +365,7 @@ class SharedTokens:
         """On (re)connection: every file against its record (the module docstring's rule)."""
         for entry in self.auth.entries():
             await self.reconcile(entry.credential.id)
+        self._first_sync().set()
 
     def files_changed(self, added: list[str], changed: list[str]) -> None:
         """The watcher's report: new files seed the store, edited ones (a new login) replace."""
