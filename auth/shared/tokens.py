@@ -338,7 +338,12 @@ class SharedTokens:
 
     async def share(self, cred_id: str, turn: Turn, token: TokenFile) -> None:
         """The refreshed `token`, into the store before anything uses it (under the lock)."""
-        if turn.lock is not None:
+        if turn.lock is None:
+            return
+        turn.written = await self._write(cred_id, token, turn.record)
+        if turn.written is None and await self._back_soon(BLIP_WAIT):
+            # Only this instance knows the new token now: worth a second try while it holds
+            # the lock (failing that, the reconnection's resync pushes it from the file).
             turn.written = await self._write(cred_id, token, turn.record)
 
     async def finish(self, cred_id: str, turn: Turn) -> None:
