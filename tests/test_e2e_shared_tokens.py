@@ -129,6 +129,8 @@ def test_sixty_requests_over_three_instances_cause_one_refresh_and_all_use_its_t
         outputs = [p.output() for p in proxies]
         assert sum("refreshed the token of auth file claude-team.json" in o for o in outputs) == 1
         assert sum("using the token another instance refreshed" in o for o in outputs) == 2
+        for secret in (old.access, old.refresh, new.access, new.refresh, KEY):
+            assert not any(secret in o for o in outputs), "a secret in a log"
 
 
 # -- kill -9 of the lock holder ---------------------------------------------------------------------
