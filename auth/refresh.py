@@ -446,7 +446,7 @@ class Refresher:
         if current is None:
             return None
         self._succeeded(cred_id)
-        logger.info(f"cliproxy: {entry.credential.label}: using the token another instance refreshed")
+        logger.info(f"cliproxy: {entry.credential.label}: took the newer token another instance put into the shared store")
         return current
 
     async def _refused(self, cred_id: str, token: TokenFile, error: RefreshError) -> Credential | None:

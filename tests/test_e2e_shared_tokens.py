@@ -128,7 +128,7 @@ def test_sixty_requests_over_three_instances_cause_one_refresh_and_all_use_its_t
         assert record(redis_server, "claude:claude-team.json").token.refresh_token == new.refresh
         outputs = [p.output() for p in proxies]
         assert sum("refreshed the token of auth file claude-team.json" in o for o in outputs) == 1
-        assert sum("using the token another instance refreshed" in o for o in outputs) == 2
+        assert sum("took the newer token another instance put into the shared store" in o for o in outputs) == 2
         for secret in (old.access, old.refresh, new.access, new.refresh, KEY):
             assert not any(secret in o for o in outputs), "a secret in a log"
 
