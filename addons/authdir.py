@@ -63,6 +63,8 @@ class AuthDirWatcher:
         if not result:
             return
         self.runtime.refresher.forget([*result.changed, *result.removed])
+        if (shared := self.runtime.refresher.shared) is not None:
+            shared.files_changed(result.added, result.changed)  # a new login replaces the shared one
         self.runtime.publish_auth()
 
     # -- watching --------------------------------------------------------------------------

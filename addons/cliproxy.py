@@ -22,6 +22,7 @@ from addons.listings import ModelListings  # noqa: E402
 from addons.management import Management  # noqa: E402
 from addons.refresh import RefreshLoop  # noqa: E402
 from addons.shared import SharedState  # noqa: E402
+from addons.shared_tokens import SharedTokenSync  # noqa: E402
 from addons.usage import Accounting  # noqa: E402
 from routing.runtime import Runtime  # noqa: E402
 
@@ -35,6 +36,7 @@ _config.checks.append(_exposure.problem)
 _auth_dir = AuthDirWatcher(_runtime)
 _shared = SharedState(_runtime)
 _config.checks.append(_shared.problem)
+_shared_tokens = SharedTokenSync(_runtime)  # after SharedState: it follows the store that one opens
 _dispatcher = Dispatcher(_runtime)
 _accounting = Accounting(_runtime, _config, _dispatcher)
 _management = Management(_runtime, _auth_dir.rescan)
@@ -46,6 +48,7 @@ addons = [
     _config,
     _auth_dir,
     _shared,
+    _shared_tokens,
     RefreshLoop(_runtime),
     ModelListings(_runtime),
     RequestLimits(_runtime, _listener.is_listener_flow),  # before the hooks that answer requests

@@ -10,6 +10,10 @@ access token is used, so a rotated refresh token is never lost to a crash. A ref
 cannot fix (`invalid_grant`, a reused or revoked refresh token) is recorded on the credential and
 in its file, and never retried until the file changes (a new login).
 
+With a state store shared by several instances (`shared`, auth.shared.tokens), a refresh of a
+rotating login first takes that credential's lock in the store, or adopts the token another
+instance refreshed; without one, or while it is unreachable, all of this runs on local state.
+
 No token ever appears in a log line or an exception message.
 """
 
@@ -27,6 +31,7 @@ import httpx
 from auth import project, providers
 from auth.credential import Credential
 from auth.providers.grant import Refreshed, RefreshError
+from auth.shared.tokens import UNAVAILABLE, Record, SharedTokens, Turn, adopted, same
 from auth.store import AuthStore, Entry, with_refresh_error
 from auth.tokens import TokenFile, TokenFileError, load_token_file, save_token_file
 
@@ -91,6 +96,8 @@ class Refresher:
         self._discovering: dict[str, asyncio.Task[tuple[Credential | None, str]]] = {}
         self._project_not_before: dict[str, tuple[float, str]] = {}
         self.project_transport: httpx.BaseTransport | None = None  # tests: a scripted upstream
+        # The tokens shared with other instances (addons/shared_tokens.py sets it); None: local.
+        self.shared: SharedTokens | None = None
         self.attempts = 0  # refresh calls made (for tests and debug logs)
 
     # -- state -------------------------------------------------------------------------------
@@ -309,7 +316,19 @@ class Refresher:
 
     async def _refresh(self, cred_id: str, reason: str) -> Credential | None:
         try:
-            return await self._refresh_once(cred_id, reason)
+            entry, shared = self.store.entry(cred_id), self.shared
+            if shared is None or not shared.covers(entry):
+                return await self._refresh_once(cred_id, reason, Turn())
+            turn = await shared.take_turn(cred_id, entry.token)  # type: ignore[union-attr]
+            if turn.newer is not None:
+                return await self.adopt(cred_id, turn.newer)
+            if turn.gave_up:
+                logger.warning(f"cliproxy: {cred_id}: another instance holds its refresh and has not finished")
+                return None
+            try:
+                return await self._refresh_once(cred_id, reason, turn)
+            finally:
+                await shared.finish(cred_id, turn)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - a bug must not leak a token through a traceback
@@ -330,7 +349,7 @@ class Refresher:
         self._failures[cred_id] = why
         self._not_before[cred_id] = self._clock() + FAILURE_BACKOFF
 
-    async def _refresh_once(self, cred_id: str, reason: str) -> Credential | None:
+    async def _refresh_once(self, cred_id: str, reason: str, turn: Turn) -> Credential | None:
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self._max_concurrent)
         async with self._semaphore:
@@ -345,6 +364,14 @@ class Refresher:
             try:
                 result = await refresh_token(cred, token, self._client, self._overrides())
             except RefreshError as e:
+                if e.terminal and self.shared is not None and self.shared.covers(entry):
+                    newer = await self.shared.newer_than(cred_id, token)
+                    if newer is UNAVAILABLE:
+                        # Perhaps refused as stale: another instance may have rotated it, and
+                        # the store that would say so is unreachable. Not marked for good.
+                        e = RefreshError(f"{e}; the shared state store is unreachable, so it may hold a newer token")
+                    elif newer is not None:
+                        return await self.adopt(cred_id, newer)  # refused as stale: taken over
                 return await self._refused(cred_id, token, e)
 
             entry = self.store.entry(cred_id)
@@ -362,6 +389,8 @@ class Refresher:
                 new = TokenFile(entry.path, {**entry.token.data, **changed})
 
             if result.persist:
+                if self.shared is not None:
+                    await self.shared.share(cred_id, turn, new)  # before anything uses it
                 self.store.begin_write(cred_id, new.data)
                 try:
                     await asyncio.to_thread(save_token_file, new)
@@ -380,17 +409,45 @@ class Refresher:
                 )
             if refreshed is None:
                 return None
-            self._failed.discard(cred_id)
-            self._failures.pop(cred_id, None)
-            now = self._clock()
-            if self.due(self.store.entry(cred_id), now):  # type: ignore[arg-type]
-                self._not_before[cred_id] = now + INEFFECTIVE_BACKOFF
-            else:
-                self._not_before.pop(cred_id, None)
-            self._publish()
+            now = self._succeeded(cred_id)
             left = "" if refreshed.expires_at is None else f"; valid for {max(0, refreshed.expires_at - now) / 60:.0f} min"
             logger.info(f"cliproxy: refreshed the token of {cred.label}{left}")
             return refreshed
+
+    def _succeeded(self, cred_id: str) -> float:
+        self._failed.discard(cred_id)
+        self._failures.pop(cred_id, None)
+        now = self._clock()
+        if self.due(self.store.entry(cred_id), now):  # type: ignore[arg-type]
+            self._not_before[cred_id] = now + INEFFECTIVE_BACKOFF
+        else:
+            self._not_before.pop(cred_id, None)
+        self._publish()
+        return now
+
+    async def adopt(self, cred_id: str, record: Record) -> Credential | None:
+        """The token another instance put into the shared store, in force here and written to
+        this instance's file (so that it still has it without the store)."""
+        entry = self.store.entry(cred_id)
+        if entry is None:
+            return None
+        if same(entry.token, record):
+            return entry.credential
+        new = TokenFile(entry.path, adopted(entry.token.data, record.material))
+        self.store.begin_write(cred_id, new.data)
+        try:
+            await asyncio.to_thread(save_token_file, new)
+        except OSError as e:
+            logger.error(
+                f"cliproxy: {entry.credential.label}: the shared token could not be written "
+                f"({e.strerror or type(e).__name__}); it is kept in memory only"
+            )
+        current = self.store.replace(cred_id, new)
+        if current is None:
+            return None
+        self._succeeded(cred_id)
+        logger.info(f"cliproxy: {entry.credential.label}: took the newer token another instance put into the shared store")
+        return current
 
     async def _refused(self, cred_id: str, token: TokenFile, error: RefreshError) -> Credential | None:
         entry = self.store.entry(cred_id)
