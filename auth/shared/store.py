@@ -27,9 +27,10 @@ logger = logging.getLogger("cliproxy")
 
 T = TypeVar("T")
 
-# A store that answers slower than this counts as down for the operation at hand: requests
-# must not wait on it (loopback or LAN answers in well under a millisecond).
-OPERATION_TIMEOUT = 0.5
+# A store that answers slower than this counts as down until it reconnects: requests must not
+# wait on it (loopback or LAN answers in well under a millisecond), but a busy two-core host
+# can stall a healthy one for a few hundred milliseconds, and each false alarm costs a resync.
+OPERATION_TIMEOUT = 1.0
 CONNECT_TIMEOUT = 2.0
 RECONNECT_FIRST = 0.5
 RECONNECT_CAP = 30.0
