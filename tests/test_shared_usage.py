@@ -1,0 +1,170 @@
+"""routing/shared_usage.py against a real redis-server: two instances' writers feeding one capped
+stream, the view every instance queries, and the synchronous read `cliproxy usage` does."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from auth.shared.store import SharedStore
+from routing import shared_usage, usage
+from routing.shared_usage import UsageStream, UsageView
+from routing.usage import UsageRecord
+from tests.redis_server import RedisServer, redis_server  # noqa: F401 - a fixture
+from tests.test_shared_pool import until
+
+PREFIX = "cliproxy-test:"
+KEY = PREFIX + "usage"
+
+
+def row(model: str = "m-1", *, at: float | None = None, error: str | None = None, tokens: int | None = 7) -> UsageRecord:
+    return UsageRecord(
+        time=time.time() if at is None else at, client_key="key-1", client_api="anthropic", provider="claude",
+        credential="claude-api-key (…0001)", model=model, upstream_model=model, status=429 if error else 200,
+        attempts=1, latency_ms=12.5, first_byte_ms=None if error else 3.0, input_tokens=tokens,
+        output_tokens=tokens, cached_tokens=None, reasoning_tokens=0, error=error,
+    )
+
+
+class Instance:
+    def __init__(self, url: str, name: str, maxlen: int = shared_usage.STREAM_MAXLEN) -> None:
+        self.store = SharedStore(url, PREFIX, instance=name)
+        self.stream = UsageStream(self.store, maxlen)
+        self.view = UsageView(self.store)
+        self.tasks: list[asyncio.Task] = []
+
+    async def start(self) -> Instance:
+        loop = asyncio.get_running_loop()
+        self.tasks = [loop.create_task(self.store.run()), loop.create_task(self.stream.run())]
+        await until(lambda: self.store.up, "connected")
+        return self
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.wait(self.tasks)
+        self.stream.close()
+        await self.store.aclose()
+
+
+def run(server: RedisServer, body: Callable[..., Awaitable[None]], n: int = 2, **kw) -> None:
+    async def main() -> None:
+        instances = [await Instance(server.url, f"i{i}", **kw).start() for i in range(n)]
+        try:
+            await body(*instances)
+        finally:
+            for instance in instances:
+                await instance.stop()
+
+    asyncio.run(main())
+
+
+def test_rows_of_two_instances_are_one_total_on_either(redis_server):  # noqa: F811
+    async def body(a: Instance, b: Instance) -> None:
+        for _ in range(5):
+            a.stream.record(row("m-1"))
+        for _ in range(3):
+            b.stream.record(row("m-2", tokens=None))
+        b.stream.record(row("m-2", error="rate_limited", tokens=None))
+        await until(lambda: redis_server.client().xlen(KEY) == 9, "9 rows in the stream")
+        assert await a.view.refresh() and await b.view.refresh()
+        for view in (a.view, b.view):
+            [total] = view.query(0)
+            assert (total["requests"], total["errors"], total["input_tokens"]) == (9, 1, 35)
+            assert {r["key"]: r["requests"] for r in view.query(0, "model")} == {"m-1": 5, "m-2": 4}
+            assert sorted(view.instances(0)) == ["i0", "i1"]
+            [error] = view.recent_errors(10)
+            assert error["instance"] == "i1" and error["error"] == "rate_limited" and error["first_byte_ms"] is None
+        # Only what is new is read again, and added once.
+        a.stream.record(row("m-1"))
+        await until(lambda: redis_server.client().xlen(KEY) == 10, "the 10th row")
+        assert await b.view.refresh()
+        assert b.view.query(0)[0]["requests"] == 10
+        # The stream holds the local table's columns, and which instance sent the row.
+        entry = shared_usage.encode(row("m-1"), "i9", 0)
+        assert set(entry) == {*usage.COLUMNS, "instance", "seq"}
+
+    run(redis_server, body)
+
+
+def test_a_row_decodes_to_what_was_recorded(redis_server):  # noqa: F811
+    record = row("m-1", at=1234.5)
+    decoded = shared_usage.decode((b"5-1", {k.encode(): v.encode() for k, v in shared_usage.encode(record, "i0", 3).items()}))
+    assert decoded == (*[getattr(record, c) for c in usage.COLUMNS], "i0", 3, 5, 1)
+    # Unreadable entries are skipped, not trusted.
+    assert shared_usage.decode((b"5-2", {b"time": b"x"})) is None
+    assert shared_usage.decode((b"5-3", {**shared_usage.encode(record, "i0", 4), "status": "2" * 600})) is None
+
+
+def test_a_batch_sent_twice_counts_once_and_the_cap_trims(redis_server):  # noqa: F811
+    async def body(a: Instance) -> None:
+        client = redis_server.client()
+        entry = shared_usage.encode(row(), "i0", 0)
+        client.xadd(KEY, entry)
+        client.xadd(KEY, entry)  # a pipeline that failed half-way and was sent again
+        assert await a.view.refresh()
+        assert a.view.query(0)[0]["requests"] == 1
+        client.delete(KEY)
+        for _ in range(3000):
+            a.stream.record(row())
+        await until(lambda: a.stream.pending == 0, "3000 rows sent")
+        length = client.xlen(KEY)
+        assert 1000 <= length < 3000  # approximate trimming: whole blocks of entries go
+        assert await a.view.refresh()
+        assert a.view.query(0)[0]["requests"] == length
+
+    run(redis_server, body, n=1, maxlen=1000)
+
+
+def test_trimmed_and_lost_entries_leave_the_view(redis_server):  # noqa: F811
+    async def body(a: Instance) -> None:
+        client = redis_server.client()
+        for _ in range(10):
+            a.stream.record(row())
+        await until(lambda: client.xlen(KEY) == 10, "10 rows")
+        assert await a.view.refresh()
+        client.xtrim(KEY, maxlen=4, approximate=False)
+        assert await a.view.refresh()
+        assert a.view.query(0)[0]["requests"] == 4
+        client.flushall()  # a store restarted without its data
+        assert await a.view.refresh()
+        assert a.view.query(0) == []
+        a.stream.record(row())
+        await until(lambda: client.xlen(KEY) == 1, "a new row")
+        assert await a.view.refresh()
+        assert a.view.query(0)[0]["requests"] == 1
+
+    run(redis_server, body, n=1)
+
+
+def test_rows_wait_while_the_store_is_down_and_go_when_it_is_back(redis_server):  # noqa: F811
+    async def body(a: Instance) -> None:
+        a.stream.record(row())
+        await until(lambda: a.stream.pending == 0, "the first row sent")
+        redis_server.stop()
+        for _ in range(4):
+            a.stream.record(row())  # never raises, never waits
+        assert not await a.stream.flush()
+        assert a.stream.pending == 4
+        assert not await a.view.refresh()  # the caller answers from its own database
+        redis_server.start()  # empty: the first row went with the old process
+        await until(lambda: a.store.up and a.stream.pending == 0, "sent on reconnection", timeout=10)
+        assert redis_server.client().xlen(KEY) == 4
+        assert await a.view.refresh()
+        assert a.view.query(0)[0]["requests"] == 4
+
+    run(redis_server, body, n=1)
+
+
+def test_cliproxy_usage_reads_the_asked_window_synchronously(redis_server):  # noqa: F811
+    async def body(a: Instance, b: Instance) -> None:
+        now = time.time()
+        a.stream.record(row(at=now - 7200))  # before the window
+        a.stream.record(row(at=now - 60))
+        b.stream.record(row(at=now - 30))
+        await until(lambda: redis_server.client().xlen(KEY) == 3, "3 rows")
+
+    run(redis_server, body)
+    db = shared_usage.read_window(redis_server.client(), KEY, time.time() - 3600)
+    assert usage.query(db, time.time() - 3600)[0]["requests"] == 2
