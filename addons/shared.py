@@ -99,7 +99,7 @@ class SharedState:
         beating, self._heartbeat_task = self._heartbeat_task, None
         writing, self._usage_task = self._usage_task, None
         store, heartbeat = self.runtime.shared, self.runtime.heartbeat
-        stream = self.runtime.usage_stream
+        stream, view = self.runtime.usage_stream, self.runtime.usage_view
         self.runtime.usage_stream = self.runtime.usage_view = None
         if stream is not None:
             stream.close()
@@ -120,6 +120,8 @@ class SharedState:
             await asyncio.wait([task, *others])
             if stream is not None:
                 await stream.flush()  # this instance's last rows, if the store takes them now
+            if view is not None:
+                view.close()
             if heartbeat is not None:
                 await heartbeat.leave()
             if store is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import json
 import logging
 import sqlite3
 import threading
@@ -26,7 +27,12 @@ from collections.abc import Iterable
 from dataclasses import astuple, fields
 from typing import Any
 
-from auth.shared.store import SharedStore
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from auth.shared.store import CONNECT_TIMEOUT, SharedStore
 from routing import usage
 from routing.usage import COLUMNS, UsageRecord
 
@@ -39,18 +45,23 @@ BATCH_INTERVAL = 0.2
 BATCH_SIZE = 500
 # Rows kept for the stream while the store is down; past this the oldest are left to SQLite.
 MAX_PENDING = 10_000
-# Entries read per round trip (each parsed on the event loop: a few milliseconds).
-PAGE = 500
+# Entries read per round trip by a query (in a worker thread), and how long one may take.
+PAGE = 2000
+READ_TIMEOUT = 5.0
 # A row's time is when its request arrived, its entry id when the store took it: later, by the
 # writer's delay, an outage's backlog, or a clock that differs from the store's.
 CLOCK_SLACK = 300.0
-# A field written by another instance is not trusted blindly.
-_MAX_FIELD = 512
+# An entry written by another instance is not trusted blindly.
+_MAX_ENTRY = 8192
 
+FIELD = "row"
+_FIELD_BYTES = FIELD.encode()
 _NULLABLE = frozenset(f.name for f in fields(UsageRecord) if "None" in str(f.type))
-_KINDS: dict[str, type] = {
-    f.name: (float if "float" in str(f.type) else int if "int" in str(f.type) else str) for f in fields(UsageRecord)
-}
+# Each column's JSON type (an int is a fine float: 12 ms may come back as 12).
+_KINDS: tuple[tuple[str, type | tuple[type, ...]], ...] = tuple(
+    (f.name, (int, float) if "float" in str(f.type) else int if "int" in str(f.type) else str)
+    for f in fields(UsageRecord)
+)
 _EXTRA_SCHEMA = """
 ALTER TABLE requests ADD COLUMN instance TEXT NOT NULL DEFAULT '';
 ALTER TABLE requests ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
@@ -65,12 +76,10 @@ Entry = tuple[Any, dict[Any, Any]]
 
 
 def encode(record: UsageRecord, instance: str, seq: int) -> dict[str, str]:
-    """The stream entry of `record`. Every entry has every field (None as ""), so that Redis
-    stores the field names once per block of entries, not once per entry."""
-    entry = {name: "" if value is None else str(value) for name, value in zip(COLUMNS, astuple(record))}
-    entry["instance"] = instance
-    entry["seq"] = str(seq)
-    return entry
+    """The stream entry of `record`: one field, the row as a JSON array in `COLUMNS` order, then
+    the instance and its sequence number. One field rather than one per column: redis-py parses
+    replies in Python, per field, and a query may read the whole stream."""
+    return {FIELD: json.dumps([*astuple(record), instance, seq], separators=(",", ":"))}
 
 
 def decode(entry: Entry) -> tuple | None:
@@ -78,25 +87,30 @@ def decode(entry: Entry) -> tuple | None:
     entry this version cannot read."""
     entry_id, raw = entry
     try:
-        ident = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-        ms, _, seq = ident.partition("-")
-        values = {
-            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-            for k, v in raw.items()
-        }
-        row: list[Any] = []
-        for name in COLUMNS:
-            text = values[name]
-            if len(text) > _MAX_FIELD:
+        ms, seq = decode_id(entry_id)
+        text = raw.get(_FIELD_BYTES, raw.get(FIELD))
+        if text is None or len(text) > _MAX_ENTRY:
+            return None
+        values = json.loads(text)
+        if not isinstance(values, list) or len(values) != len(_KINDS) + 2:
+            return None
+        for value, (name, kind) in zip(values, _KINDS):
+            if value is None:
+                if name not in _NULLABLE:
+                    return None
+            elif not isinstance(value, kind) or isinstance(value, bool):
                 return None
-            if text == "" and name in _NULLABLE:
-                row.append(None)
-            else:
-                row.append(_KINDS[name](text))
-        instance = values.get("instance", "")[:_MAX_FIELD]
-        return (*row, instance, int(values.get("seq", "0")), int(ms), int(seq or 0))
-    except (KeyError, ValueError, UnicodeDecodeError, AttributeError):
+        if not isinstance(values[-2], str) or not isinstance(values[-1], int):
+            return None
+        return (*values, ms, seq)
+    except (ValueError, TypeError, UnicodeDecodeError, AttributeError):
         return None
+
+
+def decode_id(entry_id: Any) -> tuple[int, int]:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def database() -> sqlite3.Connection:
@@ -195,7 +209,11 @@ class UsageStream:
 
 
 class UsageView:
-    """The stream as one in-memory usage database, brought up to date before each query."""
+    """The stream as one in-memory usage database, brought up to date before each query.
+
+    Read in a worker thread through a synchronous client of its own: redis-py parses replies in
+    Python (about 40 ms per 500 entries on a busy machine; a first read of a full stream takes
+    seconds), which must not hold the event loop that serves requests."""
 
     def __init__(self, store: SharedStore) -> None:
         self.store = store
@@ -204,6 +222,7 @@ class UsageView:
         self._lock = threading.Lock()  # the database, between the loop and worker threads
         self._reading: asyncio.Lock | None = None
         self._last: tuple[int, int] | None = None  # the latest entry id read
+        self._client: redis.Redis | None = None
 
     async def refresh(self) -> bool:
         """Read the stream's new entries; False when the store cannot be read now (then the
@@ -213,26 +232,32 @@ class UsageView:
         if self._reading is None:
             self._reading = asyncio.Lock()
         async with self._reading:
-            first = await self.store.call(lambda client: client.xrange(self.key, "-", "+", count=1), None)
-            if first is None:
-                return False
+            return await asyncio.to_thread(self._refresh)
+
+    def _refresh(self) -> bool:
+        if self._client is None:
+            self._client = redis.Redis.from_url(
+                self.store.url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=READ_TIMEOUT,
+                retry=Retry(NoBackoff(), 0), client_name=f"cliproxy-{self.store.instance}-usage",
+            )
+        try:
+            first = self._client.xrange(self.key, "-", "+", count=1)
             # Entries trimmed off the stream (or lost with a store that restarted) leave the copy.
             oldest = decode_id(first[0][0]) if first else None
-            await asyncio.to_thread(self._forget_before, oldest)
+            self._forget_before(oldest)
             if oldest is None:
                 self._last = None
             while True:
                 start = "-" if self._last is None else f"{self._last[0]}-{self._last[1] + 1}"
-                page = await self.store.call(
-                    lambda client, start=start: client.xrange(self.key, start, "+", count=PAGE), None
-                )
-                if page is None:
-                    return False
+                page = self._client.xrange(self.key, start, "+", count=PAGE)
                 if page:
                     self._last = decode_id(page[-1][0])
-                    await asyncio.to_thread(self._load, page)
+                    with self._lock:
+                        load(self._db, page)
                 if len(page) < PAGE:
                     return True
+        except (RedisError, OSError, ValueError):
+            return False
 
     def _forget_before(self, oldest: tuple[int, int] | None) -> None:
         with self._lock:
@@ -243,10 +268,6 @@ class UsageView:
                     "DELETE FROM requests WHERE entry_ms < ? OR (entry_ms = ? AND entry_seq < ?)",
                     (oldest[0], oldest[0], oldest[1]),
                 )
-
-    def _load(self, page: list[Entry]) -> None:
-        with self._lock:
-            load(self._db, page)
 
     def query(self, since: float, by: str | None = None, bucket_seconds: float | None = None) -> list[dict]:
         with self._lock:
@@ -262,14 +283,8 @@ class UsageView:
             return [r[0] for r in self._db.execute("SELECT DISTINCT instance FROM requests WHERE time >= ?", (since,))]
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-
-def decode_id(entry_id: Any) -> tuple[int, int]:
-    text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
+        if self._client is not None:
+            self._client.close()
 
 
 def read_window(client, key: str, since: float) -> sqlite3.Connection:

@@ -84,7 +84,7 @@ def test_usage_queries_on_any_instance_total_every_instances_rows(fake, make_pro
     # The stream holds labels, never a key.
     stream = redis_server.client().xrange("cliproxy:usage")
     assert len(stream) == 13
-    assert {fields[b"client_key"] for _, fields in stream} == {b"key-1"}
+    assert {json.loads(fields[b"row"])[1] for _, fields in stream} == {"key-1"}  # client_key
     assert assert_no_secret_in_store(redis_server, [CLIENT_KEY, SECRET, *KEYS]) > 0
 
     # The status page says where its usage comes from.

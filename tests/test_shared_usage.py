@@ -4,8 +4,10 @@ stream, the view every instance queries, and the synchronous read `cliproxy usag
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import astuple
 
 from auth.shared.store import SharedStore
 from routing import shared_usage, usage
@@ -93,19 +95,31 @@ def test_rows_of_two_instances_are_one_total_on_either(redis_server):  # noqa: F
         assert await refreshed(b.view)
         assert b.view.query(0)[0]["requests"] == 10
         # The stream holds the local table's columns, and which instance sent the row.
-        entry = shared_usage.encode(row("m-1"), "i9", 0)
-        assert set(entry) == {*usage.COLUMNS, "instance", "seq"}
+        [(_, fields)] = redis_server.client().xrange(KEY, count=1)
+        assert list(fields) == [b"row"]
+        assert json.loads(fields[b"row"])[len(usage.COLUMNS):] == ["i0", 0]
 
     run(redis_server, body)
 
 
-def test_a_row_decodes_to_what_was_recorded(redis_server):  # noqa: F811
-    record = row("m-1", at=1234.5)
-    decoded = shared_usage.decode((b"5-1", {k.encode(): v.encode() for k, v in shared_usage.encode(record, "i0", 3).items()}))
-    assert decoded == (*[getattr(record, c) for c in usage.COLUMNS], "i0", 3, 5, 1)
-    # Unreadable entries are skipped, not trusted.
-    assert shared_usage.decode((b"5-2", {b"time": b"x"})) is None
-    assert shared_usage.decode((b"5-3", {**shared_usage.encode(record, "i0", 4), "status": "2" * 600})) is None
+def test_a_row_decodes_to_what_was_recorded():
+    record = row("m-1", at=1234.5, error="rate_limited", tokens=None)
+    entry = {k.encode(): v.encode() for k, v in shared_usage.encode(record, "i0", 3).items()}
+    assert shared_usage.decode((b"5-1", entry)) == (*astuple(record), "i0", 3, 5, 1)
+    # Entries this version cannot read are skipped, not trusted.
+    good = json.loads(entry[b"row"])
+    for bad in (
+        {b"row": b"not json"},
+        {b"other": entry[b"row"]},
+        {b"row": json.dumps(good[:-1]).encode()},  # a column short
+        {b"row": json.dumps(["x", *good[1:]]).encode()},  # a time that is no number
+        {b"row": json.dumps([*good[:7], None, *good[8:]]).encode()},  # a status that is not there
+        {b"row": json.dumps([*good[:-2], "i" * 9000, 3]).encode()},  # too long
+    ):
+        assert shared_usage.decode((b"5-2", bad)) is None, bad
+    db = shared_usage.database()
+    assert shared_usage.load(db, [(b"5-1", entry), (b"5-2", {b"row": b"[]"})]) == 1
+    assert usage.query(db, 0)[0]["requests"] == 1
 
 
 def test_a_batch_sent_twice_counts_once_and_the_cap_trims(redis_server):  # noqa: F811
