@@ -1,7 +1,7 @@
 """The state store several instances share (`state-store: redis://...`): opened when the config
 names one, checked at start-up, kept connected by one background task, closed in `done`.
 
-What goes into it is each concern's own business (the pool's rests and cursors, the tokens,
+What goes into it is each concern's own business (the pool's rests and cursors, usage rows, the tokens,
 the management switches); they find the store on `runtime.shared` (None: local state only).
 """
 
