@@ -359,8 +359,8 @@ class Management:
 
     async def _credentials(self, flow: http.HTTPFlow, call: Call) -> None:
         now = time.time()
-        store = self.runtime.usage
-        hour = None if store is None else await asyncio.to_thread(store.query, now - 3600, "credential")
+        source = await self._usage_source(required=False)
+        hour = None if source is None else await asyncio.to_thread(source[1].query, now - 3600, "credential")
         _json(flow, 200, {"now": now, "credentials": self._rows(now, hour)})
 
     async def _auth_files(self, flow: http.HTTPFlow, call: Call) -> None:
@@ -524,20 +524,30 @@ class Management:
             raise ManagementError(409, f'{shown(name)} is disabled in the file itself ("disabled": true): edit the file')
         _json(flow, 200, {**self._switch(entry.credential.id, disabled), "name": name})
 
-    def _usage_store(self):
-        store = self.runtime.usage
-        if store is None:
+    async def _usage_source(self, required: bool = True) -> tuple[str, Any] | None:
+        """Where usage queries read: every instance's rows ("shared") while the state store
+        can be read, else this instance's database ("local"); None (or a 404 when `required`)
+        when neither is there."""
+        view = self.runtime.usage_view
+        if view is not None and await view.refresh():
+            return "shared", view
+        if self.runtime.usage is not None:
+            return "local", self.runtime.usage
+        if required:
             raise ManagementError(404, "usage is not recorded: usage-db is off in config.yaml")
-        return store
+        return None
 
     async def _usage(self, flow: http.HTTPFlow, call: Call) -> None:
-        store = self._usage_store()
         now = time.time()
         since = m.usage_since(call.query.get("since"), now, default=m.USAGE_DEFAULT_SPAN)
         by = m.usage_group(call.query.get("by"))
         bucket = m.usage_bucket(call.query.get("bucket"), now - since)
+        source, store = await self._usage_source()
         rows = await asyncio.to_thread(store.query, since, by, bucket)
-        _json(flow, 200, {"since": since, "until": now, "by": by, "bucket_seconds": bucket, "rows": rows})
+        body = {"since": since, "until": now, "by": by, "bucket_seconds": bucket, "source": source, "rows": rows}
+        if source == "shared":
+            body["instances"] = await asyncio.to_thread(store.instances, since)
+        _json(flow, 200, body)
 
     async def _instances(self, flow: http.HTTPFlow, call: Call) -> None:
         """The instances sharing this one's state store (their heartbeats), or this one alone."""
@@ -559,7 +569,7 @@ class Management:
         )
 
     async def _errors(self, flow: http.HTTPFlow, call: Call) -> None:
-        store = self._usage_store()
         limit = m.bounded_int(call.query.get("limit"), "limit", default=50, most=m.MAX_ERRORS_LISTED)
+        source, store = await self._usage_source()
         rows = await asyncio.to_thread(store.recent_errors, limit)
-        _json(flow, 200, {"errors": rows})
+        _json(flow, 200, {"source": source, "errors": rows})

@@ -1,7 +1,7 @@
 """The state store several instances share (`state-store: redis://...`): opened when the config
 names one, checked at start-up, kept connected by one background task, closed in `done`.
 
-What goes into it is each concern's own business (the pool's rests and cursors, the tokens,
+What goes into it is each concern's own business (the pool's rests and cursors, usage rows, the tokens,
 the management switches); they find the store on `runtime.shared` (None: local state only).
 """
 
@@ -18,6 +18,7 @@ from auth.shared.rests import SharedPool
 from auth.shared.store import CONNECT_TIMEOUT, SharedStore, redacted
 from routing.config import Config
 from routing.runtime import Runtime
+from routing.shared_usage import UsageStream, UsageView
 
 logger = logging.getLogger("cliproxy")
 
@@ -29,6 +30,7 @@ class SharedState:
         self.runtime = runtime
         self._task: asyncio.Task | None = None
         self._heartbeat_task: asyncio.Task | None = None
+        self._usage_task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         runtime.config_listeners.append(self._follow)
 
@@ -70,6 +72,8 @@ class SharedState:
         runtime = self.runtime
         runtime.shared_pool = SharedPool(store, runtime.pool, runtime.quota)
         runtime.heartbeat = Heartbeat(store, lambda: f"{runtime.config.host}:{runtime.config.port}")
+        runtime.usage_stream = UsageStream(store)
+        runtime.usage_view = UsageView(store)
         logger.info(f"cliproxy: sharing pool state through {self.runtime.shared.address} as {self.runtime.shared.instance}")
         if self._loop is not None:
             self._start()
@@ -87,11 +91,18 @@ class SharedState:
         self._task = loop.create_task(store.run(), name="cliproxy-state-store")
         if self.runtime.heartbeat is not None:
             self._heartbeat_task = loop.create_task(self.runtime.heartbeat.run(), name="cliproxy-heartbeat")
+        if self.runtime.usage_stream is not None:
+            self._usage_task = loop.create_task(self.runtime.usage_stream.run(), name="cliproxy-usage-stream")
 
     def _stop(self):
         task, self._task = self._task, None
         beating, self._heartbeat_task = self._heartbeat_task, None
+        writing, self._usage_task = self._usage_task, None
         store, heartbeat = self.runtime.shared, self.runtime.heartbeat
+        stream, view = self.runtime.usage_stream, self.runtime.usage_view
+        self.runtime.usage_stream = self.runtime.usage_view = None
+        if stream is not None:
+            stream.close()
         if self.runtime.shared_pool is not None:
             self.runtime.shared_pool.close()
             self.runtime.shared_pool = None
@@ -101,11 +112,16 @@ class SharedState:
         if task is None:
             return None
         task.cancel()
-        if beating is not None:
-            beating.cancel()
+        others = [t for t in (beating, writing) if t is not None]
+        for other in others:
+            other.cancel()
 
         async def close() -> None:
-            await asyncio.wait([task, *([beating] if beating else [])])
+            await asyncio.wait([task, *others])
+            if stream is not None:
+                await stream.flush()  # this instance's last rows, if the store takes them now
+            if view is not None:
+                view.close()
             if heartbeat is not None:
                 await heartbeat.leave()
             if store is not None:

@@ -91,6 +91,9 @@ class Accounting:
             logger.info(log_line(record, path))
         if (store := self.runtime.usage) is not None:
             store.record(record)
+            # Shared too when usage is kept at all (`usage-db` off keeps none anywhere).
+            if (stream := self.runtime.usage_stream) is not None:
+                stream.record(record)
 
     def _close(self):
         store, self.runtime.usage, self._path = self.runtime.usage, None, None

@@ -17,6 +17,7 @@ from auth.shared.store import SharedStore
 from auth.store import AuthStore
 from routing.config import Config
 from routing.router import Router, credentials_from_config
+from routing.shared_usage import UsageStream, UsageView
 from routing.usage import UsageStore
 from routing.upstream import upstream_proxy
 
@@ -38,6 +39,9 @@ class Runtime:
         # The pool's link to it (rests, switches, cursors, quota) and this instance's heartbeat.
         self.shared_pool: SharedPool | None = None
         self.heartbeat: Heartbeat | None = None
+        # Usage rows through it: this instance's writer, and every instance's rows to query.
+        self.usage_stream: UsageStream | None = None
+        self.usage_view: UsageView | None = None
         self.refresher = Refresher(
             self.store, overrides=lambda: self.config.upstream_overrides, publish=self.publish_auth
         )

@@ -163,6 +163,11 @@ function renderCredentials(data) {
 function renderUsage(data) {
   const box = document.getElementById("usage");
   if (!data) { box.replaceChildren(el("p", "none", "usage is not recorded")); return; }
+  const source = document.getElementById("usage-source");
+  source.dataset.source = data.source ?? "local";
+  source.textContent = data.source === "shared"
+    ? "all instances sharing the state store (" + (data.instances ?? []).length + " with requests)"
+    : "this instance only";
   // Buckets start on multiples of their length (as the database groups them).
   const span = data.bucket_seconds, start = Math.floor(data.since / span) * span;
   const buckets = Math.max(1, Math.ceil((data.until - start) / span));
@@ -287,7 +292,7 @@ _PAGE = f"""<!doctype html>
 <section><h2>Credentials</h2>
 <table id="credentials"><thead><tr><th>Provider</th><th>Credential</th><th>State</th><th>Quota</th><th>Last hour</th></tr></thead>
 <tbody></tbody></table></section>
-<section><h2>Requests per model, last 24 hours</h2><div id="usage"></div></section>
+<section><h2>Requests per model, last 24 hours</h2><p class="small" id="usage-source"></p><div id="usage"></div></section>
 <section id="instances" hidden><h2>Instances sharing the state store</h2>
 <p class="small" id="store"></p>
 <table><thead><tr><th>Listener</th><th>Instance</th><th>Version</th><th>Started</th></tr></thead>

@@ -53,7 +53,7 @@ class UsageRecord:
 
 
 COLUMNS = tuple(f.name for f in fields(UsageRecord))
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     time REAL NOT NULL,
     client_key TEXT NOT NULL,
@@ -95,7 +95,7 @@ class UsageStore:
             self._writer = self._connect(uri)
             self._reader = self._connect(uri)
             self._write_lock = contextlib.nullcontext()
-        self._writer.executescript(_SCHEMA)
+        self._writer.executescript(SCHEMA)
         self._queue: collections.deque[UsageRecord] = collections.deque()
         self._wake = threading.Event()
         self._done = threading.Condition()
@@ -260,10 +260,10 @@ def query(db: sqlite3.Connection, since: float, by: str | None = None, bucket_se
     return [row for row in rows if row["requests"]]  # no request, no row (SQL's one empty total)
 
 
-def recent_errors(db: sqlite3.Connection, limit: int = 50) -> list[dict]:
-    """The latest failed requests, newest first, every column of each."""
+def recent_errors(db: sqlite3.Connection, limit: int = 50, columns: tuple[str, ...] = COLUMNS) -> list[dict]:
+    """The latest failed requests, newest first, with `columns` (every column of the table)."""
     cursor = db.execute(
-        f"SELECT {', '.join(COLUMNS)} FROM requests WHERE error IS NOT NULL ORDER BY time DESC LIMIT ?",
+        f"SELECT {', '.join(columns)} FROM requests WHERE error IS NOT NULL ORDER BY time DESC LIMIT ?",
         (max(0, int(limit)),),
     )
-    return [dict(zip(COLUMNS, row)) for row in cursor]
+    return [dict(zip(columns, row)) for row in cursor]

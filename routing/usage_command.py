@@ -1,5 +1,6 @@
-"""`cliproxy usage`: what the pool served, read from the usage database (read-only, so a running
-proxy keeps writing)."""
+"""`cliproxy usage`: what the pool served, read from the state store's usage stream when the config
+names one (every instance's rows), else from this instance's usage database (read-only, so a
+running proxy keeps writing)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ import sqlite3
 import time
 from pathlib import Path
 
-from routing import usage
+import redis
+from redis.exceptions import RedisError
+
+from auth.shared.store import CONNECT_TIMEOUT, redacted
+from routing import shared_usage, usage
 from routing.config import Config, ConfigError, load_config
 
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -44,12 +49,15 @@ def add_parser(commands) -> None:
     sub.set_defaults(handler=run)
 
 
-def database(config_path: Path) -> tuple[str | None, str]:
-    """(the usage database's path, or None, and why not)."""
+def _config(config_path: Path) -> tuple[Config | None, str]:
     try:
-        config = load_config(config_path) if config_path.exists() else Config()
+        return (load_config(config_path) if config_path.exists() else Config()), ""
     except ConfigError as e:
         return None, str(e)
+
+
+def database(config_path: Path, config: Config) -> tuple[str | None, str]:
+    """(the usage database's path, or None, and why not)."""
     path = config.usage_path(config_path.resolve().parent)
     if path is None:
         return None, f"{config_path}: usage-db is off, so no usage is kept"
@@ -58,25 +66,57 @@ def database(config_path: Path) -> tuple[str | None, str]:
     return path, ""
 
 
+def shared(config: Config, since: float) -> tuple[sqlite3.Connection | None, str]:
+    """Every instance's rows since `since` from the state store the config names (None, and
+    why not, when it cannot be read)."""
+    client = redis.Redis.from_url(
+        config.state_store, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=CONNECT_TIMEOUT
+    )
+    try:
+        return shared_usage.read_window(client, config.state_store_prefix + shared_usage.KEY, since), ""
+    except (RedisError, OSError) as e:
+        return None, f"state store {redacted(config.state_store)} unreachable ({type(e).__name__})"
+    finally:
+        client.close()
+
+
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    path, why = database(Path(args.config).expanduser())
-    if path is None:
+    config_path = Path(args.config).expanduser()
+    config, why = _config(config_path)
+    if config is None:
         print(why)
         return 1
-    try:
-        db = usage.open_readonly(path)
-    except sqlite3.Error:
-        print(f"no usage recorded at {path} yet")
-        return 1
     since = time.time() - args.since
+    db, source, where, note = None, "local", None, ""
+    if config.state_store != "local":
+        db, note = shared(config, since)
+        if db is not None:
+            source, where = "shared", redacted(config.state_store)
+    if db is None:
+        where, why = database(config_path, config)
+        if where is None:
+            print(f"{note}; {why}" if note else why)
+            return 1
+        try:
+            db = usage.open_readonly(where)
+        except sqlite3.Error:
+            print(f"{note + '; ' if note else ''}no usage recorded at {where} yet")
+            return 1
     with db:
         rows = usage.query(db, since, args.by)
         totals = usage.query(db, since) or [{name: 0 for name, _ in _COLUMNS} | {"avg_latency_ms": None}]
     db.close()
     if args.json:
-        print(json.dumps({"database": path, "since": since, "by": args.by, "rows": rows, "total": totals[0]}, indent=2))
+        body = {"source": source, "database" if source == "local" else "store": where}
+        if note:
+            body["note"] = note
+        print(json.dumps({**body, "since": since, "by": args.by, "rows": rows, "total": totals[0]}, indent=2))
         return 0
     print(_table(rows, totals[0], args.by))
+    if source == "shared":
+        print(f"source: shared, every instance's rows in the state store {where}")
+    else:
+        print(f"source: local, {where}{f' ({note})' if note else ''}")
     return 0
 
 

@@ -300,6 +300,7 @@ def test_usage_survives_restarts_and_kill_9_and_cliproxy_usage_totals_it(fake, m
     result = cliproxy_usage("--config", str(proxy.config_path), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
+    assert report["source"] == "local"
     total = report["total"]
     assert (total["requests"], total["errors"]) == (6, 1)
     assert total["input_tokens"] == sum(r["input_tokens"] or 0 for r in found)
@@ -313,9 +314,10 @@ def test_usage_survives_restarts_and_kill_9_and_cliproxy_usage_totals_it(fake, m
     assert table.returncode == 0
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["provider", "requests", "errors", "input", "output", "cached", "reasoning", "avg", "ms"]
-    assert [line.split()[:3] for line in lines[1:]] == [
+    assert [line.split()[:3] for line in lines[1:-1]] == [
         ["claude", "3", "0"], ["compat", "2", "1"], ["gemini", "1", "0"], ["total", "6", "1"],
     ]
+    assert lines[-1] == f"source: local, {proxy.workdir / 'usage.db'}"
     time.sleep(1.1)
     recent = cliproxy_usage("--config", str(proxy.config_path), "--json", "--since", "1s")
     assert json.loads(recent.stdout)["total"]["requests"] == 0
