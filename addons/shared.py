@@ -111,6 +111,8 @@ class SharedState:
             self.runtime.heartbeat = None
         if task is None:
             return None
+        if store is not None:
+            store.stop()
         task.cancel()
         others = [t for t in (beating, writing) if t is not None]
         for other in others:

@@ -37,6 +37,7 @@ class Instance:
 
     async def stop(self) -> None:
         self.shared.close()
+        self.store.stop()
         if self.task is not None:
             self.task.cancel()
             await asyncio.wait([self.task])

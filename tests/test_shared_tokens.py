@@ -79,6 +79,7 @@ class Node:
         return self
 
     async def stop(self) -> None:
+        self.store.stop()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

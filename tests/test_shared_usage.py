@@ -43,6 +43,7 @@ class Instance:
         return self
 
     async def stop(self) -> None:
+        self.store.stop()
         for task in self.tasks:
             task.cancel()
         await asyncio.wait(self.tasks)

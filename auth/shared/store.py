@@ -68,6 +68,7 @@ class SharedStore:
         self._up = False
         self._down_logged = False
         self._wake = asyncio.Event()
+        self._stopped = False
         # Run after every (re)connection, in order: each concern pushes what it holds and reads
         # back what the others wrote meanwhile.
         self.on_connect: list[Callable[[], Awaitable[None]]] = []
@@ -118,23 +119,23 @@ class SharedStore:
     async def run(self) -> None:
         """Connect, and reconnect whenever an operation found the store gone, with backoff."""
         delay = RECONNECT_FIRST
-        while True:
-            if not self._up:
-                if await self._connect():
-                    delay = RECONNECT_FIRST
-                else:
-                    if not self._down_logged:
-                        # Only a start with `state-store-required: false` gets here unlogged.
-                        self._down_logged = True
-                        logger.warning(
-                            f"cliproxy: state store {self.address} unreachable; starting on this "
-                            "instance's own state and connecting in the background"
-                        )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, RECONNECT_CAP)
-                    continue
-            self._wake.clear()
-            await self._wake.wait()
+        while not self._stopped:
+            if self._up:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if await self._connect():
+                delay = RECONNECT_FIRST
+                continue  # past the stop check first: `stop` may have come meanwhile
+            if not self._down_logged:
+                # Only a start with `state-store-required: false` gets here unlogged.
+                self._down_logged = True
+                logger.warning(
+                    f"cliproxy: state store {self.address} unreachable; starting on this "
+                    "instance's own state and connecting in the background"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_CAP)
 
     async def _connect(self) -> bool:
         if await self.ping() is not None:
@@ -150,6 +151,14 @@ class SharedStore:
             self._down_logged = False
             logger.info(f"cliproxy: state store {self.address} is back; state shared again")
         return True
+
+    def stop(self) -> None:
+        """End `run` at its next step. Cancelling it alone is not enough on Python 3.11, whose
+        `asyncio.wait_for` can swallow a cancellation that races the ping it wraps: the loop
+        would then reconnect for ever and shutdown would wait on it."""
+        self._stopped = True
+        self._up = False
+        self._wake.set()
 
     async def aclose(self) -> None:
         self._up = False
