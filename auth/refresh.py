@@ -391,16 +391,7 @@ class Refresher:
             if result.persist:
                 if self.shared is not None:
                     await self.shared.share(cred_id, turn, new)  # before anything uses it
-                self.store.begin_write(cred_id, new.data)
-                try:
-                    await asyncio.to_thread(save_token_file, new)
-                except OSError as e:
-                    # The old refresh token may be dead already: keep the new one in memory.
-                    logger.error(
-                        f"cliproxy: {cred.label}: the refreshed token could not be written "
-                        f"({e.strerror or type(e).__name__}); it is kept in memory only"
-                    )
-                refreshed = self.store.replace(cred_id, new)
+                refreshed = await self._save(cred_id, cred.label, new, "refreshed")
             else:
                 base = entry.credential
                 refreshed = self.store.replace(
@@ -413,6 +404,19 @@ class Refresher:
             left = "" if refreshed.expires_at is None else f"; valid for {max(0, refreshed.expires_at - now) / 60:.0f} min"
             logger.info(f"cliproxy: refreshed the token of {cred.label}{left}")
             return refreshed
+
+    async def _save(self, cred_id: str, label: str, new: TokenFile, what: str) -> Credential | None:
+        """Write `new` to its file (atomically) and put it in force. A failed write keeps it in
+        memory: the old refresh token may be dead already."""
+        self.store.begin_write(cred_id, new.data)
+        try:
+            await asyncio.to_thread(save_token_file, new)
+        except OSError as e:
+            logger.error(
+                f"cliproxy: {label}: the {what} token could not be written "
+                f"({e.strerror or type(e).__name__}); it is kept in memory only"
+            )
+        return self.store.replace(cred_id, new)
 
     def _succeeded(self, cred_id: str) -> float:
         self._failed.discard(cred_id)
@@ -434,15 +438,7 @@ class Refresher:
         if same(entry.token, record):
             return entry.credential
         new = TokenFile(entry.path, adopted(entry.token.data, record.material))
-        self.store.begin_write(cred_id, new.data)
-        try:
-            await asyncio.to_thread(save_token_file, new)
-        except OSError as e:
-            logger.error(
-                f"cliproxy: {entry.credential.label}: the shared token could not be written "
-                f"({e.strerror or type(e).__name__}); it is kept in memory only"
-            )
-        current = self.store.replace(cred_id, new)
+        current = await self._save(cred_id, entry.credential.label, new, "shared")
         if current is None:
             return None
         self._succeeded(cred_id)
