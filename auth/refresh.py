@@ -280,15 +280,7 @@ class Refresher:
         if entry.credential.project_id:  # the file gained one meanwhile: it wins
             return entry.credential, ""
         new = entry.token.updated(project_id=found)
-        self.store.begin_write(cred.id, new.data)
-        try:
-            await asyncio.to_thread(save_token_file, new)
-        except OSError as e:
-            logger.error(
-                f"cliproxy: {cred.label}: its Code Assist project {found} could not be written "
-                f"({e.strerror or type(e).__name__}); it is kept in memory only"
-            )
-        current = self.store.replace(cred.id, new)
+        current = await self._save(cred.id, cred.label, new, f"its Code Assist project {found}")
         if current is None:
             return None, "its auth file is gone"
         self._publish()
@@ -391,7 +383,7 @@ class Refresher:
             if result.persist:
                 if self.shared is not None:
                     await self.shared.share(cred_id, turn, new)  # before anything uses it
-                refreshed = await self._save(cred_id, cred.label, new, "refreshed")
+                refreshed = await self._save(cred_id, cred.label, new, "the refreshed token")
             else:
                 base = entry.credential
                 refreshed = self.store.replace(
@@ -406,14 +398,14 @@ class Refresher:
             return refreshed
 
     async def _save(self, cred_id: str, label: str, new: TokenFile, what: str) -> Credential | None:
-        """Write `new` to its file (atomically) and put it in force. A failed write keeps it in
-        memory: the old refresh token may be dead already."""
+        """Write `new` to its file (atomically) and put it in force. A failed write (of `what`,
+        as the log line names it) keeps it in memory: the old refresh token may be dead already."""
         self.store.begin_write(cred_id, new.data)
         try:
             await asyncio.to_thread(save_token_file, new)
         except OSError as e:
             logger.error(
-                f"cliproxy: {label}: the {what} token could not be written "
+                f"cliproxy: {label}: {what} could not be written "
                 f"({e.strerror or type(e).__name__}); it is kept in memory only"
             )
         return self.store.replace(cred_id, new)
@@ -438,7 +430,7 @@ class Refresher:
         if same(entry.token, record):
             return entry.credential
         new = TokenFile(entry.path, adopted(entry.token.data, record.material))
-        current = await self._save(cred_id, entry.credential.label, new, "shared")
+        current = await self._save(cred_id, entry.credential.label, new, "the shared token")
         if current is None:
             return None
         self._succeeded(cred_id)
