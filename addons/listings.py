@@ -146,7 +146,8 @@ class ModelListings:
                 self._semaphore = asyncio.Semaphore(MAX_CONCURRENT)
             async with self._semaphore:
                 try:
-                    models = await asyncio.wait_for(self._fetch(cred, spec), settings.timeout_seconds)
+                    async with asyncio.timeout(settings.timeout_seconds):
+                        models = await self._fetch(cred, spec)
                 except asyncio.CancelledError:
                     raise
                 except Exception as e:  # noqa: BLE001 - every failure means the same: fall back

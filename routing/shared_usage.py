@@ -172,7 +172,8 @@ class UsageStream:
     async def run(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), BATCH_INTERVAL)
+                async with asyncio.timeout(BATCH_INTERVAL):
+                    await self._wake.wait()
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()

@@ -297,7 +297,8 @@ class SharedPool:
         client = self.store.client
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         # Subscribed before reading back: nothing announced meanwhile is missed.
-        await asyncio.wait_for(pubsub.subscribe(self.channel), 2.0)
+        async with asyncio.timeout(2.0):
+            await pubsub.subscribe(self.channel)
         self._listener = asyncio.get_running_loop().create_task(self._listen(pubsub), name="cliproxy-shared-events")
         await self._synchronise_switches(client)
         await self._synchronise_rests(client)

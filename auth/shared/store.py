@@ -87,7 +87,8 @@ class SharedStore:
     async def ping(self) -> str | None:
         """None when the store answers, else why not (for the start-up check)."""
         try:
-            await asyncio.wait_for(self.client.ping(), CONNECT_TIMEOUT + OPERATION_TIMEOUT)
+            async with asyncio.timeout(CONNECT_TIMEOUT + OPERATION_TIMEOUT):
+                await self.client.ping()
         except (RedisError, OSError, asyncio.TimeoutError) as e:
             return _why(e)
         return None
@@ -98,7 +99,8 @@ class SharedStore:
         if not self._up:
             return fallback
         try:
-            return await asyncio.wait_for(operation(self.client), OPERATION_TIMEOUT)
+            async with asyncio.timeout(OPERATION_TIMEOUT):
+                return await operation(self.client)
         except (RedisError, OSError, asyncio.TimeoutError) as e:
             self.lost(e)
             return fallback
@@ -153,9 +155,10 @@ class SharedStore:
         return True
 
     def stop(self) -> None:
-        """End `run` at its next step. Cancelling it alone is not enough on Python 3.11, whose
-        `asyncio.wait_for` can swallow a cancellation that races the ping it wraps: the loop
-        would then reconnect for ever and shutdown would wait on it."""
+        """End `run` at its next step, cancelled or not. (Every wait in these modules is an
+        `asyncio.timeout` block, never `asyncio.wait_for`: on Python 3.11 `wait_for` swallows a
+        cancellation that races the await it wraps, and a background loop that lost its
+        cancellation keeps the shutdown waiting for ever.)"""
         self._stopped = True
         self._up = False
         self._wake.set()

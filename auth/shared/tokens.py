@@ -298,7 +298,8 @@ class SharedTokens:
         first = self._first_sync()
         if not first.is_set():
             try:
-                await asyncio.wait_for(first.wait(), FIRST_SYNC_WAIT)
+                async with asyncio.timeout(FIRST_SYNC_WAIT):
+                    await first.wait()
             except asyncio.TimeoutError:
                 first.set()  # started without the store: do not wait again
         loop = asyncio.get_running_loop()
@@ -332,7 +333,8 @@ class SharedTokens:
             if remaining <= 0:
                 return Turn(gave_up=True)
             try:
-                await asyncio.wait_for(published.wait(), min(remaining, WAIT_POLL))
+                async with asyncio.timeout(min(remaining, WAIT_POLL)):
+                    await published.wait()
             except asyncio.TimeoutError:
                 pass
 
@@ -438,7 +440,8 @@ class SharedTokens:
                 continue
             pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
             try:
-                await asyncio.wait_for(pubsub.subscribe(self.channel), 2.0)
+                async with asyncio.timeout(2.0):
+                    await pubsub.subscribe(self.channel)
                 while self.store.up:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None or message.get("type") != "message":
@@ -454,7 +457,8 @@ class SharedTokens:
                 await asyncio.sleep(WAIT_POLL)
             finally:
                 try:
-                    await asyncio.wait_for(pubsub.aclose(), 1.0)
+                    async with asyncio.timeout(1.0):
+                        await pubsub.aclose()
                 except Exception:  # noqa: BLE001 - closing a dead connection
                     pass
 
