@@ -19,7 +19,15 @@ import aiohttp
 from addons.exchange import Exchange, Attempt
 from addons.images import ImageFetcher
 from addons.relay import Answer
-from addons.upstream_client import UNREACHABLE, UpstreamClient, decoded, why_unreachable
+from addons.upstream_client import (
+    MAX_ANSWER_BYTES,
+    MAX_ERROR_BYTES,
+    UNREACHABLE,
+    UpstreamClient,
+    decoded,
+    read_capped,
+    why_unreachable,
+)
 from auth.credential import Credential
 from auth.pool import Cooldown
 from routing import legs
@@ -221,7 +229,7 @@ class Attempts:
         reason = (response.reason or "").encode("latin-1", "replace")
         if status in _ROTATE:
             try:
-                raw = await response.read()
+                raw = await read_capped(response, MAX_ERROR_BYTES)
             except UNREACHABLE:
                 raw = b""
             finally:
@@ -237,13 +245,15 @@ class Attempts:
                         return self._local(ex, 400, str(e))
                     return await self._attempt(ex, retry)
             # The retry hints are in the decoded body; the client gets it decoded too.
+            dropped, raw = raw is None, raw or b""
             body = decoded(raw, response.headers.get("content-encoding"))
             error_headers = self._headers(response, decoded=body is not None)
             body = raw if body is None else body
             self.failed(ex, route, status, retry_hint(response.headers, body))
             kind = "quota" if status == 429 else "auth" if status in (401, 402, 403) else "error"
             self._record(ex, cred.label, str(status), started, kind)
-            ex.last_error = Answer(status, error_headers, reason, body)
+            # An error too large to hold is not relayed: the pool's own answer names the status.
+            ex.last_error = None if dropped else Answer(status, error_headers, reason, body)
             return status
         answer_headers = self._headers(response)
         if ex.client.stream and status < 300:
@@ -264,11 +274,19 @@ class Attempts:
             ex.scan = UsageScan(leg.upstream) if leg.request is None else None
             return Answer(status, answer_headers, reason, chunks=self._stream(ex, route, response, first, chunks))
         try:
-            body = await response.read()
+            body = await read_capped(response, MAX_ANSWER_BYTES)
         except UNREACHABLE as e:
             return self._unreachable(ex, route, e, started)
         finally:
             response.release()
+        if body is None:
+            # Not the credential's fault, and another would likely answer as much: no failover.
+            self.settle(ex)
+            self._record(ex, cred.label, f"{status}, too large", started, "error")
+            return self._local(
+                ex, 502, f"the upstream's answer is larger than the {MAX_ANSWER_BYTES >> 20} MiB cliproxy holds "
+                "for a whole answer; ask for a stream instead, which has no such limit"
+            )
         if status < 300 and not body:
             return self._empty(ex, route, status, started)
         if status < 300:

@@ -23,6 +23,12 @@ from routing.config import Config
 _NO_DEFAULT_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 # Upstream answers with long header lines (cookies, policy headers) must not fail the attempt.
 _MAX_FIELD_SIZE = 65536
+# A whole (non-stream) answer is held in memory to be checked, translated and counted: past
+# this an upstream could exhaust the proxy's memory. Generous for base64 images in an answer;
+# a stream has no such limit, as it is passed on chunk by chunk.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+# An error answer is read for its retry hint and relayed when nothing else answers.
+MAX_ERROR_BYTES = 1024 * 1024
 
 
 class UpstreamClient:
@@ -124,6 +130,23 @@ def why_unreachable(e: BaseException) -> str:
     if isinstance(e, aiohttp.ClientOSError):
         return "connection reset"
     return type(e).__name__
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The response's body, or None (and its connection closed unread) when it is larger than
+    `limit` bytes as sent. Raises `UNREACHABLE` errors."""
+    if response.content_length is not None and response.content_length > limit:
+        response.close()
+        return None
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            response.close()
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def decoded(body: bytes, content_encoding: str | None) -> bytes | None:

@@ -368,6 +368,52 @@ def test_a_gzip_compressed_retry_hint_is_honoured(fake, make_proxy):
     assert fake.keys_used() == [key("gemini", "a"), key("gemini", "b")]
 
 
+# Past the whole-answer cap (64 MiB) and the error-body cap (1 MiB).
+TOO_LARGE_ANSWER = b"x" * (65 << 20)
+TOO_LARGE_ERROR = b"x" * (2 << 20)
+
+
+def two_claude_keys(fake: FakeUpstream, make_proxy):
+    return make_proxy(
+        base_config(
+            fake,
+            routing={"strategy": "fill-first"},
+            **{"claude-api-key": [{"api-key": key("claude", "a")}, {"api-key": key("claude", "b")}]},
+        )
+    )
+
+
+def test_a_whole_answer_too_large_to_hold_is_a_clear_502_and_spends_no_other_credential(fake, make_proxy):
+    fake.fail(key("claude", "a"), 200, body=TOO_LARGE_ANSWER, times=1)
+    proxy = two_claude_keys(fake, make_proxy)
+    with pytest.raises(anthropic.APIStatusError) as raised:
+        ask_claude(proxy, CLAUDE, False)
+    assert raised.value.status_code == 502
+    assert raised.value.body["error"]["type"] == "api_error"
+    assert "larger than the 64 MiB" in raised.value.body["error"]["message"]
+    assert "stream" in raised.value.body["error"]["message"]  # what to do instead
+    # The request was not retried elsewhere, and the credential is not rested for it.
+    assert fake.keys_used() == [key("claude", "a")]
+    assert ask_claude(proxy, CLAUDE, False) == fake.text
+    assert fake.keys_used() == [key("claude", "a")] * 2
+
+
+def test_an_error_body_too_large_to_hold_still_fails_over_and_is_never_relayed(fake, make_proxy):
+    fake.fail(key("claude", "a"), 500, body=TOO_LARGE_ERROR, times=1)
+    proxy = two_claude_keys(fake, make_proxy)
+    assert ask_claude(proxy, CLAUDE, False) == fake.text
+    assert fake.keys_used() == [key("claude", "a"), key("claude", "b")]
+
+    fake.clear()
+    for which in ("a", "b"):
+        fake.fail(key("claude", which), 503, headers={"Retry-After": "1"}, body=TOO_LARGE_ERROR)
+    with pytest.raises(openai.APIStatusError) as raised:
+        ask_chat(proxy, CLAUDE, False)
+    assert raised.value.status_code == 503
+    assert len(raised.value.response.content) < 4096
+    assert "claude-api-key[0]" in raised.value.message and "503" in raised.value.message
+
+
 def test_all_unreachable_is_a_502_naming_the_causes(fake, make_proxy, hole):
     proxy = make_proxy(
         base_config(
