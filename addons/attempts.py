@@ -35,10 +35,9 @@ from routing.legs import Leg
 from routing.router import Route, UnknownModel
 from routing.runtime import Runtime
 from routing.upstream import header_list, upstream_proxy
-from translators.canonical import Usage
 from translators.errors import error_body, retry_hint
 from translators.translate import TranslationError
-from translators.usage import UsageScan, usage_from_body
+from translators.usage import UsageScan
 
 logger = logging.getLogger("cliproxy")
 
@@ -290,7 +289,7 @@ class Attempts:
         if status < 300 and not body:
             return self._empty(ex, route, status, started)
         if status < 300:
-            ex.usage = self._usage(leg, body, response.headers.get("content-encoding"))
+            ex.whole = (leg.upstream, body, response.headers.get("content-encoding"))
         if status < 400:
             self._succeeded(ex, route)
         else:
@@ -323,12 +322,6 @@ class Attempts:
             self.failed(ex, route, 0, None, reason="stream cut off", rest=CUT_STREAM_REST)
         finally:
             response.release()
-
-    @staticmethod
-    def _usage(leg: Leg, body: bytes, content_encoding: str | None) -> Usage | None:
-        if content_encoding:
-            body = decoded(body, content_encoding) or b""
-        return usage_from_body(leg.upstream, body)
 
     def _observe_quota(self, cred: Credential, headers) -> None:
         snapshot = self.runtime.quota.observe(cred.id, headers)

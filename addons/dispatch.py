@@ -190,7 +190,7 @@ class Dispatcher:
         if not flow.response.stream:
             flow.response.headers[OVERHEAD_HEADER] = f"{ex.overhead * 1000:.2f}"
             name_credential(flow.response, ex, self.runtime.config.credential_header)
-        self._report(flow, ex)
+        self._report_later(flow, ex)
 
     def error(self, flow: http.HTTPFlow) -> None:
         ex = self._exchanges.pop(flow.id, None)
@@ -204,7 +204,7 @@ class Dispatcher:
                 # The relay connection goes with the client: stop spending the credential on it.
                 ex.task.cancel()
             self.attempts.settle(ex)
-        self._report(flow, ex)
+        self._report_later(flow, ex)
 
     def _cut_short(self, ex: Exchange) -> str | None:
         """A passed-through stream ended without its terminal event."""
@@ -243,6 +243,12 @@ class Dispatcher:
         )
 
     # -- accounting ---------------------------------------------------------------------------
+
+    def _report_later(self, flow: http.HTTPFlow, ex: Exchange) -> None:
+        # Once mitmproxy has written the answer, which it does as this hook returns: the usage
+        # read, the log line and the usage row are not the client's wait.
+        if self.finished:
+            asyncio.get_running_loop().call_soon(self._report, flow, ex)
 
     def _report(self, flow: http.HTTPFlow, ex: Exchange) -> None:
         """Hand the request's record to whoever keeps usage and logs (once it is over)."""

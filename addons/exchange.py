@@ -12,7 +12,7 @@ from addons.relay import Answer
 from routing.legs import Leg
 from routing.router import Route
 from routing.upstream import ClientRequest
-from translators.canonical import Usage
+from translators.formats import Format
 from translators.usage import UsageScan
 
 # The client key label of intercepted traffic (a vendor CLI's own key, not one of the proxy's).
@@ -51,7 +51,9 @@ class Exchange:
     client_key: str = INTERCEPTED  # the label of the proxy key the client sent
     code: str | None = None  # the error code of the proxy's own answer
     first_byte: float | None = None  # epoch seconds the relay handed the answer's first bytes over
-    usage: Usage | None = None  # of a whole answer, as the upstream reported it
+    # A whole answer as the upstream sent it (format, body, content-encoding): its usage is
+    # read by the report, once the client has the answer.
+    whole: tuple[Format, bytes, str | None] | None = None
     scan: UsageScan | None = None  # follows a stream that is not translated, for its usage
     watch: object | None = None  # the stream callable (a translator knows the stream's usage)
 

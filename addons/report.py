@@ -10,10 +10,11 @@ from mitmproxy import http
 
 from addons.common import request_line
 from addons.exchange import INTERCEPTED, Exchange
+from addons.upstream_client import decoded
 from auth import providers
 from routing.usage import UsageRecord
 from translators.canonical import Usage
-from translators.usage import sane
+from translators.usage import sane, usage_from_body
 
 ANNOTATION = "cliproxy"
 CREDENTIAL_HEADER = "x-cliproxy-credential"
@@ -82,7 +83,7 @@ def usage_record(flow: http.HTTPFlow, ex: Exchange) -> UsageRecord:
         status = response.status_code
     else:
         status = 499 if client_side(flow) else 502
-    usage = _stream_usage(ex) if response is not None and response.stream else ex.usage
+    usage = _stream_usage(ex) if response is not None and response.stream else _whole_usage(ex)
     client = ex.client
     return UsageRecord(
         time=begun,
@@ -102,6 +103,15 @@ def usage_record(flow: http.HTTPFlow, ex: Exchange) -> UsageRecord:
         reasoning_tokens=None if usage is None else usage.reasoning_tokens,
         error=_error_class(flow, ex, status),
     )
+
+
+def _whole_usage(ex: Exchange) -> Usage | None:
+    if ex.whole is None:
+        return None
+    fmt, body, content_encoding = ex.whole
+    if content_encoding:
+        body = decoded(body, content_encoding) or b""
+    return usage_from_body(fmt, body)
 
 
 def _stream_usage(ex: Exchange) -> Usage | None:

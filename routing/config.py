@@ -8,6 +8,7 @@ that an existing CLIProxyAPI config loads unchanged; a key neither knows is an e
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 from pathlib import Path
@@ -362,8 +363,9 @@ class Config(_Section):
             return 0.0
         return self.transient_error_cooldown_seconds or 60.0
 
-    @property
+    @functools.cached_property
     def client_keys(self) -> tuple[str, ...]:
+        # Read on every request; a config is immutable, and the environment is read when it loads.
         keys = [k for k in self.api_keys if k]
         if env_key := os.environ.get(API_KEY_ENV):
             keys.append(env_key)
