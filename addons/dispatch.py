@@ -158,7 +158,9 @@ class Dispatcher:
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         ex = self._exchanges.get(flow.id)
-        if ex is None or ex.leg is None:
+        if ex is None or ex.leg is None or ex.shown is None:
+            # Not through the relay: answered whole in the request hook, and mitmproxy calls
+            # this hook for such answers too; the response hook finishes them.
             return
         started = time.perf_counter()
         self._from_relay(flow, ex)
