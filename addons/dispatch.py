@@ -253,13 +253,15 @@ class Dispatcher:
             asyncio.get_running_loop().call_soon(self._report, flow, ex)
 
     def _report(self, flow: http.HTTPFlow, ex: Exchange) -> None:
-        """Hand the request's record to whoever keeps usage and logs (once it is over)."""
-        if not self.finished:
+        """Hand the request's record to whoever keeps usage and logs (once it is over). Runs in
+        a loop callback, outside mitmproxy's guard around hooks: every failure is caught here."""
+        try:
+            record = usage_record(flow, ex)
+        except Exception:
+            logger.exception("cliproxy: internal error while recording a request")
             return
-        record = usage_record(flow, ex)
-        path = ex.client.path
         for listener in self.finished:
             try:
-                listener(record, path)
+                listener(record, ex.client.path)
             except Exception:
                 logger.exception("cliproxy: internal error while recording a request")

@@ -365,7 +365,8 @@ class Config(_Section):
 
     @functools.cached_property
     def client_keys(self) -> tuple[str, ...]:
-        # Read on every request; a config is immutable, and the environment is read when it loads.
+        # Asked on every request: computed once per config (configs are immutable; the
+        # environment's key is read at the first request and kept until the next reload).
         keys = [k for k in self.api_keys if k]
         if env_key := os.environ.get(API_KEY_ENV):
             keys.append(env_key)
