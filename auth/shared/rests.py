@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 
 from auth.pool import Cooldown, Pool, RestScope
 from auth.quota import QuotaBook, QuotaSnapshot, Window
-from auth.shared.store import SharedStore
+from auth.shared.store import SharedStore, subscribe
 
 logger = logging.getLogger("cliproxy")
 
@@ -295,10 +295,9 @@ class SharedPool:
         if self._listener is not None:
             self._listener.cancel()
         client = self.store.client
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        pubsub = client.pubsub()
         # Subscribed before reading back: nothing announced meanwhile is missed.
-        async with asyncio.timeout(2.0):
-            await pubsub.subscribe(self.channel)
+        await subscribe(pubsub, self.channel)
         self._listener = asyncio.get_running_loop().create_task(self._listen(pubsub), name="cliproxy-shared-events")
         await self._synchronise_switches(client)
         await self._synchronise_rests(client)

@@ -171,6 +171,19 @@ class SharedStore:
             pass
 
 
+async def subscribe(pubsub, channel: str, timeout: float = 2.0) -> None:
+    """Subscribe `pubsub` to `channel` once the server confirms it. redis-py only sends the
+    SUBSCRIBE: until the server has processed it, a publication on the channel is not
+    delivered, so a read-back right after the call could miss what was announced meanwhile.
+    (`pubsub` must not drop subscribe replies itself: made without ignore_subscribe_messages.)"""
+    async with asyncio.timeout(timeout):
+        await pubsub.subscribe(channel)
+        while True:
+            reply = await pubsub.get_message(timeout=timeout)
+            if reply is not None and reply.get("type") == "subscribe":
+                return
+
+
 def _why(error: BaseException) -> str:
     if isinstance(error, asyncio.TimeoutError):
         return "timed out"

@@ -54,7 +54,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockNotOwnedError
 
-from auth.shared.store import SharedStore
+from auth.shared.store import SharedStore, subscribe
 from auth.store import AuthStore, Entry
 from auth.tokens import REFRESH_ERROR_KEY, TokenFile
 
@@ -438,10 +438,9 @@ class SharedTokens:
             if not self.store.up:
                 await asyncio.sleep(WAIT_POLL)
                 continue
-            pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.store.client.pubsub()
             try:
-                async with asyncio.timeout(2.0):
-                    await pubsub.subscribe(self.channel)
+                await subscribe(pubsub, self.channel)
                 while self.store.up:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None or message.get("type") != "message":
