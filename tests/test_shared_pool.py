@@ -212,3 +212,61 @@ def test_the_heartbeat_lists_every_instance(redis_server):  # noqa: F811
         assert [i["instance"] for i in await beats[0].instances()] == ["a"]
 
     run(redis_server, body)
+
+
+async def reconnect(instance: Instance) -> None:
+    """Cut `instance` off the store and wait until it has connected and read back again."""
+    await until(lambda: instance.store.synchronised, "first read-back")
+    before = instance.store.synchronised
+    instance.store.lost(ConnectionError("test: cut off"))
+    await until(lambda: instance.store.synchronised > before, "read back again", timeout=10)
+
+
+def test_a_switch_heard_during_the_read_back_is_not_undone_by_it(redis_server):  # noqa: F811
+    async def body(a: Instance, b: Instance) -> None:
+        read_back = b.store.client.smembers
+
+        async def older_read_back(key):
+            members = await read_back(key)
+            # A switches once B's read is done; B's listener hears it before the read's answer
+            # is used (two connections: nothing orders them on B's side).
+            a.pool.disable(CRED.id)
+            await until(lambda: b.pool.is_disabled(CRED.id), "B hears the switch")
+            return members
+
+        b.store.client.smembers = older_read_back
+        await reconnect(b)
+        assert b.pool.is_disabled(CRED.id)
+        assert redis_server.client().smembers(a.shared.disabled_key) == {CRED.id.encode()}
+
+    run(redis_server, body)
+
+
+def test_a_rest_heard_during_the_read_back_keeps_its_owner(redis_server, monkeypatch):  # noqa: F811
+    import auth.shared.rests as rests
+
+    read_all = rests._read_all
+    instances: dict[str, Instance] = {}
+
+    async def older_read_back(client, pattern):
+        a, b = instances["a"], instances["b"]
+        found = await read_all(client, pattern)
+        if client is b.store.client and ":rest:" in pattern:
+            a.pool.failed(CRED, MODEL, 429, 60.0)
+            await until(lambda: b.pool.blocked(CRED, MODEL) is not None, "B hears A's rest")
+        return found
+
+    async def body(a: Instance, b: Instance) -> None:
+        instances.update(a=a, b=b)
+        await until(lambda: a.store.synchronised, "A's first read-back")
+        await until(lambda: b.store.synchronised, "B's first read-back")
+        monkeypatch.setattr(rests, "_read_all", older_read_back)
+        await reconnect(b)
+        # B did not write A's rest back as its own: when A recovers while cut off, its return
+        # clears the rest everywhere.
+        a.store.lost(ConnectionError("test: cut off"))
+        a.pool.succeeded(CRED, MODEL)
+        await until(lambda: b.pool.blocked(CRED, MODEL) is None, "B drops the rest A cleared while away", timeout=10)
+        assert not redis_server.client().exists(a.shared.rest_key("model", CRED.id, MODEL))
+
+    run(redis_server, body)

@@ -64,6 +64,9 @@ class SharedPool:
         self._writer: asyncio.Task | None = None
         self._listener: asyncio.Task | None = None
         self._pubsub: PubSub | None = None
+        # While a read-back is under way: the switches and clears made or heard meanwhile, in
+        # order, which are newer than what it reads.
+        self._window: list[tuple] | None = None
         self._closed = False
         pool.observer = self
         quota.observer = self.snapshot
@@ -102,6 +105,8 @@ class SharedPool:
     def rested(self, scope: RestScope, credential_id: str, model: str, cooldown: Cooldown, left: float) -> None:
         if left <= 0:
             return
+        if self._window is not None:
+            self._window.append(("rest", scope, credential_id, model))
         value = self._rest_value(scope, credential_id, model, cooldown, time.time() + left)
         key = self.rest_key(scope, credential_id, model)
         milliseconds = max(1, int(left * 1000))
@@ -114,6 +119,8 @@ class SharedPool:
         self._send(write)
 
     def cleared(self, scope: RestScope, credential_id: str, model: str) -> None:
+        if self._window is not None:
+            self._window.append(("clear", scope, credential_id, model))
         key = self.rest_key(scope, credential_id, model)
         message = json.dumps({"op": "clear", "s": scope, "c": credential_id, "m": model, "i": self.store.instance})
 
@@ -125,6 +132,8 @@ class SharedPool:
 
     def switched(self, credential_id: str, disabled: bool) -> None:
         self._unsent_switches[credential_id] = disabled
+        if self._window is not None:
+            self._window.append(("switch", credential_id, disabled))
         message = json.dumps({"op": "switch", "c": credential_id, "d": disabled, "i": self.store.instance})
 
         def write(pipe: Pipeline) -> None:
@@ -134,7 +143,7 @@ class SharedPool:
                 pipe.srem(self.disabled_key, credential_id)
             pipe.publish(self.channel, message)
 
-        self._send(write, (credential_id, disabled))
+        self._send(write, [(credential_id, disabled)])
 
     def snapshot(self, credential_id: str, snapshot: QuotaSnapshot) -> None:
         """The quota book took a new snapshot from an upstream answer (most answers carry one):
@@ -184,12 +193,13 @@ class SharedPool:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def _send(self, op: Op, switch: tuple[str, bool] | None = None) -> None:
+    def _send(self, op: Op, switches: list[tuple[str, bool]] | None = None) -> None:
+        """Queue `op` for the writer; `switches` are known to be in the store once it ran."""
         if self._closed or not self.store.up:
             return  # the next connection pushes this instance's state anyway
         self._queue.append(op)
-        if switch is not None:
-            self._queued_switches.append(switch)
+        if switches:
+            self._queued_switches.extend(switches)
         if self._writer is None or self._writer.done():
             try:
                 self._writer = asyncio.get_running_loop().create_task(self._write(), name="cliproxy-shared-pool")
@@ -232,14 +242,19 @@ class SharedPool:
                 return
             op = message.get("op")
             if op == "rest":
-                self._adopt_rest(message)
+                if self._adopt_rest(message) and self._window is not None:
+                    self._window.append(("rest", message["s"], message["c"], message["m"]))
             elif op == "clear":
                 scope, credential_id, model = message["s"], message["c"], message["m"]
                 if scope in _SCOPES and isinstance(credential_id, str) and isinstance(model, str):
                     self.pool.drop_rest(scope, credential_id, model)
+                    if self._window is not None:
+                        self._window.append(("clear", scope, credential_id, model))
             elif op == "switch":
                 if isinstance(message["c"], str) and isinstance(message["d"], bool):
                     self.pool.adopt_switch(message["c"], message["d"])
+                    if self._window is not None:
+                        self._window.append(("switch", message["c"], message["d"]))
             elif op == "quota":
                 self._adopt_snapshot(message)
         except (ValueError, KeyError, TypeError):
@@ -291,7 +306,13 @@ class SharedPool:
     # -- (re)connection ----------------------------------------------------------------------
 
     async def synchronise(self) -> None:
-        """Listen to the others, then push this instance's state and read back theirs."""
+        """Listen to the others, read back what they wrote while this instance was away, and
+        push what it recorded meanwhile.
+
+        Requests go on during this: a rest, clear or switch made here or announced by another
+        instance while the read-back is on its way is newer than what it read, so it is noted
+        (`_window`) and wins over the read-back. The pushes go through the writer, after every
+        change already queued and before any made later."""
         if self._listener is not None:
             self._listener.cancel()
         client = self.store.client
@@ -299,65 +320,102 @@ class SharedPool:
         # Subscribed before reading back: nothing announced meanwhile is missed.
         await subscribe(pubsub, self.channel)
         self._listener = asyncio.get_running_loop().create_task(self._listen(pubsub), name="cliproxy-shared-events")
-        await self._synchronise_switches(client)
-        await self._synchronise_rests(client)
-        await self._synchronise_quota(client)
+        self._window = []
+        try:
+            members = await client.smembers(self.disabled_key)
+            rests = await _read_all(client, self.store.key("rest", "*"))
+            quota = await _read_all(client, self.store.key("quota", "*"))
+        finally:
+            window, self._window = self._window, None
+        self._merge_switches({m.decode() if isinstance(m, bytes) else m for m in members}, window)
+        self._merge_rests(
+            rests,
+            cleared={event[1:] for event in window if event[0] == "clear"},
+            recorded={event[1:] for event in window if event[0] == "rest"},
+        )
+        self._merge_quota(quota)
 
-    async def _synchronise_switches(self, client) -> None:
+    def _merge_switches(self, members: set[str], window: list[tuple]) -> None:
         pending = dict(self._unsent_switches)
-        on = [cid for cid, disabled in pending.items() if not disabled]
-        off = (set(self.pool.disabled) | {cid for cid, disabled in pending.items() if disabled}) - set(on)
-        pipe = client.pipeline(transaction=False)
-        if off:
-            pipe.sadd(self.disabled_key, *off)
-        if on:
-            pipe.srem(self.disabled_key, *on)
-        for cid, disabled in pending.items():
-            # Made while the store was away: the others have not heard of it yet.
-            pipe.publish(self.channel, json.dumps({"op": "switch", "c": cid, "d": disabled, "i": self.store.instance}))
-        pipe.smembers(self.disabled_key)
-        results = await pipe.execute()
-        members = {m.decode() if isinstance(m, bytes) else m for m in results[-1]}
-        self.pool.adopt_switches(members)
-        for cid, disabled in pending.items():
-            if self._unsent_switches.get(cid) == disabled:
-                del self._unsent_switches[cid]
+        # A credential switched off here stays off (a store that lost its data forgets nothing
+        # an instance holds); one switched here while the store was away wins over the store.
+        disabled = members | set(self.pool.disabled)
+        for credential_id, off in [*pending.items(), *((e[1], e[2]) for e in window if e[0] == "switch")]:
+            if off:
+                disabled.add(credential_id)
+            else:
+                disabled.discard(credential_id)
+        self.pool.adopt_switches(disabled)
+        changes = {cid: True for cid in disabled - members}
+        for cid in pending:  # announced even where the store agrees: the others may not
+            changes[cid] = cid in disabled
+        if not changes:
+            return
+        instance = self.store.instance
+        messages = [json.dumps({"op": "switch", "c": cid, "d": off, "i": instance}) for cid, off in changes.items()]
 
-    async def _synchronise_rests(self, client) -> None:
-        held = {(scope, cid, model): (c, left) for scope, cid, model, c, left in self.pool.held_rests()}
+        def write(pipe: Pipeline) -> None:
+            for (credential_id, off), message in zip(changes.items(), messages):
+                if off:
+                    pipe.sadd(self.disabled_key, credential_id)
+                else:
+                    pipe.srem(self.disabled_key, credential_id)
+                pipe.publish(self.channel, message)
+
+        self._send(write, list(pending.items()))
+
+    def _merge_rests(self, found: list[tuple[str, bytes]], *, cleared: set[tuple], recorded: set[tuple]) -> None:
+        now = time.time()
+        held = {(scope, cid, model): (c, now + left) for scope, cid, model, c, left in self.pool.held_rests()}
         remote: dict[tuple[str, str, str], float] = {}
         stale: list[tuple[str, tuple[str, str, str]]] = []
-        for key, raw in await _read_all(client, self.store.key("rest", "*")):
+        for key, raw in found:
             try:
                 value = json.loads(raw)
                 ident = (value["s"], value["c"], value["m"])
                 if value.get("i") == self.store.instance and ident not in held:
                     stale.append((key, ident))  # cleared here while the store was away
                     continue
+                if ident in cleared:
+                    continue  # cleared since it was read
                 remote[ident] = float(value["e"])
                 self._adopt_rest(value)
             except (ValueError, KeyError, TypeError):
                 continue
-        now = time.time()
-        pipe = client.pipeline(transaction=False)
-        if stale:
-            pipe.delete(*(key for key, _ in stale))
-        for _, (scope, cid, model) in stale:
-            message = {"op": "clear", "s": scope, "c": cid, "m": model, "i": self.store.instance}
-            pipe.publish(self.channel, json.dumps(message))
-        for (scope, cid, model), (cooldown, left) in held.items():
-            end = now + left
-            if remote.get((scope, cid, model), 0.0) >= end - 0.001:
+        pushes = []
+        for (scope, cid, model), (cooldown, end) in held.items():
+            if (scope, cid, model) in recorded:
+                # Recorded or announced during the read-back: its writer sends it, and the read
+                # may predate that, or another instance's clear of it.
+                continue
+            # A rest adopted from the store comes back with the same end, give or take the
+            # clocks' reading; only one the store lacks or holds shorter is pushed.
+            if remote.get((scope, cid, model), 0.0) >= end - 0.5:
                 continue
             value = self._rest_value(scope, cid, model, cooldown, end)
-            pipe.set(self.rest_key(scope, cid, model), json.dumps(value), px=max(1, int(left * 1000)))
-            # Maybe recorded while the store was away: announced, as any other.
-            pipe.publish(self.channel, json.dumps({"op": "rest", **value}))
-        await pipe.execute()
+            pushes.append((self.rest_key(scope, cid, model), value, max(1, int((end - now) * 1000))))
+        if not (stale or pushes):
+            return
+        clears = [
+            json.dumps({"op": "clear", "s": scope, "c": cid, "m": model, "i": self.store.instance})
+            for _, (scope, cid, model) in stale
+        ]
 
-    async def _synchronise_quota(self, client) -> None:
+        def write(pipe: Pipeline) -> None:
+            if stale:
+                pipe.delete(*(key for key, _ in stale))
+            for message in clears:
+                pipe.publish(self.channel, message)
+            for key, value, milliseconds in pushes:
+                pipe.set(key, json.dumps(value), px=milliseconds)
+                # Maybe recorded while the store was away: announced, as any other.
+                pipe.publish(self.channel, json.dumps({"op": "rest", **value}))
+
+        self._send(write)
+
+    def _merge_quota(self, found: list[tuple[str, bytes]]) -> None:
         remote: dict[str, float] = {}
-        for _, raw in await _read_all(client, self.store.key("quota", "*")):
+        for _, raw in found:
             try:
                 value = json.loads(raw)
                 snapshot = _decode_snapshot(value["q"])
@@ -365,12 +423,19 @@ class SharedPool:
                 self.quota.adopt(value["c"], snapshot)
             except (ValueError, KeyError, TypeError):
                 continue
-        pipe = client.pipeline(transaction=False)
-        for cid, snapshot in self.quota.all().items():
-            if remote.get(cid, 0.0) < snapshot.observed_at:
-                encoded = _encode_snapshot(snapshot)
-                pipe.set(self.quota_key(cid), json.dumps({"c": cid, "q": encoded}), ex=QUOTA_TTL)
-        await pipe.execute()
+        newer = [
+            (self.quota_key(cid), json.dumps({"c": cid, "q": _encode_snapshot(snapshot)}))
+            for cid, snapshot in self.quota.all().items()
+            if remote.get(cid, 0.0) < snapshot.observed_at
+        ]
+        if not newer:
+            return
+
+        def write(pipe: Pipeline) -> None:
+            for key, value in newer:
+                pipe.set(key, value, ex=QUOTA_TTL)
+
+        self._send(write)
 
 
 async def _read_all(client, pattern: str) -> list[tuple[str, bytes]]:

@@ -67,6 +67,8 @@ class SharedStore:
         )
         self._up = False
         self._down_logged = False
+        # (Re)connections whose `on_connect` callbacks all ran: state shared from then on.
+        self.synchronised = 0
         self._wake = asyncio.Event()
         self._stopped = False
         # Run after every (re)connection, in order: each concern pushes what it holds and reads
@@ -143,12 +145,18 @@ class SharedStore:
         if await self.ping() is not None:
             return False
         self._up = True
-        for callback in self.on_connect:
+        # A copy: one registered meanwhile is for the next connection (its owner starts itself).
+        for callback in list(self.on_connect):
             try:
                 await callback()
             except (RedisError, OSError, asyncio.TimeoutError) as e:
                 self.lost(e)
                 return False
+            except Exception as e:  # noqa: BLE001 - a bug in one concern must not end the reconnecting
+                logger.exception("cliproxy: could not resynchronise with the state store")
+                self.lost(e)
+                return False
+        self.synchronised += 1
         if self._down_logged:
             self._down_logged = False
             logger.info(f"cliproxy: state store {self.address} is back; state shared again")
