@@ -214,6 +214,15 @@ def test_the_heartbeat_lists_every_instance(redis_server):  # noqa: F811
     run(redis_server, body)
 
 
+def cut_off(server: RedisServer, instance: Instance) -> None:
+    """Close every connection `instance` has to the store, its channel's included."""
+    admin = server.client()
+    for client in admin.client_list():
+        if client["name"] == f"cliproxy-{instance.store.instance}":
+            admin.client_kill_filter(_id=client["id"])
+    instance.store.lost(ConnectionError("test: cut off"))
+
+
 async def reconnect(instance: Instance) -> None:
     """Cut `instance` off the store and wait until it has connected and read back again."""
     await until(lambda: instance.store.synchronised, "first read-back")
@@ -268,5 +277,50 @@ def test_a_rest_heard_during_the_read_back_keeps_its_owner(redis_server, monkeyp
         a.pool.succeeded(CRED, MODEL)
         await until(lambda: b.pool.blocked(CRED, MODEL) is None, "B drops the rest A cleared while away", timeout=10)
         assert not redis_server.client().exists(a.shared.rest_key("model", CRED.id, MODEL))
+
+    run(redis_server, body)
+
+
+def test_a_success_seen_while_cut_off_ends_another_instances_rest_on_return(redis_server):  # noqa: F811
+    async def body(a: Instance, b: Instance) -> None:
+        a.pool.failed(CRED, MODEL, 429, 60.0)
+        await until(lambda: b.pool.blocked(CRED, MODEL) is not None, "B adopts A's rest")
+        await until(lambda: b.store.synchronised, "B's first read-back")
+        before = b.store.synchronised
+        cut_off(redis_server, b)
+        b.pool.succeeded(CRED, MODEL)  # the credential answered B: its rest is over
+        await until(lambda: b.store.synchronised > before, "B reads back again", timeout=10)
+        await until(lambda: a.pool.blocked(CRED, MODEL) is None, "A drops its rest")
+        assert b.pool.blocked(CRED, MODEL) is None
+        assert not redis_server.client().exists(a.shared.rest_key("model", CRED.id, MODEL))
+
+    run(redis_server, body)
+
+
+def test_a_rest_written_after_that_success_is_kept(redis_server):  # noqa: F811
+    async def body(a: Instance, b: Instance) -> None:
+        a.pool.failed(CRED, MODEL, 429, 20.0)
+        await until(lambda: b.pool.blocked(CRED, MODEL) is not None, "B adopts A's rest")
+        await until(lambda: b.store.synchronised, "B's first read-back")
+        before = b.store.synchronised
+        back = asyncio.Event()
+        ping = b.store.ping
+
+        async def held_off() -> str | None:
+            await back.wait()
+            return await ping()
+
+        b.store.ping = held_off
+        cut_off(redis_server, b)  # B hears nothing until it is back
+        b.pool.succeeded(CRED, MODEL)
+        await asyncio.sleep(0.05)
+        a.pool.failed(CRED, MODEL, 429, 40.0)  # a newer 429 on A, written while B is away
+        key = a.shared.rest_key("model", CRED.id, MODEL)
+        await until(lambda: json.loads(redis_server.client().get(key))["e"] > time.time() + 30, "A's new rest")
+        back.set()
+        await until(lambda: b.store.synchronised > before, "B reads back again", timeout=10)
+        rest = b.pool.blocked(CRED, MODEL)
+        assert rest is not None and rest.until - time.monotonic() > 30
+        assert a.pool.blocked(CRED, MODEL) is not None
 
     run(redis_server, body)

@@ -60,6 +60,9 @@ class SharedPool:
         # Switches not yet known to be in the store: replayed on the next connection, so that
         # one made while the store was away is not undone by reading the store back.
         self._unsent_switches: dict[str, bool] = {}
+        # Rests this instance saw end while the store was away, and when (wall clock): on return,
+        # a rest in the store written before that is over, whoever wrote it.
+        self._unsent_clears: dict[tuple[str, str, str], float] = {}
         self._snapshots_due: dict[str, QuotaSnapshot] = {}
         self._writer: asyncio.Task | None = None
         self._listener: asyncio.Task | None = None
@@ -121,6 +124,8 @@ class SharedPool:
     def cleared(self, scope: RestScope, credential_id: str, model: str) -> None:
         if self._window is not None:
             self._window.append(("clear", scope, credential_id, model))
+        if not self.store.up and not self._closed:
+            self._unsent_clears[(scope, credential_id, model)] = time.time()
         key = self.rest_key(scope, credential_id, model)
         message = json.dumps({"op": "clear", "s": scope, "c": credential_id, "m": model, "i": self.store.instance})
 
@@ -287,6 +292,7 @@ class SharedPool:
             "l": cooldown.level,
             "e": round(end, 3),
             "i": self.store.instance,
+            "t": round(time.time(), 3),  # written at
         }
 
     async def _listen(self, pubsub: PubSub) -> None:
@@ -366,6 +372,7 @@ class SharedPool:
 
     def _merge_rests(self, found: list[tuple[str, bytes]], *, cleared: set[tuple], recorded: set[tuple]) -> None:
         now = time.time()
+        ended_away, self._unsent_clears = self._unsent_clears, {}
         held = {(scope, cid, model): (c, now + left) for scope, cid, model, c, left in self.pool.held_rests()}
         remote: dict[tuple[str, str, str], float] = {}
         stale: list[tuple[str, tuple[str, str, str]]] = []
@@ -373,7 +380,9 @@ class SharedPool:
             try:
                 value = json.loads(raw)
                 ident = (value["s"], value["c"], value["m"])
-                if value.get("i") == self.store.instance and ident not in held:
+                if ident not in held and (
+                    value.get("i") == self.store.instance or _written_at(value) <= ended_away.get(ident, 0.0)
+                ):
                     stale.append((key, ident))  # cleared here while the store was away
                     continue
                 if ident in cleared:
@@ -436,6 +445,12 @@ class SharedPool:
                 pipe.set(key, value, ex=QUOTA_TTL)
 
         self._send(write)
+
+
+def _written_at(value: dict) -> float:
+    """When another instance wrote a rest (one written before "t" was kept: long ago)."""
+    written = value.get("t", 0.0)
+    return float(written) if isinstance(written, (int, float)) else 0.0
 
 
 async def _read_all(client, pattern: str) -> list[tuple[str, bytes]]:
