@@ -281,12 +281,17 @@ def test_a_rest_heard_during_the_read_back_keeps_its_owner(redis_server, monkeyp
     run(redis_server, body)
 
 
+async def rested_on_both(a: Instance, b: Instance, seconds: float) -> int:
+    """A 429 on A, adopted by B once B has read back; returns B's read-backs so far."""
+    a.pool.failed(CRED, MODEL, 429, seconds)
+    await until(lambda: b.pool.blocked(CRED, MODEL) is not None, "B adopts A's rest")
+    await until(lambda: b.store.synchronised, "B's first read-back")
+    return b.store.synchronised
+
+
 def test_a_success_seen_while_cut_off_ends_another_instances_rest_on_return(redis_server):  # noqa: F811
     async def body(a: Instance, b: Instance) -> None:
-        a.pool.failed(CRED, MODEL, 429, 60.0)
-        await until(lambda: b.pool.blocked(CRED, MODEL) is not None, "B adopts A's rest")
-        await until(lambda: b.store.synchronised, "B's first read-back")
-        before = b.store.synchronised
+        before = await rested_on_both(a, b, 60.0)
         cut_off(redis_server, b)
         b.pool.succeeded(CRED, MODEL)  # the credential answered B: its rest is over
         await until(lambda: b.store.synchronised > before, "B reads back again", timeout=10)
@@ -299,10 +304,7 @@ def test_a_success_seen_while_cut_off_ends_another_instances_rest_on_return(redi
 
 def test_a_rest_written_after_that_success_is_kept(redis_server):  # noqa: F811
     async def body(a: Instance, b: Instance) -> None:
-        a.pool.failed(CRED, MODEL, 429, 20.0)
-        await until(lambda: b.pool.blocked(CRED, MODEL) is not None, "B adopts A's rest")
-        await until(lambda: b.store.synchronised, "B's first read-back")
-        before = b.store.synchronised
+        before = await rested_on_both(a, b, 20.0)
         back = asyncio.Event()
         ping = b.store.ping
 
